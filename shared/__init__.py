@@ -1,0 +1,1 @@
+"""The gateway: authenticates callers' JWTs and forwards OpenAI-style requests to Azure."""

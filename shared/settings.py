@@ -1,0 +1,152 @@
+"""The only reader of the environment: every setting, its default and its meaning, parsed once.
+
+`SETTINGS` is the catalogue the README, `local.settings.sample.json` and the infrastructure stacks are
+checked against. `load()` turns an environment into a frozen `Settings`; a bad value raises
+`SettingsError` naming the setting to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str
+    meaning: str
+    in_azure: bool  # set by the infrastructure stacks when deployed
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GATEWAY_TABLES_CONNECTION", "",
+            "Connection string of the configuration tables (UseDevelopmentStorage=true for Azurite).",
+            False),
+    Setting("GATEWAY_TABLES_ENDPOINT", "",
+            "Instead of a connection string: the table endpoint, reached with the managed identity.",
+            True),
+    Setting("AZURE_CLIENT_ID", "",
+            "Client id of the user-assigned managed identity used for the tables.", True),
+    Setting("GATEWAY_TABLE_PREFIX", "gw", "Prefix of every table name (letters and digits).", True),
+    Setting("GATEWAY_ADMINS", "", "Comma-separated principals that are gateway admins.", True),
+    Setting("GATEWAY_CONFIG_REFRESH_SECONDS", "10",
+            "How often each process checks the tables for a configuration change.", True),
+    Setting("GATEWAY_DEV_ALLOW_HTTP_LOOPBACK", "false",
+            "true lets JWKS URIs and account endpoints use plain http on loopback only. Never in Azure.",
+            False),
+    Setting("GATEWAY_JWT_LEEWAY_SECONDS", "60", "Clock skew allowed on exp, nbf and iat.", True),
+    Setting("GATEWAY_JWKS_TTL_SECONDS", "600",
+            "How long a provider's keys are fresh before a background refresh.", True),
+    Setting("GATEWAY_JWKS_MAX_STALE_SECONDS", "86400",
+            "How long last-known-good keys keep being used while a provider fails.", True),
+    Setting("GATEWAY_JWKS_COOLDOWN_SECONDS", "30",
+            "Least time between two refetches of one provider's keys for an unknown key id.", True),
+    Setting("GATEWAY_MAX_BODY_BYTES", "26214400", "Largest request body accepted (bytes).", True),
+    Setting("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", "120",
+            "Longest wait for an upstream answer to start.", True),
+    Setting("GATEWAY_LOG_LEVEL", "INFO", "Log level of the gateway's own loggers.", True),
+)
+
+_PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,29}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    tables_connection: str
+    tables_endpoint: str
+    azure_client_id: str
+    table_prefix: str
+    admins: frozenset[str]
+    config_refresh_seconds: float
+    allow_http_loopback: bool
+    jwt_leeway_seconds: int
+    jwks_ttl_seconds: float
+    jwks_max_stale_seconds: float
+    jwks_cooldown_seconds: float
+    max_body_bytes: int
+    upstream_timeout_seconds: float
+    log_level: str
+
+    def require_tables(self) -> None:
+        if not (self.tables_connection or self.tables_endpoint):
+            raise SettingsError(
+                "set GATEWAY_TABLES_CONNECTION (a connection string, UseDevelopmentStorage=true for "
+                "Azurite) or GATEWAY_TABLES_ENDPOINT (reached with the managed identity)"
+            )
+
+
+def _number(env: Mapping[str, str], name: str, *, integer: bool = False,
+            minimum: float = 0) -> float:
+    raw = env[name].strip()
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _boolean(env: Mapping[str, str], name: str) -> bool:
+    raw = env[name].strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {env[name]!r}")
+
+
+def local_settings_values(path: Path = Path("local.settings.json")) -> dict[str, str]:
+    """`Values` of local.settings.json, which Core Tools would put in the environment."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path} is not valid JSON: {exc}") from None
+    values = data.get("Values", {}) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
+
+
+def environment() -> dict[str, str]:
+    """The process environment over local.settings.json's Values (the environment wins)."""
+    return {**local_settings_values(), **os.environ}
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    source = environment() if env is None else env
+    merged = {s.name: s.default for s in SETTINGS}
+    merged.update({k: v for k, v in source.items() if k in merged})
+    prefix = merged["GATEWAY_TABLE_PREFIX"].strip()
+    if not _PREFIX_RE.match(prefix):
+        raise SettingsError(
+            f"GATEWAY_TABLE_PREFIX must be a letter then up to 29 letters or digits, got {prefix!r}"
+        )
+    level = merged["GATEWAY_LOG_LEVEL"].strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return Settings(
+        tables_connection=merged["GATEWAY_TABLES_CONNECTION"].strip(),
+        tables_endpoint=merged["GATEWAY_TABLES_ENDPOINT"].strip().rstrip("/"),
+        azure_client_id=merged["AZURE_CLIENT_ID"].strip(),
+        table_prefix=prefix,
+        admins=frozenset(p.strip() for p in merged["GATEWAY_ADMINS"].split(",") if p.strip()),
+        config_refresh_seconds=_number(merged, "GATEWAY_CONFIG_REFRESH_SECONDS", minimum=0.05),
+        allow_http_loopback=_boolean(merged, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK"),
+        jwt_leeway_seconds=int(_number(merged, "GATEWAY_JWT_LEEWAY_SECONDS", integer=True)),
+        jwks_ttl_seconds=_number(merged, "GATEWAY_JWKS_TTL_SECONDS", minimum=1),
+        jwks_max_stale_seconds=_number(merged, "GATEWAY_JWKS_MAX_STALE_SECONDS"),
+        jwks_cooldown_seconds=_number(merged, "GATEWAY_JWKS_COOLDOWN_SECONDS"),
+        max_body_bytes=int(_number(merged, "GATEWAY_MAX_BODY_BYTES", integer=True, minimum=1024)),
+        upstream_timeout_seconds=_number(merged, "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", minimum=0.1),
+        log_level=level,
+    )
