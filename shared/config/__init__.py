@@ -1,0 +1,1 @@
+"""The gateway's configuration: its model, file schema, table store and in-memory snapshot."""

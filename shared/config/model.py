@@ -1,0 +1,111 @@
+"""The configuration as frozen values: what the file, the tables and the request path share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+# Resource kinds in file order: (file section, table suffix, resource-name prefix for access rules).
+KINDS: tuple[tuple[str, str, str | None], ...] = (
+    ("identity_providers", "identityproviders", None),
+    ("external_identities", "externalidentities", None),
+    ("accounts", "accounts", None),
+    ("workspaces", "workspaces", "workspace"),
+    ("models", "models", "model"),
+    ("mcp_servers", "mcpservers", "mcp-server"),
+    ("agents", "agents", "agent"),
+)
+ROLES: tuple[str, ...] = ("viewer", "editor", "manager", "admin")
+
+
+def frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityProvider:
+    name: str
+    jwks_uri: str | None = None
+    issuer: str | None = None
+    audiences: tuple[str, ...] = ()
+    unique_id_claim: str = "sub"
+    email_claim: str = "email"
+    discovery: bool = False               # read jwks_uri from {issuer}/.well-known/openid-configuration
+    allow_private_network: bool = False   # JWKS host may resolve to a private (RFC 1918/4193) address
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalIdentity:
+    name: str
+    identity_provider: str
+    # claim path (dotted for nested claims) -> required value; a list claim must contain it
+    claims: Mapping[str, Any] = field(default_factory=lambda: frozen_mapping({}))
+
+
+@dataclass(frozen=True, slots=True)
+class AccountAuth:
+    type: str                                   # workload-identity, managed-identity, ...
+    options: Mapping[str, Any] = field(default_factory=lambda: frozen_mapping({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    kind: str                                   # azure-openai | ai-foundry
+    endpoint: str
+    auth: AccountAuth
+    api_style: str = "deployments"              # deployments | v1
+    api_version: str = "2024-10-21"             # used when the caller sends none (deployments style)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    account: str
+    deployment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    targets: tuple[Target, ...]
+    workspace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    name: str
+    url: str
+    workspace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    name: str
+    workspace: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Collaborator:
+    resource: str       # model:N, mcp-server:N, agent:N, workspace:N, gateway:default
+    principal: str      # user:<provider>/<unique id> or identity:<name>
+    role: str           # viewer, editor, manager, admin
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    identity_providers: tuple[IdentityProvider, ...] = ()
+    external_identities: tuple[ExternalIdentity, ...] = ()
+    accounts: tuple[Account, ...] = ()
+    workspaces: tuple[Workspace, ...] = ()
+    models: tuple[Model, ...] = ()
+    mcp_servers: tuple[McpServer, ...] = ()
+    agents: tuple[Agent, ...] = ()
+    collaborators: tuple[Collaborator, ...] = ()

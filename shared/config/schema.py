@@ -1,0 +1,408 @@
+"""Reads and writes the configuration file format (SPEC §4), naming the field at fault."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .model import (
+    ROLES,
+    Account,
+    AccountAuth,
+    Agent,
+    Collaborator,
+    Config,
+    ExternalIdentity,
+    IdentityProvider,
+    McpServer,
+    Model,
+    Target,
+    Workspace,
+    frozen_mapping,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
+AUTH_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # type: (required fields, optional fields); authority_host and scope apply to Entra types
+    "workload-identity": (("tenant_id", "client_id", "assertion"), ("authority_host", "scope")),
+    "managed-identity": ((), ("client_id", "scope")),
+    "client-secret": (("tenant_id", "client_id", "secret_env"), ("authority_host", "scope")),
+    "certificate": (("tenant_id", "client_id", "certificate_path"), ("authority_host", "scope")),
+    "api-key": (("key_env",), ()),
+}
+ASSERTION_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "managed-identity": (("client_id",), ()),
+    "token-file": (("path",), ()),
+    "kubernetes": (("namespace", "service_account"), ("api_server", "token_path", "ca_path")),
+}
+RESOURCE_RE = re.compile(r"^(model|mcp-server|agent|workspace):(.+)$")
+
+
+class ConfigError(ValueError):
+    """The file is invalid; `field` is the path of the offending member, e.g. models[0].targets."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _obj(value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, "must be a mapping")
+    for key in value:
+        if key not in required and key not in optional:
+            raise ConfigError(f"{where}.{key}", "unknown field")
+    for key in required:
+        if value.get(key) in (None, ""):
+            raise ConfigError(f"{where}.{key}", "is required")
+    return dict(value)
+
+
+def _str(value: Any, where: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(where, "must be a non-empty string")
+    if any(ord(c) < 0x20 for c in value):
+        raise ConfigError(where, "must not contain control characters")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    text = _str(value, where)
+    assert text is not None
+    if not NAME_RE.match(text):
+        raise ConfigError(where, f"{text!r} must be letters, digits and hyphens (at most 64)")
+    return text
+
+
+def _url(value: Any, where: str, *, optional: bool = False) -> str | None:
+    text = _str(value, where, optional=optional)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(where, f"{text!r} must be an absolute https URL")
+    if parts.username or parts.password:
+        raise ConfigError(where, "must not contain credentials")
+    return text
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(where, "must be true or false")
+    return value
+
+
+def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(key, "must be a list")
+    return value
+
+
+def _provider(raw: Any, where: str) -> IdentityProvider:
+    d = _obj(raw, where, ("name",), ("jwks_uri", "issuer", "audiences", "unique_id_claim", "email_claim",
+                                      "discovery", "allow_private_network"))
+    discovery = _bool(d.get("discovery", False), f"{where}.discovery")
+    jwks_uri = _url(d.get("jwks_uri"), f"{where}.jwks_uri", optional=True)
+    issuer = _str(d.get("issuer"), f"{where}.issuer", optional=True)
+    if discovery and not issuer:
+        raise ConfigError(f"{where}.issuer", "is required when discovery is true")
+    if discovery and jwks_uri:
+        raise ConfigError(f"{where}.jwks_uri", "must not be set when discovery is true")
+    if not discovery and not jwks_uri:
+        raise ConfigError(f"{where}.jwks_uri", "is required (or set discovery: true with issuer)")
+    audiences = d.get("audiences", [])
+    if isinstance(audiences, str):
+        audiences = [audiences]
+    if not isinstance(audiences, list):
+        raise ConfigError(f"{where}.audiences", "must be a list of strings")
+    return IdentityProvider(
+        name=_name(d["name"], f"{where}.name"),
+        jwks_uri=jwks_uri,
+        issuer=issuer,
+        audiences=tuple(str(_str(a, f"{where}.audiences[{i}]")) for i, a in enumerate(audiences)),
+        unique_id_claim=str(_str(d.get("unique_id_claim", "sub"), f"{where}.unique_id_claim")),
+        email_claim=str(_str(d.get("email_claim", "email"), f"{where}.email_claim")),
+        discovery=discovery,
+        allow_private_network=_bool(d.get("allow_private_network", False),
+                                    f"{where}.allow_private_network"),
+    )
+
+
+def _identity(raw: Any, where: str) -> ExternalIdentity:
+    d = _obj(raw, where, ("name", "identity_provider"), ("claims",))
+    claims = d.get("claims") or {}
+    if not isinstance(claims, Mapping):
+        raise ConfigError(f"{where}.claims", "must be a mapping of claim to value")
+    for key, value in claims.items():
+        _str(key, f"{where}.claims")
+        if not isinstance(value, str | int | bool) or value is None:
+            raise ConfigError(f"{where}.claims.{key}", "must be a string, number or boolean")
+    return ExternalIdentity(name=_name(d["name"], f"{where}.name"),
+                            identity_provider=_name(d["identity_provider"], f"{where}.identity_provider"),
+                            claims=frozen_mapping(claims))
+
+
+def _auth(raw: Any, where: str) -> AccountAuth:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, "must be a mapping")
+    kind = raw.get("type", "workload-identity")
+    if kind not in AUTH_TYPES:
+        raise ConfigError(f"{where}.type", f"must be one of {', '.join(AUTH_TYPES)}")
+    required, optional = AUTH_TYPES[kind]
+    d = _obj(raw, where, required, ("type", *optional))
+    d.pop("type", None)
+    for key, value in d.items():
+        if key == "assertion":
+            continue
+        if key in ("authority_host",):
+            _url(value, f"{where}.{key}")
+        else:
+            _str(value, f"{where}.{key}")
+    if "assertion" in d:
+        a = d["assertion"]
+        if not isinstance(a, Mapping) or a.get("source") not in ASSERTION_SOURCES:
+            raise ConfigError(f"{where}.assertion.source", f"must be one of {', '.join(ASSERTION_SOURCES)}")
+        a_req, a_opt = ASSERTION_SOURCES[a["source"]]
+        a = _obj(a, f"{where}.assertion", a_req, ("source", *a_opt))
+        for key, value in a.items():
+            _str(value, f"{where}.assertion.{key}")
+        d["assertion"] = frozen_mapping(a)
+    return AccountAuth(type=kind, options=frozen_mapping(d))
+
+
+def _account(raw: Any, where: str) -> Account:
+    d = _obj(raw, where, ("name", "endpoint"), ("kind", "auth", "api_style", "api_version"))
+    kind = d.get("kind", "azure-openai")
+    if kind not in ("azure-openai", "ai-foundry"):
+        raise ConfigError(f"{where}.kind", "must be azure-openai or ai-foundry")
+    style = d.get("api_style", "deployments")
+    if style not in ("deployments", "v1"):
+        raise ConfigError(f"{where}.api_style", "must be deployments or v1")
+    endpoint = _url(d["endpoint"], f"{where}.endpoint")
+    assert endpoint is not None
+    return Account(name=_name(d["name"], f"{where}.name"), kind=kind, endpoint=endpoint.rstrip("/"),
+                   auth=_auth(d.get("auth", {"type": "workload-identity"}), f"{where}.auth"),
+                   api_style=style,
+                   api_version=str(_str(d.get("api_version", "2024-10-21"), f"{where}.api_version")))
+
+
+def _model(raw: Any, where: str) -> Model:
+    d = _obj(raw, where, ("name", "targets"), ("workspace",))
+    targets = d["targets"]
+    if not isinstance(targets, list) or not targets:
+        raise ConfigError(f"{where}.targets", "must be a non-empty list")
+    parsed = []
+    for i, t in enumerate(targets):
+        td = _obj(t, f"{where}.targets[{i}]", ("account", "deployment"), ())
+        parsed.append(Target(account=_name(td["account"], f"{where}.targets[{i}].account"),
+                             deployment=str(_str(td["deployment"], f"{where}.targets[{i}].deployment"))))
+    workspace = d.get("workspace")
+    return Model(name=_name(d["name"], f"{where}.name"), targets=tuple(parsed),
+                 workspace=_name(workspace, f"{where}.workspace") if workspace is not None else None)
+
+
+def _mcp_server(raw: Any, where: str) -> McpServer:
+    d = _obj(raw, where, ("name", "url"), ("workspace",))
+    url = _url(d["url"], f"{where}.url")
+    assert url is not None
+    ws = d.get("workspace")
+    return McpServer(name=_name(d["name"], f"{where}.name"), url=url,
+                     workspace=_name(ws, f"{where}.workspace") if ws is not None else None)
+
+
+def _agent(raw: Any, where: str) -> Agent:
+    d = _obj(raw, where, ("name",), ("workspace", "url"))
+    ws = d.get("workspace")
+    return Agent(name=_name(d["name"], f"{where}.name"),
+                 workspace=_name(ws, f"{where}.workspace") if ws is not None else None,
+                 url=_url(d.get("url"), f"{where}.url", optional=True))
+
+
+def _workspace(raw: Any, where: str) -> Workspace:
+    d = _obj(raw, where, ("name",), ())
+    return Workspace(name=_name(d["name"], f"{where}.name"))
+
+
+def parse_principal(text: str, where: str) -> str:
+    if text.startswith("identity:"):
+        _name(text.removeprefix("identity:"), where)
+        return text
+    if text.startswith("user:"):
+        provider, sep, unique_id = text.removeprefix("user:").partition("/")
+        if not sep or not unique_id:
+            raise ConfigError(where, f"{text!r} must be user:<provider>/<unique id>")
+        _name(provider, where)
+        return text
+    raise ConfigError(where, f"{text!r} must start with user: or identity:")
+
+
+def _collaborator(raw: Any, where: str) -> Collaborator:
+    d = _obj(raw, where, ("resource", "principal", "role"), ())
+    resource = str(_str(d["resource"], f"{where}.resource"))
+    if resource != "gateway:default":
+        m = RESOURCE_RE.match(resource)
+        if not m:
+            raise ConfigError(f"{where}.resource",
+                              f"{resource!r} must be model:, mcp-server:, agent:, workspace:<name> "
+                              "or gateway:default")
+        _name(m.group(2), f"{where}.resource")
+    role = d["role"]
+    if role not in ROLES:
+        raise ConfigError(f"{where}.role", f"must be one of {', '.join(ROLES)}")
+    if role == "admin" and resource != "gateway:default":
+        raise ConfigError(f"{where}.role", "admin is only granted on gateway:default")
+    return Collaborator(resource=resource,
+                        principal=parse_principal(str(_str(d["principal"], f"{where}.principal")),
+                                                  f"{where}.principal"),
+                        role=role)
+
+
+PARSERS = {
+    "identity_providers": _provider, "external_identities": _identity, "accounts": _account,
+    "workspaces": _workspace, "models": _model, "mcp_servers": _mcp_server, "agents": _agent,
+}
+
+
+def parse_item(section: str, raw: Any, where: str | None = None) -> Any:
+    """One resource of `section`, validated on its own (the /manage API uses this too)."""
+    return PARSERS[section](raw, where or section)
+
+
+def parse(doc: Any) -> Config:
+    """A whole configuration document, validated, including references between resources."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError("(document)", "must be a mapping of sections")
+    for key in doc:
+        if key not in PARSERS and key != "collaborators":
+            raise ConfigError(str(key), "unknown section")
+    sections: dict[str, tuple[Any, ...]] = {}
+    for section, parser in PARSERS.items():
+        items = tuple(parser(raw, f"{section}[{i}]") for i, raw in enumerate(_list(doc, section)))
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.name in seen:
+                raise ConfigError(f"{section}[{i}].name", f"duplicate name {item.name!r}")
+            seen.add(item.name)
+        sections[section] = items
+    collaborators = tuple(_collaborator(raw, f"collaborators[{i}]")
+                          for i, raw in enumerate(_list(doc, "collaborators")))
+    config = Config(**sections, collaborators=collaborators)
+    check_references(config)
+    return config
+
+
+def check_references(config: Config) -> None:
+    names = {s: {item.name for item in getattr(config, s)} for s in PARSERS}
+    for i, ident in enumerate(config.external_identities):
+        if ident.identity_provider not in names["identity_providers"]:
+            raise ConfigError(f"external_identities[{i}].identity_provider",
+                              f"unknown identity provider {ident.identity_provider!r}")
+    for section in ("models", "mcp_servers", "agents"):
+        for i, item in enumerate(getattr(config, section)):
+            if item.workspace is not None and item.workspace not in names["workspaces"]:
+                raise ConfigError(f"{section}[{i}].workspace", f"unknown workspace {item.workspace!r}")
+    for i, model in enumerate(config.models):
+        for j, target in enumerate(model.targets):
+            if target.account not in names["accounts"]:
+                raise ConfigError(f"models[{i}].targets[{j}].account", f"unknown account {target.account!r}")
+    kinds = {"model": "models", "mcp-server": "mcp_servers", "agent": "agents", "workspace": "workspaces"}
+    seen: set[tuple[str, str]] = set()
+    for i, c in enumerate(config.collaborators):
+        m = RESOURCE_RE.match(c.resource)
+        if m and m.group(2) not in names[kinds[m.group(1)]]:
+            raise ConfigError(f"collaborators[{i}].resource", f"unknown resource {c.resource!r}")
+        if (c.resource, c.principal) in seen:
+            raise ConfigError(f"collaborators[{i}]", f"{c.principal} already has a role on {c.resource}")
+        seen.add((c.resource, c.principal))
+
+
+def load_file(path: Path) -> Config:
+    """Parse a YAML or JSON file; a syntax error is a ConfigError on the file itself."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(str(path), f"is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                          f"{exc}") from None
+    return parse(doc)
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def item_document(item: Any) -> dict[str, Any]:
+    """One resource as the file writes it: defaults left out, so export round-trips to the same file."""
+    if isinstance(item, IdentityProvider):
+        d: dict[str, Any] = {"name": item.name}
+        if item.discovery:
+            d["discovery"] = True
+        if item.jwks_uri:
+            d["jwks_uri"] = item.jwks_uri
+        if item.issuer:
+            d["issuer"] = item.issuer
+        if item.audiences:
+            d["audiences"] = list(item.audiences)
+        if item.unique_id_claim != "sub":
+            d["unique_id_claim"] = item.unique_id_claim
+        if item.email_claim != "email":
+            d["email_claim"] = item.email_claim
+        if item.allow_private_network:
+            d["allow_private_network"] = True
+        return d
+    if isinstance(item, ExternalIdentity):
+        d = {"name": item.name, "identity_provider": item.identity_provider}
+        if item.claims:
+            d["claims"] = _thaw(item.claims)
+        return d
+    if isinstance(item, Account):
+        d = {"name": item.name, "kind": item.kind, "endpoint": item.endpoint,
+             "auth": {"type": item.auth.type, **_thaw(item.auth.options)}}
+        if item.api_style != "deployments":
+            d["api_style"] = item.api_style
+        if item.api_version != "2024-10-21":
+            d["api_version"] = item.api_version
+        return d
+    if isinstance(item, Model):
+        d = {"name": item.name}
+        if item.workspace:
+            d["workspace"] = item.workspace
+        d["targets"] = [{"account": t.account, "deployment": t.deployment} for t in item.targets]
+        return d
+    if isinstance(item, Collaborator):
+        return {"resource": item.resource, "principal": item.principal, "role": item.role}
+    d = {"name": item.name}
+    for key in ("workspace", "url"):
+        if getattr(item, key, None):
+            d[key] = getattr(item, key)
+    return d
+
+
+def to_document(config: Config) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for section in PARSERS:
+        doc[section] = [item_document(i) for i in sorted(getattr(config, section), key=lambda i: i.name)]
+    doc["collaborators"] = [item_document(c) for c in
+                            sorted(config.collaborators, key=lambda c: (c.resource, c.principal))]
+    return doc

@@ -1,0 +1,126 @@
+"""Keeps this process's in-memory copy of the configuration current.
+
+The first request loads it (one shared load, however many requests wait); afterwards a background
+task polls the version entity every `refresh_seconds` and reloads on change. Requests never wait on
+storage once warm, and a storage outage keeps the last good copy in service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..access import Policy
+from ..errors import GatewayError
+from .model import Account, Config, Model
+from .store import ConfigStore
+
+log = logging.getLogger("gateway.config")
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One configuration version with the indexes the request path needs."""
+
+    config: Config
+    version: str
+    loaded_at: float
+    policy: Policy
+    models: MappingProxyType[str, Model] = field(repr=False)
+    accounts: MappingProxyType[str, Account] = field(repr=False)
+
+    @classmethod
+    def build(cls, config: Config, version: str, admins: frozenset[str], loaded_at: float) -> View:
+        return cls(config=config, version=version, loaded_at=loaded_at, policy=Policy(config, admins),
+                   models=MappingProxyType({m.name: m for m in config.models}),
+                   accounts=MappingProxyType({a.name: a for a in config.accounts}))
+
+
+class Snapshot:
+    def __init__(self, store: ConfigStore, *, refresh_seconds: float, admins: frozenset[str],
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._refresh = refresh_seconds
+        self._admins = admins
+        self._clock = clock
+        self._view: View | None = None
+        self._loading: asyncio.Future[View] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+        self.last_check: float | None = None
+
+    @property
+    def view(self) -> View | None:
+        return self._view
+
+    async def current(self) -> View:
+        view = self._view
+        if view is not None:
+            return view
+        return await self.reload()
+
+    async def reload(self) -> View:
+        """Load now; concurrent callers share one load."""
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        loading = self._loading
+        try:
+            return await asyncio.shield(loading)
+        finally:
+            if loading.done() and self._loading is loading:
+                self._loading = None
+
+    async def _load(self) -> View:
+        try:
+            config, version = await self._store.load()
+        except GatewayError as exc:
+            self.last_error = exc.message
+            if self._view is not None:
+                log.warning("configuration reload failed, serving version %s: %s",
+                            self._view.version, exc.message)
+                return self._view
+            raise
+        view = View.build(config, version, self._admins, self._clock())
+        if self._view is None or self._view.version != version:
+            log.info("configuration version %s loaded", version)
+        self._view = view
+        self.last_error = None
+        self.last_check = self._clock()
+        self._ensure_poller()
+        return view
+
+    async def check(self) -> bool:
+        """Reload if the stored version moved on; True when it did."""
+        try:
+            version = await self._store.version()
+        except GatewayError as exc:
+            self.last_error = exc.message
+            log.warning("configuration check failed, keeping version %s: %s",
+                        self._view.version if self._view else "-", exc.message)
+            return False
+        self.last_check = self._clock()
+        if self._view is not None and version == self._view.version:
+            return False
+        await self.reload()
+        return True
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="config-poller")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh)
+            try:
+                await self.check()
+            except Exception:  # the poller must outlive any one failure
+                log.exception("configuration poll failed")
+
+    async def aclose(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None

@@ -1,0 +1,128 @@
+"""The error family: every failure a caller can see is one of these values.
+
+    GatewayError                 status  error.code
+    ├── InvalidRequest             400   invalid_request
+    ├── MissingToken               401   missing_token
+    ├── InvalidToken               401   invalid_token     (reason -> error_description)
+    ├── PermissionDenied           403   permission_denied
+    ├── NotFound                   404   not_found
+    │   └── ModelNotFound          404   model_not_found
+    ├── Conflict                   409   conflict
+    ├── PreconditionFailed         412   precondition_failed
+    ├── RequestTooLarge            413   request_too_large
+    ├── RateLimited                429   rate_limited      (Retry-After)
+    ├── UpstreamError              502   upstream_error
+    ├── Unavailable                503   unavailable
+    └── UpstreamTimeout            504   upstream_timeout
+
+`to_response` is the one place they become HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code,
+                          "param": self.param}}
+
+
+class InvalidRequest(GatewayError):
+    status, code, type = 400, "invalid_request", "invalid_request_error"
+
+
+class MissingToken(GatewayError):
+    status, code, type = 401, "missing_token", "authentication_error"
+
+    def __init__(self, message: str = "no bearer token: send 'Authorization: Bearer <jwt>' "
+                 "or 'api-key: <jwt>'") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _quote(value: str) -> str:
+    """RFC 6750 quoted-string content: printable ASCII only, quotes and backslashes dropped."""
+    return "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "?" for c in value)
+
+
+class InvalidToken(GatewayError):
+    status, code, type = 401, "invalid_token", "authentication_error"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid token: {reason}", headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{_quote(reason)}"'
+        })
+        self.reason = reason
+
+
+class PermissionDenied(GatewayError):
+    status, code, type = 403, "permission_denied", "permission_error"
+
+
+class NotFound(GatewayError):
+    status, code, type = 404, "not_found", "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model!r} does not exist or you do not have access to it",
+                         param="model")
+
+
+class Conflict(GatewayError):
+    status, code, type = 409, "conflict", "invalid_request_error"
+
+
+class PreconditionFailed(GatewayError):
+    status, code, type = 412, "precondition_failed", "invalid_request_error"
+
+
+class RequestTooLarge(GatewayError):
+    status, code, type = 413, "request_too_large", "invalid_request_error"
+
+
+class RateLimited(GatewayError):
+    status, code, type = 429, "rate_limited", "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)} if retry_after else None)
+
+
+class UpstreamError(GatewayError):
+    status, code, type = 502, "upstream_error", "server_error"
+
+
+class Unavailable(GatewayError):
+    status, code, type = 503, "unavailable", "server_error"
+
+
+class UpstreamTimeout(GatewayError):
+    status, code, type = 504, "upstream_timeout", "server_error"
+
+
+def to_response(error: GatewayError, request_id: str | None = None) -> Response:
+    from starlette.responses import Response
+
+    headers = dict(error.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(json.dumps(error.body()), status_code=error.status, headers=headers,
+                    media_type="application/json")
