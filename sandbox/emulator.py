@@ -1,0 +1,489 @@
+"""An Azure OpenAI data-plane emulator on a real loopback socket, the upstream for tests and the sandbox.
+
+Answers are deterministic functions of the request body without its `model` member, so a test can call
+the emulator directly and through the gateway and compare the bytes. Faults (statuses, delays, dropped
+streams) are queued by tests to exercise the gateway's error paths. Development tooling only: never
+deployed, never imported by the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+CREATED = 1700000000
+"""Every `created`/`created_at` is this constant, so answers do not depend on the clock."""
+
+DEFAULT_DIMENSIONS = 8
+
+UNAUTHORIZED_MESSAGE = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid "
+    "key for an active subscription and use a correct regional API endpoint for your resource.")
+
+_STATUS_MESSAGES = {
+    400: "The request is invalid.",
+    401: UNAUTHORIZED_MESSAGE,
+    403: "The principal does not have access to this deployment.",
+    404: "Resource not found",
+    408: "The request timed out.",
+    429: ("Requests to the Azure OpenAI API have exceeded the call rate limit of your current pricing "
+          "tier. Please retry after {retry_after} seconds."),
+    500: "The server had an error while processing your request. Sorry about that!",
+    502: "Bad gateway.",
+    503: "The service is temporarily unable to process your request. Please try again later.",
+    504: "The server did not respond in time.",
+}
+
+_DEPLOYMENT_ROUTE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|"
+                               r"completions|embeddings)$")
+_V1_ROUTE = re.compile(r"^/openai/v1/(?P<op>chat/completions|completions|embeddings|responses)$")
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, consumed by the first matching request (FIFO)."""
+
+    status: int | None = None
+    retry_after: int | None = None
+    delay: float = 0.0
+    reset_after_chunks: int | None = None
+    deployment: str | None = None
+
+    def matches(self, deployment: str) -> bool:
+        return self.deployment is None or self.deployment == deployment
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What arrived, so tests can assert on exactly what the gateway forwarded."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    deployment: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _BadRequest(Exception):
+    """A client error to answer with an Azure-shaped body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _error_response(status: int, code: str, message: str,
+                    headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=_dumps(error_body(code, message)),
+                        content_type="application/json", headers=headers)
+
+
+def _dumps(value: Any) -> bytes:
+    """Compact JSON, the way Azure writes it, and stable for equal inputs."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _pieces(text: str) -> list[str]:
+    """Word-sized stream deltas that keep the leading spaces ("Hello", " from", ...) and join to `text`."""
+    return re.findall(r"\s*\S+\s*$|\s*\S+", text)
+
+
+def _content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content
+                       if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return ""
+
+
+def _last_user_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return ""
+
+
+def _all_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    return " ".join(_content_text(m.get("content")) for m in messages if isinstance(m, dict))
+
+
+def answer_for(said: str) -> str:
+    return f"Hello from the emulator. You said: {said}"
+
+
+def embedding_vector(item: Any, dimensions: int) -> list[float]:
+    """A deterministic vector whose values are exact float32s, so `float` and `base64` agree bit for bit."""
+    seed = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = b""
+    counter = 0
+    while len(raw) < 2 * dimensions:
+        raw += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return [value / 32768 for value in struct.unpack(f"<{dimensions}h", raw[:2 * dimensions])]
+
+
+class AzureOpenAIEmulator:
+    """The Azure OpenAI data plane (chat, completions, embeddings, responses) with scripted faults."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = "sandbox-key",
+                 bearer_check: Callable[[str], bool] | None = None, chunk_interval: float = 0.02,
+                 model_name: str = "gpt-4o-2024-08-06") -> None:
+        self.host, self.port = host, port
+        self.api_key = api_key
+        self.bearer_check = bearer_check
+        self.chunk_interval = chunk_interval
+        self.model_name = model_name
+        self.requests: list[RecordedRequest] = []
+        self.faults: collections.deque[Fault] = collections.deque()
+        self.open_connections = 0
+        self._url: str | None = None
+        self._runner: web.ServerRunner | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the emulator is not started")
+        return self._url
+
+    async def start(self) -> None:
+        server = _CountingServer(self._handle, self._connection_changed, handler_cancellation=True,
+                                 access_log=None)
+        # A short shutdown grace: a test's stop() must not wait out a long injected delay.
+        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        self._url = f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _connection_changed(self, delta: int) -> None:
+        self.open_connections += delta
+
+    def take_fault(self, deployment: str) -> Fault | None:
+        """Pop the first queued fault that applies to this deployment."""
+        for fault in list(self.faults):
+            if fault.matches(deployment):
+                with contextlib.suppress(ValueError):
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def _authorized(self, request: web.BaseRequest, v1: bool) -> bool:
+        key = request.headers.get("api-key")
+        if self.api_key is not None and key == self.api_key:
+            return True
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        if self.bearer_check is not None and self.bearer_check(token.strip()):
+            return True
+        # The v1 surface also takes the resource key as a bearer token (what the plain OpenAI SDK sends).
+        return v1 and self.api_key is not None and token.strip() == self.api_key
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.read()
+        deployment_match = _DEPLOYMENT_ROUTE.match(request.path)
+        v1_match = _V1_ROUTE.match(request.path)
+        parsed: Any = None
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(body) if body else None
+        if deployment_match:
+            deployment = deployment_match["deployment"]
+        elif v1_match and isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
+            deployment = parsed["model"]
+        else:
+            deployment = ""
+        self.requests.append(RecordedRequest(
+            method=request.method, path=request.path, query=dict(request.query),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=body, deployment=deployment))
+
+        if not self._authorized(request, v1=request.path.startswith("/openai/v1/")):
+            return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+        route = deployment_match or v1_match
+        if route is None or request.method != "POST":
+            return _error_response(404, "404", "Resource not found")
+        try:
+            payload = self._validate(request, route["op"], bool(deployment_match), body, parsed)
+        except _BadRequest as exc:
+            return _error_response(exc.status, exc.code, exc.message)
+
+        fault = self.take_fault(deployment)
+        stream = bool(payload.get("stream"))
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return self._fault_response(fault)
+            if fault.reset_after_chunks is not None and not stream:
+                # A non-streaming request has nothing to cut short: drop the connection unanswered.
+                _abort(request)
+                return web.Response(status=500)
+        reset_after = fault.reset_after_chunks if fault is not None else None
+        try:
+            return await self._answer(request, route["op"], payload, stream, reset_after)
+        except _BadRequest as exc:
+            return _error_response(exc.status, exc.code, exc.message)
+
+    def _validate(self, request: web.BaseRequest, op: str, deployments_route: bool, body: bytes,
+                  parsed: Any) -> dict[str, Any]:
+        if deployments_route and not request.query.get("api-version"):
+            raise _BadRequest(400, "BadRequest", "Missing required query parameter api-version")
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise _BadRequest(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise _BadRequest(400, "BadRequest", "The request body must be a JSON object")
+        if op == "responses" and payload.get("stream"):
+            raise _BadRequest(400, "BadRequest", "The emulator does not stream the responses API")
+        return payload
+
+    def _fault_response(self, fault: Fault) -> web.Response:
+        status = fault.status or 500
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        message = _STATUS_MESSAGES.get(status, "Injected fault").format(retry_after=fault.retry_after or 1)
+        return _error_response(status, str(status), message, headers)
+
+    async def _answer(self, request: web.BaseRequest, op: str, payload: dict[str, Any], stream: bool,
+                      reset_after: int | None) -> web.StreamResponse:
+        digest = _digest({k: v for k, v in payload.items() if k != "model"})
+        if op == "embeddings":
+            return _json_response(self._embeddings(payload))
+        if op == "responses":
+            return _json_response(self._responses(payload, digest))
+        chat = op == "chat/completions"
+        if chat:
+            said, prompt_text = _last_user_text(payload.get("messages")), _all_text(payload.get("messages"))
+        else:
+            prompt = payload.get("prompt", "")
+            prompt_text = said = " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
+        text = answer_for(said)
+        usage = {"prompt_tokens": _words(prompt_text), "completion_tokens": _words(text),
+                 "total_tokens": _words(prompt_text) + _words(text)}
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{digest[:24]}"
+        if stream:
+            options = payload.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            chunks = self._chat_chunks(ident, text, usage if include_usage else None) if chat \
+                else self._completion_chunks(ident, text, usage if include_usage else None)
+            return await self._stream(request, chunks, reset_after)
+        if chat:
+            return _json_response({
+                "id": ident, "object": "chat.completion", "created": CREATED, "model": self.model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                             "logprobs": None, "finish_reason": "stop"}],
+                "usage": usage, "system_fingerprint": "fp_emulator"})
+        return _json_response({
+            "id": ident, "object": "text_completion", "created": CREATED, "model": self.model_name,
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage})
+
+    def _chat_chunks(self, ident: str, text: str, usage: dict[str, int] | None) -> list[dict[str, Any]]:
+        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "id": ident, "object": "chat.completion.chunk", "created": CREATED, "model": self.model_name,
+                "system_fingerprint": "fp_emulator",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            if usage is not None:
+                out["usage"] = None
+            return out
+
+        chunks = [chunk({"role": "assistant", "content": ""}, None)]
+        chunks += [chunk({"content": piece}, None) for piece in _pieces(text)]
+        chunks.append(chunk({}, "stop"))
+        if usage is not None:
+            chunks.append({"id": ident, "object": "chat.completion.chunk", "created": CREATED,
+                           "model": self.model_name, "system_fingerprint": "fp_emulator",
+                           "choices": [], "usage": usage})
+        return chunks
+
+    def _completion_chunks(self, ident: str, text: str,
+                           usage: dict[str, int] | None) -> list[dict[str, Any]]:
+        def chunk(piece: str, finish: str | None) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "id": ident, "object": "text_completion", "created": CREATED, "model": self.model_name,
+                "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}]}
+            if usage is not None:
+                out["usage"] = None
+            return out
+
+        chunks = [chunk(piece, None) for piece in _pieces(text)]
+        chunks.append(chunk("", "stop"))
+        if usage is not None:
+            chunks.append({"id": ident, "object": "text_completion", "created": CREATED,
+                           "model": self.model_name, "choices": [], "usage": usage})
+        return chunks
+
+    async def _stream(self, request: web.BaseRequest, chunks: list[dict[str, Any]],
+                      reset_after: int | None) -> web.StreamResponse:
+        """Server-sent events, each written (and so flushed) on its own, `chunk_interval` apart."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                               "Cache-Control": "no-cache"})
+        events = [b"data: " + _dumps(chunk) + b"\n\n" for chunk in chunks] + [b"data: [DONE]\n\n"]
+        try:
+            await response.prepare(request)
+            for index, event in enumerate(events):
+                if reset_after is not None and index >= reset_after:
+                    break
+                if index:
+                    await asyncio.sleep(self.chunk_interval)
+                await response.write(event)
+            if reset_after is not None:
+                # Let the last chunk leave, then drop the socket without the terminating chunk.
+                await asyncio.sleep(self.chunk_interval)
+                _abort(request)
+                return response
+            await response.write_eof()
+        except ConnectionError:
+            log.debug("client went away mid-stream")
+        return response
+
+    def _embeddings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        raw = payload.get("input")
+        if isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw)):
+            items: list[Any] = [raw]
+        elif isinstance(raw, list) and raw:
+            items = raw
+        else:
+            raise _BadRequest(400, "BadRequest", "'input' must be a string or a non-empty array")
+        dimensions = payload.get("dimensions", DEFAULT_DIMENSIONS)
+        if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 4096:
+            raise _BadRequest(400, "BadRequest", "'dimensions' must be an integer between 1 and 4096")
+        encoding = payload.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise _BadRequest(400, "BadRequest", "'encoding_format' must be 'float' or 'base64'")
+        data = []
+        tokens = 0
+        for index, item in enumerate(items):
+            vector = embedding_vector(item, dimensions)
+            tokens += _words(item) if isinstance(item, str) else len(item) if isinstance(item, list) else 1
+            embedding: Any = vector if encoding == "float" else \
+                base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        return {"object": "list", "data": data, "model": self.model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def _responses(self, payload: dict[str, Any], digest: str) -> dict[str, Any]:
+        raw = payload.get("input", "")
+        if isinstance(raw, str):
+            said = prompt_text = raw
+        else:
+            said, prompt_text = _last_user_text(raw), _all_text(raw)
+        if isinstance(payload.get("instructions"), str):
+            prompt_text = f"{payload['instructions']} {prompt_text}"
+        text = answer_for(said)
+        input_tokens, output_tokens = _words(prompt_text), _words(text)
+        return {
+            "id": f"resp_{digest[:48]}", "object": "response", "created_at": CREATED, "status": "completed",
+            "error": None, "incomplete_details": None, "instructions": payload.get("instructions"),
+            "model": self.model_name,
+            "output": [{"type": "message", "id": f"msg_{digest[-48:]}", "status": "completed",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": input_tokens + output_tokens}}
+
+
+def _json_response(value: dict[str, Any]) -> web.Response:
+    return web.Response(body=_dumps(value), content_type="application/json")
+
+
+def _abort(request: web.BaseRequest) -> None:
+    if request.transport is not None:
+        request.transport.abort()
+
+
+class _CountingServer(web.Server):
+    """aiohttp's low-level server, told of every accepted and every closed socket: the leak tests' count."""
+
+    def __init__(self, handler: Callable[[web.BaseRequest], Any], on_change: Callable[[int], None],
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._on_change = on_change
+        self._open: set[web.RequestHandler] = set()
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if handler not in self._open:
+            self._open.add(handler)
+            self._on_change(1)
+
+    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        if handler in self._open:
+            self._open.discard(handler)
+            self._on_change(-1)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    emulator = AzureOpenAIEmulator(host=args.host, port=args.port, api_key=args.api_key,
+                                   chunk_interval=args.chunk_interval, model_name=args.model_name)
+    await emulator.start()
+    print(f"Azure OpenAI emulator listening on {emulator.url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await emulator.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sandbox.emulator`: the emulator on its own, for the local sandbox."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7082)
+    parser.add_argument("--api-key", default="sandbox-key")
+    parser.add_argument("--chunk-interval", type=float, default=0.02)
+    parser.add_argument("--model-name", default="gpt-4o-2024-08-06")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The Azure OpenAI emulator speaks the protocol the real openai SDK expects, over real loopback sockets.
+
+The gateway's tests trust the emulator as their upstream, so it is checked here against the SDK itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from openai import AzureOpenAI, OpenAI
+
+from sandbox.azurite import free_port
+from sandbox.emulator import UNAUTHORIZED_MESSAGE, AzureOpenAIEmulator, Fault
+from sandbox.loop import BackgroundLoop
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sandbox-key"
+API_VERSION = "2024-10-21"
+
+
+@pytest.fixture(scope="module")
+def bg() -> Iterator[BackgroundLoop]:
+    with BackgroundLoop() as background:
+        yield background
+
+
+@pytest.fixture
+def make_emulator(bg: BackgroundLoop) -> Iterator[Callable[..., AzureOpenAIEmulator]]:
+    started: list[AzureOpenAIEmulator] = []
+
+    def make(**kwargs: Any) -> AzureOpenAIEmulator:
+        server = AzureOpenAIEmulator(**kwargs)
+        bg.run(server.start())
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        bg.run(server.stop())
+
+
+@pytest.fixture
+def emu(make_emulator: Callable[..., AzureOpenAIEmulator]) -> AzureOpenAIEmulator:
+    return make_emulator(chunk_interval=0.005)
+
+
+def azure(emu: AzureOpenAIEmulator, **kwargs: Any) -> AzureOpenAI:
+    options: dict[str, Any] = {"api_key": KEY, "max_retries": 0, **kwargs}
+    return AzureOpenAI(azure_endpoint=emu.url, api_version=API_VERSION, **options)
+
+
+def v1(emu: AzureOpenAIEmulator, **kwargs: Any) -> OpenAI:
+    return OpenAI(base_url=emu.url + "/openai/v1", api_key=KEY, max_retries=0, **kwargs)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+
+
+def test_chat_completion_through_the_azure_client(emu: AzureOpenAIEmulator) -> None:
+    with azure(emu) as client:
+        reply = client.chat.completions.create(model="gpt-4o-dep", messages=user("what is up"))
+    assert reply.choices[0].message.content == "Hello from the emulator. You said: what is up"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.id.startswith("chatcmpl-") and len(reply.id) == len("chatcmpl-") + 24
+    assert (reply.created, reply.model) == (1700000000, "gpt-4o-2024-08-06")
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (5, 9, 14)
+    [seen] = emu.requests
+    assert (seen.method, seen.deployment) == ("POST", "gpt-4o-dep")
+    assert seen.path == "/openai/deployments/gpt-4o-dep/chat/completions"
+    assert seen.query == {"api-version": API_VERSION}
+    assert seen.headers["api-key"] == KEY
+    assert seen.json()["messages"][-1]["content"] == "what is up"
+
+
+def test_list_content_and_completions(emu: AzureOpenAIEmulator) -> None:
+    parts = [{"role": "user", "content": [{"type": "text", "text": "one "}, {"type": "text", "text": "two"}]}]
+    with azure(emu) as client:
+        chat = client.chat.completions.create(model="dep", messages=parts)  # type: ignore[arg-type]
+        text = client.completions.create(model="dep", prompt="say this")
+    assert chat.choices[0].message.content == "Hello from the emulator. You said: one two"
+    assert text.object == "text_completion" and text.id.startswith("cmpl-")
+    assert text.choices[0].text == "Hello from the emulator. You said: say this"
+
+
+def test_v1_surface_takes_the_deployment_from_the_body(emu: AzureOpenAIEmulator) -> None:
+    with v1(emu) as client:
+        reply = client.chat.completions.create(model="gpt-4o-dep", messages=user("hi"))
+    assert reply.choices[0].message.content == "Hello from the emulator. You said: hi"
+    [seen] = emu.requests
+    assert (seen.path, seen.deployment) == ("/openai/v1/chat/completions", "gpt-4o-dep")
+    assert seen.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_streaming_spreads_chunks_over_time(make_emulator: Callable[..., AzureOpenAIEmulator]) -> None:
+    interval = 0.03
+    emu = make_emulator(chunk_interval=interval)
+    arrivals: list[float] = []
+    chunks = []
+    with azure(emu) as client:
+        for chunk in client.chat.completions.create(model="dep", messages=user("a b c"), stream=True):
+            arrivals.append(time.monotonic())
+            chunks.append(chunk)
+    answer = "Hello from the emulator. You said: a b c"
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == ""
+    pieces = [c.choices[0].delta.content for c in chunks[1:-1]]
+    assert pieces[:3] == ["Hello", " from", " the"] and "".join(pieces) == answer  # type: ignore[arg-type]
+    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].choices[0].delta.content is None
+    assert {c.id for c in chunks} == {chunks[0].id} and {c.created for c in chunks} == {1700000000}
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and all(c.usage is None for c in chunks)
+    # role + 9 words + stop = 11 chunks, 10 intervals apart: streamed, not delivered in one piece.
+    assert len(chunks) == 11
+    spread = arrivals[-1] - arrivals[0]
+    assert 0.7 * 10 * interval < spread < 10 * interval + 1.0
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert sum(gap > interval / 3 for gap in gaps) >= 7
+
+
+def test_stream_include_usage_and_completions_stream(emu: AzureOpenAIEmulator) -> None:
+    with azure(emu) as client:
+        chunks = list(client.chat.completions.create(model="dep", messages=user("x y"), stream=True,
+                                                     stream_options={"include_usage": True}))
+        text_chunks = list(client.completions.create(model="dep", prompt="p q", stream=True))
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (4, 8, 12)
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert all(c.usage is None for c in chunks[:-1])
+    assert {c.object for c in text_chunks} == {"text_completion"}
+    assert "".join(c.choices[0].text for c in text_chunks) == "Hello from the emulator. You said: p q"
+    assert text_chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_embeddings_base64_by_default_and_float(emu: AzureOpenAIEmulator) -> None:
+    with azure(emu) as client:
+        packed = client.embeddings.create(model="embed-dep", input=["alpha", "beta gamma"])
+        floats = client.embeddings.create(model="embed-dep", input=["alpha", "beta gamma"],
+                                          encoding_format="float")
+        wide = client.embeddings.create(model="embed-dep", input="alpha", dimensions=32)
+    assert [r.json()["encoding_format"] for r in emu.requests] == ["base64", "float", "base64"]
+    assert json.loads(emu.requests[0].body)["input"] == ["alpha", "beta gamma"]
+    assert [d.index for d in packed.data] == [0, 1]
+    assert [d.embedding for d in packed.data] == [d.embedding for d in floats.data]
+    assert len(packed.data[0].embedding) == 8 and packed.data[0].embedding != packed.data[1].embedding
+    assert len(wide.data[0].embedding) == 32 and wide.data[0].embedding[:8] == packed.data[0].embedding
+    assert (packed.usage.prompt_tokens, packed.usage.total_tokens) == (3, 3)
+    assert packed.model == "gpt-4o-2024-08-06"
+
+
+def test_responses(emu: AzureOpenAIEmulator) -> None:
+    with v1(emu) as client:
+        simple = client.responses.create(model="gpt-4o-dep", input="tell me")
+        listed = client.responses.create(model="gpt-4o-dep", input=[
+            {"role": "user", "content": "first"},
+            {"role": "user", "content": [{"type": "input_text", "text": "second one"}]}])
+    assert simple.output_text == "Hello from the emulator. You said: tell me"
+    assert simple.id.startswith("resp_") and simple.status == "completed" and simple.created_at == 1700000000
+    assert simple.usage is not None and (simple.usage.input_tokens, simple.usage.output_tokens) == (2, 8)
+    assert listed.output_text == "Hello from the emulator. You said: second one"
+    assert emu.requests[0].deployment == "gpt-4o-dep"
+
+
+def test_wrong_key_is_401_and_recorded(emu: AzureOpenAIEmulator) -> None:
+    with azure(emu, api_key="wrong") as client, pytest.raises(openai.AuthenticationError) as caught:
+        client.chat.completions.create(model="dep", messages=user("hi"))
+    assert caught.value.status_code == 401
+    assert caught.value.response.json() == {"error": {"code": "401", "message": UNAUTHORIZED_MESSAGE}}
+    with azure(emu, api_key=None, azure_ad_token=KEY) as client, pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="dep", messages=user("hi"))  # a bearer key only works on v1
+    assert [r.headers.get("api-key") for r in emu.requests] == ["wrong", None]
+
+
+def test_bearer_check(make_emulator: Callable[..., AzureOpenAIEmulator]) -> None:
+    emu = make_emulator(api_key=None, bearer_check=lambda token: token == "good-token")
+    with azure(emu, api_key=None, azure_ad_token="good-token") as client:
+        assert client.embeddings.create(model="e", input="x").data
+    with azure(emu, api_key=None, azure_ad_token="bad-token") as client, \
+            pytest.raises(openai.AuthenticationError):
+        client.embeddings.create(model="e", input="x")
+    with azure(emu, api_key=KEY) as client, pytest.raises(openai.AuthenticationError):
+        client.embeddings.create(model="e", input="x")  # no key is configured, so none is accepted
+    assert emu.requests[0].headers["authorization"] == "Bearer good-token"
+
+
+async def raw_post(url: str, body: dict[str, Any], key: str = KEY) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession() as session, \
+            session.post(url, data=json.dumps(body), headers={"api-key": key,
+                                                              "Content-Type": "application/json"}) as resp:
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+def test_answers_are_deterministic_and_ignore_model(emu: AzureOpenAIEmulator, bg: BackgroundLoop) -> None:
+    direct = f"{emu.url}/openai/deployments/dep/chat/completions?api-version={API_VERSION}"
+    via_v1 = f"{emu.url}/openai/v1/chat/completions"
+    body = {"messages": user("same words")}
+    for extra in ({}, {"stream": True, "stream_options": {"include_usage": True}}):
+        answers = [bg.run(raw_post(direct, {"model": "a", **body, **extra})),
+                   bg.run(raw_post(direct, {**body, **extra})),
+                   bg.run(raw_post(via_v1, {"model": "other-dep", **body, **extra}))]
+        assert {status for status, _, _ in answers} == {200}
+        assert len({content for _, _, content in answers}) == 1
+    _, headers, streamed = answers[0]
+    assert headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert streamed.startswith(b'data: {"id":"chatcmpl-') and streamed.endswith(b"}\n\ndata: [DONE]\n\n")
+    _, _, other = bg.run(raw_post(direct, {"messages": user("other words")}))
+    _, _, first = bg.run(raw_post(direct, body))
+    assert json.loads(other)["id"] != json.loads(first)["id"]
+
+
+def test_route_and_body_errors(emu: AzureOpenAIEmulator, bg: BackgroundLoop) -> None:
+    status, _, content = bg.run(raw_post(f"{emu.url}/openai/deployments/dep/images", {}))
+    assert (status, json.loads(content)) == (404, {"error": {"code": "404", "message": "Resource not found"}})
+    status, _, content = bg.run(raw_post(f"{emu.url}/openai/deployments/dep/chat/completions", {}))
+    assert status == 400 and "api-version" in json.loads(content)["error"]["message"]
+
+    async def bad_json() -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{emu.url}/openai/v1/embeddings", data=b"{not json", headers={"api-key": KEY}) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    status, answer = bg.run(bad_json())
+    assert status == 400 and set(answer["error"]) == {"code", "message"}
+    assert len(emu.requests) == 3 and emu.requests[-1].body == b"{not json"
+
+
+def test_status_faults_are_fifo_and_per_deployment(emu: AzureOpenAIEmulator) -> None:
+    emu.faults.extend([Fault(status=429, retry_after=7, deployment="busy"), Fault(status=500)])
+    with azure(emu) as client:
+        with pytest.raises(openai.InternalServerError) as server_error:
+            client.chat.completions.create(model="calm", messages=user("hi"))  # skips the "busy" fault
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.chat.completions.create(model="busy", messages=user("hi"), stream=True)
+        assert client.chat.completions.create(model="busy", messages=user("hi")).choices
+    assert not emu.faults
+    assert limited.value.status_code == 429 and limited.value.response.headers["retry-after"] == "7"
+    assert limited.value.response.json()["error"]["code"] == "429"
+    assert server_error.value.status_code == 500 and "retry-after" not in server_error.value.response.headers
+    assert server_error.value.response.json()["error"]["code"] == "500"
+
+
+def test_delay_fault(emu: AzureOpenAIEmulator) -> None:
+    emu.faults.extend([Fault(delay=2.0), Fault(delay=0.3)])
+    with azure(emu, timeout=0.3) as client:
+        started = time.monotonic()
+        with pytest.raises(openai.APITimeoutError):
+            client.chat.completions.create(model="dep", messages=user("hi"))
+        assert time.monotonic() - started < 1.5
+    with azure(emu) as client:
+        started = time.monotonic()
+        assert client.chat.completions.create(model="dep", messages=user("hi")).choices
+        assert time.monotonic() - started >= 0.3
+
+
+def test_reset_mid_stream_is_an_error_for_the_client(emu: AzureOpenAIEmulator) -> None:
+    emu.faults.append(Fault(reset_after_chunks=3))
+    received = []
+    with azure(emu) as client:
+        with pytest.raises(openai.APIConnectionError):
+            for chunk in client.chat.completions.create(model="dep", messages=user("hi"), stream=True):
+                received.append(chunk)
+        assert len(received) == 3
+        emu.faults.append(Fault(reset_after_chunks=0))
+        with pytest.raises(openai.APIConnectionError):
+            client.embeddings.create(model="dep", input="x")  # not streaming: dropped unanswered
+        assert client.chat.completions.create(model="dep", messages=user("hi")).choices
+    assert wait_until(lambda: emu.open_connections == 0)
+
+
+def test_open_connections_return_to_zero(emu: AzureOpenAIEmulator) -> None:
+    assert emu.open_connections == 0
+    first, second = azure(emu), v1(emu)
+    first.chat.completions.create(model="dep", messages=user("hi"))
+    stream = second.chat.completions.create(model="dep", messages=user("a long answer"), stream=True)
+    next(iter(stream))  # a stream abandoned part-way
+    assert emu.open_connections == 2  # keep-alive holds both sockets
+    stream.close()
+    first.close()
+    second.close()
+    assert wait_until(lambda: emu.open_connections == 0)
+
+
+def test_main_runs_standalone() -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.emulator", "--port", str(port),
+                                "--api-key", "K"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip().endswith(f"http://127.0.0.1:{port}")
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/openai/v1", api_key="K", max_retries=0)
+        with client:
+            assert client.embeddings.create(model="e", input="x").data
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
