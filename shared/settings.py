@@ -150,3 +150,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         upstream_timeout_seconds=_number(merged, "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", minimum=0.1),
         log_level=level,
     )
+
+
+def secret(name: str, *, purpose: str) -> str:
+    """A secret from the environment variable an operator named in the configuration (key_env,
+    secret_env): read here so that this module stays the only reader of the environment."""
+    value = environment().get(name, "")
+    if not value:
+        raise SettingsError(f"environment variable {name} ({purpose}) is not set")
+    return value

@@ -298,9 +298,10 @@ def parse(doc: Any) -> Config:
         sections[section] = items
     collaborators = tuple(_collaborator(raw, f"collaborators[{i}]")
                           for i, raw in enumerate(_list(doc, "collaborators")))
-    config = Config(**sections, collaborators=collaborators)
-    check_references(config)
-    return config
+    check_references(Config(**sections, collaborators=collaborators))  # file order: indexes match
+    # canonical order, so two equal configurations compare equal whatever their files' order
+    return Config(**{k: tuple(sorted(v, key=lambda item: item.name)) for k, v in sections.items()},
+                  collaborators=tuple(sorted(collaborators, key=lambda c: (c.resource, c.principal))))
 
 
 def check_references(config: Config) -> None:

@@ -1,0 +1,36 @@
+# The two commands: `make run` serves the gateway locally with a sandbox; `make test` runs every test.
+# Both install what they need (a virtual environment from requirements*.txt, Azurite from npm) and are
+# safe to run again.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+local.settings.json:
+	cp local.settings.sample.json local.settings.json
+
+run: install local.settings.json
+	$(PY) -m sandbox
+
+lint: install
+	$(PY) -m ruff check .
+
+test: install lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .azurite .sandbox .pytest_cache .ruff_cache

@@ -1,0 +1,148 @@
+"""`make run`: Azurite, and unless the tables hold a configuration of the user's own, a local
+sandbox (a development identity provider and an Azure OpenAI emulator) registered in the tables;
+then the gateway, and a ready token with a curl and an openai SDK snippet to try it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from sandbox.azurite import ROOT, Azurite, port_open
+from sandbox.emulator import AzureOpenAIEmulator
+from sandbox.idp import DevIdentityProvider
+from sandbox.loop import BackgroundLoop
+from shared.config.plan import plan, writes
+from shared.config.schema import parse
+from shared.config.store import ConfigStore
+from shared.settings import environment, load
+
+IDP_PORT, EMULATOR_PORT, GATEWAY_PORT = 7081, 7082, 7071
+EMULATOR_KEY = "sandbox-key"
+STATE = ROOT / ".sandbox"
+
+
+def sandbox_document(idp: DevIdentityProvider, emulator_url: str) -> dict[str, Any]:
+    return {
+        "identity_providers": [{"name": "sandbox", "jwks_uri": idp.jwks_uri, "issuer": idp.issuer,
+                                "audiences": ["api://ai-gateway"]}],
+        "external_identities": [{"name": "sandbox-developers", "identity_provider": "sandbox",
+                                 "claims": {"groups": "developers"}}],
+        "accounts": [{"name": "sandbox-aoai", "kind": "azure-openai", "endpoint": emulator_url,
+                      "auth": {"type": "api-key", "key_env": "SANDBOX_AOAI_KEY"}}],
+        "models": [{"name": "gpt-4o", "targets": [{"account": "sandbox-aoai", "deployment": "gpt-4o"}]},
+                   {"name": "text-embedding-3-small",
+                    "targets": [{"account": "sandbox-aoai", "deployment": "text-embedding-3-small"}]}],
+        "collaborators": [
+            {"resource": "model:gpt-4o", "principal": "identity:sandbox-developers", "role": "viewer"},
+            {"resource": "model:text-embedding-3-small", "principal": "identity:sandbox-developers",
+             "role": "viewer"}],
+    }
+
+
+async def register(doc: dict[str, Any]) -> bool:
+    """Write the sandbox configuration unless the tables hold the user's own; True if written."""
+    store = ConfigStore.from_settings(load())
+    try:
+        current, _ = await store.load()
+        own = [p.name for p in current.identity_providers if p.name != "sandbox"]
+        if own:
+            print(f"The tables hold your own configuration (identity providers: {', '.join(own)}): "
+                  "the sandbox is not started.")
+            return False
+        await store.write(writes(plan(current, parse(doc))))
+        return True
+    finally:
+        await store.aclose()
+
+
+def banner(token: str, gateway: str) -> str:
+    return f"""
+================ AI gateway: local sandbox ================
+Gateway:   {gateway}   (models: gpt-4o, text-embedding-3-small)
+Token (valid 24 h, also in .sandbox/token):
+
+{token}
+
+Try it:
+
+curl -s {gateway}/v1/chat/completions \\
+  -H "Authorization: Bearer $(cat .sandbox/token)" \\
+  -H "Content-Type: application/json" \\
+  -d '{{"model": "gpt-4o", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+python - <<'PY'
+from openai import OpenAI
+client = OpenAI(base_url="{gateway}/v1", api_key=open(".sandbox/token").read())
+print(client.chat.completions.create(model="gpt-4o",
+      messages=[{{"role": "user", "content": "Hello"}}]).choices[0].message.content)
+PY
+Press Ctrl-C to stop.
+============================================================
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox")
+    parser.add_argument("--port", type=int, default=GATEWAY_PORT)
+    args = parser.parse_args()
+    STATE.mkdir(exist_ok=True)
+    env = environment()
+    env.setdefault("GATEWAY_TABLES_CONNECTION", "UseDevelopmentStorage=true")
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("GATEWAY_", "AZURE"))})
+
+    azurite = None
+    if env["GATEWAY_TABLES_CONNECTION"] == "UseDevelopmentStorage=true" and not port_open(10002):
+        azurite = Azurite(ROOT / ".azurite", table_port=10002, tables_only=False).start()
+        print("Azurite started on 127.0.0.1:10000-10002 (data in .azurite/)")
+
+    with BackgroundLoop() as loop:
+        idp = DevIdentityProvider(port=IDP_PORT, key_file=STATE / "idp-key.pem")
+        emulator = AzureOpenAIEmulator(port=EMULATOR_PORT, api_key=EMULATOR_KEY, chunk_interval=0.03)
+        loop.run(idp.start())
+        loop.run(emulator.start())
+        sandboxed = asyncio.run(register(sandbox_document(idp, emulator.url)))
+
+        gateway_env = {**os.environ, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true",
+                       "SANDBOX_AOAI_KEY": EMULATOR_KEY}
+        if shutil.which("func"):
+            command = ["func", "start", "--port", str(args.port)]
+        else:
+            command = [sys.executable, "-m", "shared", "serve", "--port", str(args.port)]
+        gateway = subprocess.Popen(command, cwd=ROOT, env=gateway_env)
+        try:
+            deadline = time.monotonic() + 60
+            while not port_open(args.port):
+                if gateway.poll() is not None or time.monotonic() > deadline:
+                    print("the gateway did not start", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+            if sandboxed:
+                token = idp.mint("sandbox-user", claims={"groups": ["developers"], "email": "dev@localhost"},
+                                 audience="api://ai-gateway", expires_in=86400)
+                (STATE / "token").write_text(token)
+                print(banner(token, f"http://127.0.0.1:{args.port}"), flush=True)
+            return gateway.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            if gateway.poll() is None:
+                gateway.send_signal(signal.SIGINT)
+                try:
+                    gateway.wait(10)
+                except subprocess.TimeoutExpired:
+                    gateway.kill()
+            loop.run(emulator.stop())
+            loop.run(idp.stop())
+            if azurite:
+                azurite.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The command line: `python -m shared <command>` (SPEC §3), on the same tables as the app."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .config import plan as planning
+from .config.schema import ConfigError, load_file, to_document
+from .config.store import ConfigStore
+from .errors import GatewayError
+from .settings import SettingsError, load
+
+T = TypeVar("T")
+
+
+async def _with_store(work: Callable[[ConfigStore], Awaitable[T]]) -> T:
+    store = ConfigStore.from_settings(load())
+    try:
+        return await work(store)
+    finally:
+        await store.aclose()
+
+
+def _plan(path: Path) -> Callable[[ConfigStore], Awaitable[tuple[ConfigStore, list[planning.Change]]]]:
+    desired = load_file(path)  # invalid files are refused before any storage access
+
+    async def compute(store: ConfigStore) -> tuple[ConfigStore, list[planning.Change]]:
+        current, _ = await store.load()
+        return store, planning.plan(current, desired)
+
+    return compute
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    compute = _plan(Path(args.file))
+
+    async def work(store: ConfigStore) -> int:
+        _, changes = await compute(store)
+        for change in changes:
+            print(change.describe())
+        print(f"{len(changes)} change(s) to apply" if changes else "no changes")
+        return 0
+
+    return asyncio.run(_with_store(work))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    compute = _plan(Path(args.file))
+
+    async def work(store: ConfigStore) -> int:
+        _, changes = await compute(store)
+        if not changes:
+            print("no changes")
+            return 0
+        for change in changes:
+            print(change.describe())
+        await store.write(planning.writes(changes))
+        print(f"applied {len(changes)} change(s); configuration version {await store.version()}")
+        return 0
+
+    return asyncio.run(_with_store(work))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    async def work(store: ConfigStore) -> dict[str, Any]:
+        config, _ = await store.load()
+        return to_document(config)
+
+    doc = asyncio.run(_with_store(work))
+    if args.output and args.output.endswith(".json"):
+        text = json.dumps(doc, indent=2) + "\n"
+    else:
+        import yaml
+
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_prewarm(args: argparse.Namespace) -> int:
+    from . import prewarm, runtime
+
+    async def work() -> dict[str, Any]:
+        try:
+            return await prewarm.run(await runtime.gateway())
+        finally:
+            await runtime.shutdown()
+
+    report = asyncio.run(work())
+    print(json.dumps(report, indent=2))
+    return 0 if report.get("ok") else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    load()  # refuse to start on bad settings, naming the setting
+    serve(args.host, args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared", description="The AI gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the gateway locally (uvicorn), timer included")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7071)
+    p.set_defaults(run=cmd_serve)
+    for name, helptext, fn in (("apply", "make the stored configuration equal FILE", cmd_apply),
+                               ("diff", "show what apply would change", cmd_diff)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("-f", "--file", required=True)
+        p.set_defaults(run=fn)
+    p = sub.add_parser("export", help="print the stored configuration as a file apply accepts")
+    p.add_argument("-o", "--output")
+    p.set_defaults(run=cmd_export)
+    p = sub.add_parser("prewarm", help="run the timer's work once and print its report")
+    p.set_defaults(run=cmd_prewarm)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"error: invalid configuration: {exc}; nothing was changed", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

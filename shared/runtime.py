@@ -1,0 +1,88 @@
+"""The composition root: builds this process's one Gateway from settings, lazily, inside the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from .auth.authenticator import Authenticator
+from .config.snapshot import Snapshot
+from .config.store import ConfigStore
+from .errors import Unavailable
+from .settings import Settings, SettingsError, load
+from .upstream.credentials import Credentials
+from .upstream.forward import Forwarder
+
+log = logging.getLogger("gateway")
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    store: ConfigStore
+    snapshot: Snapshot
+    authenticator: Authenticator
+    credentials: Credentials
+    forwarder: Forwarder
+
+    @classmethod
+    def build(cls, settings: Settings) -> Gateway:
+        store = ConfigStore.from_settings(settings)
+        credentials = Credentials()
+        return cls(
+            settings=settings,
+            store=store,
+            snapshot=Snapshot(store, refresh_seconds=settings.config_refresh_seconds,
+                              admins=settings.admins),
+            authenticator=Authenticator.from_settings(settings),
+            credentials=credentials,
+            forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
+                                allow_http_loopback=settings.allow_http_loopback),
+        )
+
+    async def aclose(self) -> None:
+        await self.snapshot.aclose()
+        await self.forwarder.aclose()
+        await self.authenticator.aclose()
+        await self.credentials.aclose()
+        await self.store.aclose()
+
+
+_gateway: Gateway | None = None
+_lock: asyncio.Lock | None = None
+
+
+def configure_logging(settings: Settings) -> None:
+    logger = logging.getLogger("gateway")
+    logger.setLevel(settings.log_level)
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+
+
+async def gateway() -> Gateway:
+    """This process's Gateway; a settings error becomes 503 naming the setting to fix."""
+    global _gateway, _lock
+    if _gateway is not None:
+        return _gateway
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:  # guards construction only, which does no I/O
+        if _gateway is None:
+            try:
+                settings = load()
+                configure_logging(settings)
+                _gateway = Gateway.build(settings)
+            except SettingsError as exc:
+                log.error("gateway settings: %s", exc)
+                raise Unavailable(f"gateway settings: {exc}") from None
+    return _gateway
+
+
+async def shutdown() -> None:
+    global _gateway
+    if _gateway is not None:
+        await _gateway.aclose()
+        _gateway = None

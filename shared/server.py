@@ -1,0 +1,50 @@
+"""Serves the route table with Starlette and uvicorn, and runs the timer's job on its schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from . import prewarm, runtime
+from .routes import ROUTES
+
+log = logging.getLogger("gateway.server")
+
+
+async def _timer(interval: float) -> None:
+    """Like the Functions timer, minus the lease: this process is the only one."""
+    while True:
+        try:
+            await prewarm.timer_job()
+        except Exception:
+            log.exception("prewarm failed")
+        await asyncio.sleep(interval)
+
+
+def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(_timer(timer_interval), name="prewarm-timer")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await runtime.shutdown()
+
+    return Starlette(routes=[Route(r.path, endpoint=r.handler, methods=list(r.methods)) for r in ROUTES],
+                     lifespan=lifespan)
+
+
+def serve(host: str = "127.0.0.1", port: int = 7071) -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(build_app(), host=host, port=port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5)

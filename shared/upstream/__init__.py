@@ -1,0 +1,1 @@
+"""Reaching Azure: credentials per account, and forwarding with streaming passthrough."""

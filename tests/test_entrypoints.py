@@ -1,0 +1,42 @@
+"""function_app.py (Azure Functions) and `python -m shared serve` register the very same handlers."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.routing import Route as StarletteRoute
+
+from shared import prewarm, routes
+from shared.server import build_app
+
+from .conftest import ROOT
+
+
+def test_functions_app_and_local_server_share_the_route_functions() -> None:
+    import function_app
+
+    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    http = {name: f for name, f in functions.items() if f.get_trigger().type == "httpTrigger"}
+    assert len(http) == len(routes.ROUTES)
+    served = {r.endpoint: r for r in build_app().routes if isinstance(r, StarletteRoute)}
+    for route in routes.ROUTES:
+        fn = http[route.handler.__name__]
+        assert fn.get_user_function() is route.handler
+        trigger = fn.get_trigger()
+        assert trigger.route == route.route
+        assert [str(getattr(m, "value", m)) for m in trigger.methods] == list(route.methods)
+        assert served[route.handler].path == route.path
+        assert served[route.handler].methods >= set(route.methods)
+
+    timer = functions["prewarm_timer"].get_trigger()
+    assert timer.type == "timerTrigger" and timer.schedule == prewarm.SCHEDULE == "0 */5 * * * *"
+
+
+def test_host_json_has_no_route_prefix() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
+
+
+def test_catch_all_operations_translate_to_starlette_paths() -> None:
+    paths = {r.route: r.path for r in routes.ROUTES}
+    assert paths["openai/deployments/{model}/{*operation}"] == "/openai/deployments/{model}/{operation:path}"
