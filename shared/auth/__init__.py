@@ -1,0 +1,21 @@
+"""Caller authentication: a bearer JWT in, a `Principal` out, or `InvalidToken` naming the failed check.
+
+One job per module, composed by `authenticator` (the only entry point of the request path):
+
+    extract        the token from the request headers (one token, one place)
+    jws            strict compact-JWS parsing: size, segments, base64url, JSON, header policy
+    strict_json    JSON for hostile input (duplicate members, NaN, depth, UTF-8)
+    selection      which identity provider a token belongs to (exact issuer, never a fallback)
+    claims         time, audience, unique-id and email claims
+    jwk            one JWK -> a public key bound to exactly one algorithm; a JWKS -> a key set
+    signature      the signature check for that one algorithm
+    addresses      which network addresses a JWKS fetch may connect to (SSRF policy)
+    fetch          the HTTP GET behind JWKS and discovery: caps, deadline, no redirects
+    discovery      OpenID discovery documents
+    jwks           per-provider key cache: TTL, background refresh, single-flight, cooldown, stale
+    verifier       the ordered checks for one token (cheap first, key fetches last)
+    identities     the principal and its external identities
+    token_cache    verified tokens by hash, so a repeated token costs microseconds
+    trace          a recorder of each check's outcome (explain) and the refusal value
+    redact         fingerprints and escaping: what may reach logs and error messages
+"""

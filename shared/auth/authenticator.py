@@ -1,0 +1,160 @@
+"""The composition root of caller authentication, and the only entry point of the request path.
+
+    authenticate(token, config) -> Principal     (or InvalidToken with the failed check as reason)
+    refresh_all(config)         -> {provider: error or None}   (the timer)
+
+Owns the verified-token cache and the per-provider key cache. Constructed without I/O or an event loop;
+the HTTP session is created lazily inside the running loop on the first fetch. Logs carry the
+issuer, key id, algorithm and a SHA-256 fingerprint of a token, never the token itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..config.model import Config, IdentityProvider
+from ..errors import InvalidToken
+from .fetch import Fetcher, HttpFetcher
+from .identities import Principal, match_identities
+from .jwks import CachePolicy, KeyCache, KeyStatus
+from .redact import digest, fingerprint, show
+from .token_cache import DEFAULT_MAX_ENTRIES, CachedToken, VerifiedTokenCache
+from .trace import Context, Refused, Trace
+from .verifier import Verifier
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+log = logging.getLogger("gateway.auth")
+
+
+class Authenticator:
+    def __init__(self, *, leeway_seconds: int = 60, jwks_ttl_seconds: float = 600.0,
+                 jwks_max_stale_seconds: float = 86400.0, jwks_cooldown_seconds: float = 30.0,
+                 allow_http_loopback: bool = False, wall_clock: Callable[[], float] = time.time,
+                 monotonic_clock: Callable[[], float] = time.monotonic, fetcher: Fetcher | None = None,
+                 token_cache_size: int = DEFAULT_MAX_ENTRIES, jwks_deadline_seconds: float = 5.0,
+                 jwks_retry_seconds: float = 1.0) -> None:
+        """`allow_http_loopback` configures the default fetcher; an injected `fetcher` has its own."""
+        self.leeway = leeway_seconds
+        self._wall = wall_clock
+        self._fetcher: Fetcher = fetcher or HttpFetcher(allow_http_loopback=allow_http_loopback)
+        self.policy = CachePolicy(ttl=jwks_ttl_seconds, max_stale=jwks_max_stale_seconds,
+                                  cooldown=jwks_cooldown_seconds, retry=jwks_retry_seconds,
+                                  deadline=jwks_deadline_seconds)
+        self.keys = KeyCache(fetcher=self._fetcher, policy=self.policy, monotonic=monotonic_clock,
+                             wall=wall_clock)
+        self.tokens = VerifiedTokenCache(token_cache_size)
+        self._verifier = Verifier(keys=self.keys, leeway=leeway_seconds, wall=wall_clock)
+        self._providers: tuple[IdentityProvider, ...] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Authenticator:
+        options: dict[str, Any] = {
+            "leeway_seconds": settings.jwt_leeway_seconds,
+            "jwks_ttl_seconds": settings.jwks_ttl_seconds,
+            "jwks_max_stale_seconds": settings.jwks_max_stale_seconds,
+            "jwks_cooldown_seconds": settings.jwks_cooldown_seconds,
+            "allow_http_loopback": settings.allow_http_loopback,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    # -- the request path -------------------------------------------------------------------------
+
+    async def authenticate(self, token: str, config: Config, *, trace: Trace | None = None) -> Principal:
+        """The caller's principal, or `InvalidToken`. With a `trace`, every check is recorded and the
+        verified-token cache is not read (explain must show the real checks)."""
+        token_digest = digest(token)
+        self._observe(config)
+        if trace is None:
+            cached = self.tokens.get(token_digest)
+            if cached is not None:
+                principal = self._from_cache(token_digest, cached, config)
+                if principal is not None:
+                    return principal
+        context = Context()
+        try:
+            verified = await self._verifier.verify(token, config.identity_providers, context, trace)
+        except Refused as refused:
+            log.info("token refused: %s check=%s provider=%s iss=%s kid=%s alg=%s fp=%s", refused.reason,
+                     refused.check, context.provider or "-", show(context.iss), show(context.kid),
+                     show(context.alg), fingerprint(token_digest))
+            raise InvalidToken(refused.reason) from None
+        except Exception as exc:  # fail closed; the message of an unexpected error is not trusted
+            log.error("token verification failed unexpectedly: %s fp=%s", type(exc).__name__,
+                      fingerprint(token_digest))
+            raise InvalidToken("token could not be verified (internal error)") from None
+        provider = verified.provider
+        identities = match_identities(provider.name, verified.claims, config.external_identities)
+        principal = Principal(provider=provider.name, unique_id=verified.unique_id, email=verified.email,
+                              identities=identities)
+        if trace is not None:
+            trace.passed("identities", ", ".join(sorted(identities)) or "no external identity matches")
+        self.tokens.put(token_digest, CachedToken(
+            provider=provider, source=verified.source, kid=verified.key.kid,
+            thumbprint=verified.key.thumbprint, exp=verified.exp, claims=verified.claims, principal=principal,
+            providers=config.identity_providers, external_identities=config.external_identities))
+        log.debug("token accepted provider=%s iss=%s kid=%s alg=%s fp=%s", provider.name,
+                  show(context.iss), show(context.kid), show(context.alg), fingerprint(token_digest))
+        return principal
+
+    def _from_cache(self, token_digest: bytes, cached: CachedToken, config: Config) -> Principal | None:
+        """The cached principal if the token is still unexpired, the providers unchanged and its key
+        still held; else None (and the entry is dropped, so the token is verified again)."""
+        providers = config.identity_providers
+        if (self._wall() >= cached.exp + self.leeway
+                or (cached.providers is not providers and cached.providers != providers)):
+            self.tokens.discard(token_digest)
+            return None
+        if not cached.source.holds(cached.kid, cached.thumbprint):
+            self.tokens.discard(token_digest)
+            return None
+        identities = config.external_identities
+        if cached.providers is providers and cached.external_identities is identities:
+            return cached.principal
+        principal = cached.principal
+        if cached.external_identities != identities:
+            principal = Principal(provider=principal.provider, unique_id=principal.unique_id,
+                                  email=principal.email,
+                                  identities=match_identities(principal.provider, cached.claims, identities))
+        self.tokens.put(token_digest, CachedToken(
+            provider=cached.provider, source=cached.source, kid=cached.kid, thumbprint=cached.thumbprint,
+            exp=cached.exp, claims=cached.claims, principal=principal, providers=providers,
+            external_identities=identities))
+        return principal
+
+    def _observe(self, config: Config) -> None:
+        """Forget key sources of providers the configuration no longer has (once per config change)."""
+        if config.identity_providers is not self._providers:
+            self._providers = config.identity_providers
+            self.keys.prune(config.identity_providers)
+
+    # -- the timer and status ---------------------------------------------------------------------
+
+    async def refresh_all(self, config: Config) -> dict[str, str | None]:
+        """Refresh every provider's keys now; provider name -> error text, or None when refreshed."""
+        self._observe(config)
+        providers = config.identity_providers
+        errors = await asyncio.gather(*(self.keys.source(p).refresh() for p in providers))
+        return {p.name: error for p, error in zip(providers, errors, strict=True)}
+
+    def key_status(self, config: Config) -> dict[str, KeyStatus | None]:
+        """Per provider: the keys held, their age, the last error (None: never fetched)."""
+        result: dict[str, KeyStatus | None] = {}
+        for p in config.identity_providers:
+            source = self.keys.peek(p)
+            result[p.name] = source.status() if source else None
+        return result
+
+    async def quiesce(self) -> None:
+        """Wait for background key refreshes in flight (tests, orderly shutdown)."""
+        await self.keys.quiesce()
+
+    async def aclose(self) -> None:
+        await self.keys.aclose()
+        await self._fetcher.aclose()
