@@ -1,0 +1,327 @@
+"""Where a workload-identity account's client assertion comes from (SPEC §4 `assertion.source`).
+
+Each source returns a fresh JWT for audience api://AzureADTokenExchange whenever asked, so the
+assertion is never older than the Entra token request it serves:
+
+- `managed-identity`: the app's user-assigned managed identity gets a token for
+  api://AzureADTokenExchange/.default: managed identity as a federated credential, the keyless way
+  inside Azure Functions.
+- `token-file`: a projected service-account token, re-read every time because the kubelet rotates it.
+- `kubernetes`: the TokenRequest API, authenticated with the pod's own service-account token (re-read
+  every time too) and trusting the cluster CA.
+
+Failures are CredentialProblems naming the `auth.assertion.*` field to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import json
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+from . import azure_sdk
+from .entra import EXCHANGE_AUDIENCE, transport_problem
+from .problem import CredentialProblem
+
+if TYPE_CHECKING:
+    import aiohttp
+    from azure.core.credentials_async import AsyncTokenCredential
+
+log = logging.getLogger("gateway.upstream.assertions")
+
+EXCHANGE_SCOPE = EXCHANGE_AUDIENCE + "/.default"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_REQUEST_SECONDS = 3600          # asked of the TokenRequest API; Entra accepts up to a day
+KUBERNETES_TIMEOUT_SECONDS = 15
+
+
+class AssertionSource(Protocol):
+    async def assertion(self) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+def peek_claims(token: str) -> dict[str, Any]:
+    """The iss/sub/aud/nbf/exp of a JWT, read WITHOUT verification: only to say what was presented."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    if not isinstance(claims, dict):
+        return {}
+    return {k: claims[k] for k in ("iss", "sub", "aud", "nbf", "exp") if k in claims}
+
+
+async def _read_text(path: str) -> str:
+    return await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+
+
+async def read_token_file(path: str, field: str, what: str) -> str:
+    try:
+        text = (await _read_text(path)).strip()
+    except FileNotFoundError:
+        raise CredentialProblem(f"{what} file {path} does not exist: check auth.{field}",
+                                field=field) from None
+    except OSError as exc:
+        raise CredentialProblem(f"cannot read {what} file {path} ({exc.strerror or exc}): check auth.{field}",
+                                field=field) from None
+    if not text:
+        raise CredentialProblem(f"{what} file {path} is empty: check auth.{field}", field=field)
+    return text
+
+
+class TokenFileAssertion:
+    """A projected service-account token (AKS workload identity: AZURE_FEDERATED_TOKEN_FILE)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def assertion(self) -> str:
+        return await read_token_file(self.path, "assertion.path", "the assertion token")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ManagedIdentityAssertion:
+    """A user-assigned managed identity's token for api://AzureADTokenExchange."""
+
+    def __init__(self, client_id: str,
+                 factory: Callable[[str], AsyncTokenCredential] | None = None) -> None:
+        self.client_id = client_id
+        self._factory = factory
+        self._credential: AsyncTokenCredential | None = None
+
+    async def _get_credential(self) -> AsyncTokenCredential:
+        if self._credential is None:
+            await azure_sdk.load()
+            if self._factory is not None:
+                self._credential = self._factory(self.client_id)
+            else:
+                # its own cache is kept: a managed-identity token is good for hours and is refreshed
+                # by azure-identity well before it expires
+                self._credential = azure_sdk.managed_identity(self.client_id, cached=True)
+        return self._credential
+
+    async def assertion(self) -> str:
+        try:
+            credential = await self._get_credential()
+            return (await credential.get_token_info(EXCHANGE_SCOPE)).token
+        except Exception as exc:
+            raise managed_identity_problem(exc, self.client_id, "assertion.client_id") from None
+
+    async def aclose(self) -> None:
+        if self._credential is not None:
+            await self._credential.close()
+            self._credential = None
+
+
+def managed_identity_problem(exc: Exception, client_id: str | None, field: str) -> CredentialProblem:
+    """A managed-identity endpoint's failure in words (no endpoint, unknown identity, outage)."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+    from azure.identity import CredentialUnavailableError
+
+    who = f"user-assigned identity {client_id}" if client_id else "the system-assigned identity"
+    if isinstance(exc, CredentialUnavailableError):
+        return CredentialProblem(f"no managed identity is available here for {who} ({_line(exc)}): managed "
+                                 "identity works inside Azure (App Service and Functions set "
+                                 "IDENTITY_ENDPOINT and IDENTITY_HEADER)", field=field)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return transport_problem(exc, "IDENTITY_ENDPOINT or IMDS", "the managed identity endpoint", field)
+    if isinstance(exc, HttpResponseError | ClientAuthenticationError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        detail = _endpoint_message(exc)
+        if status is not None and status >= 500:
+            return CredentialProblem(f"the managed identity endpoint failed (HTTP {status}: {detail})",
+                                     field=field, transient=True)
+        return CredentialProblem(f"the managed identity endpoint refused {who} (HTTP {status}: {detail}): "
+                                 f"check auth.{field}: it must be the client id of a user-assigned identity "
+                                 "attached to this app", field=field)
+    if isinstance(exc, ValueError):
+        return CredentialProblem(f"invalid managed identity settings ({exc}): check auth.{field}",
+                                 field=field)
+    return CredentialProblem(f"managed identity token request failed ({type(exc).__name__}: {_line(exc)})",
+                             field=field)
+
+
+def _endpoint_message(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    try:
+        doc = json.loads(response.text()) if response is not None else None
+    except Exception:
+        doc = None
+    if isinstance(doc, dict):
+        for key in ("message", "error_description", "error"):
+            if isinstance(doc.get(key), str):
+                return doc[key][:200]
+    return _line(exc)
+
+
+def _line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesTarget:
+    namespace: str
+    service_account: str
+    api_server: str
+    token_path: str
+    ca_path: str
+
+
+def kubernetes_target(options: Mapping[str, Any],
+                      environ: Callable[[], Mapping[str, str]]) -> KubernetesTarget:
+    """The TokenRequest endpoint and the pod's credentials; defaults are the in-cluster ones."""
+    api_server = options.get("api_server")
+    if not api_server:
+        env = environ()
+        host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise CredentialProblem("auth.assertion.api_server is not set and KUBERNETES_SERVICE_HOST is not "
+                                    "in the environment (not running in a pod?): set api_server",
+                                    field="assertion.api_server")
+        api_server = f"https://{_host(host)}:{port}"
+    return KubernetesTarget(namespace=str(options["namespace"]),
+                            service_account=str(options["service_account"]),
+                            api_server=str(api_server).rstrip("/"),
+                            token_path=str(options.get("token_path") or f"{SERVICE_ACCOUNT_DIR}/token"),
+                            ca_path=str(options.get("ca_path") or f"{SERVICE_ACCOUNT_DIR}/ca.crt"))
+
+
+def _host(host: str) -> str:
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+class KubernetesAssertion:
+    """A service-account token for api://AzureADTokenExchange from the TokenRequest API."""
+
+    def __init__(self, options: Mapping[str, Any], environ: Callable[[], Mapping[str, str]]) -> None:
+        self._options = options
+        self._environ = environ
+        self._session: aiohttp.ClientSession | None = None
+        self._ca_path: str | None = None
+
+    async def _client(self, target: KubernetesTarget) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None or self._session.closed or self._ca_path != target.ca_path:
+            if self._session is not None:
+                await self._session.close()
+            context = await _cluster_ssl(target.ca_path)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=context),
+                timeout=aiohttp.ClientTimeout(total=KUBERNETES_TIMEOUT_SECONDS))
+            self._ca_path = target.ca_path
+        return self._session
+
+    async def assertion(self) -> str:
+        import aiohttp
+
+        target = kubernetes_target(self._options, self._environ)
+        pod_token = await read_token_file(target.token_path, "assertion.token_path",
+                                          "the pod's service-account token")
+        url = (f"{target.api_server}/api/v1/namespaces/{quote(target.namespace, safe='')}/serviceaccounts/"
+               f"{quote(target.service_account, safe='')}/token")
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [EXCHANGE_AUDIENCE], "expirationSeconds": TOKEN_REQUEST_SECONDS}}
+        session = await self._client(target)
+        try:
+            async with session.post(url, json=body, headers={"Authorization": f"Bearer {pod_token}",
+                                                             "Accept": "application/json"}) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
+            field = ("assertion.ca_path" if isinstance(exc, aiohttp.ClientConnectorCertificateError)
+                     else "assertion.api_server")
+            raise transport_problem(exc, target.api_server, "the Kubernetes API server", field) from None
+        if status in (200, 201):
+            token = _status_token(text)
+            if token:
+                return token
+            raise CredentialProblem(f"the Kubernetes API server at {target.api_server} answered a "
+                                    "TokenRequest without status.token", field="assertion.api_server")
+        raise _kubernetes_refusal(status, text, target)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _cluster_ssl(ca_path: str) -> ssl.SSLContext:
+    try:
+        return await asyncio.to_thread(ssl.create_default_context, cafile=ca_path)
+    except FileNotFoundError:
+        raise CredentialProblem(f"the cluster CA file {ca_path} does not exist: check auth.assertion.ca_path",
+                                field="assertion.ca_path") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CredentialProblem(f"the cluster CA file {ca_path} is not a PEM CA bundle ({exc}): check "
+                                "auth.assertion.ca_path", field="assertion.ca_path") from None
+
+
+def _status_token(text: str) -> str | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    token = doc.get("status", {}).get("token") if isinstance(doc, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+def _kubernetes_refusal(status: int, text: str, target: KubernetesTarget) -> CredentialProblem:
+    try:
+        doc = json.loads(text)
+        message = str(doc.get("message") or "")[:300] if isinstance(doc, dict) else ""
+    except ValueError:
+        message = ""
+    said = f" ({message})" if message else ""
+    sa = f"{target.namespace}/{target.service_account}"
+    if status == 401:
+        return CredentialProblem(f"the Kubernetes API server refused the pod's service-account token "
+                                 f"read from {target.token_path} (HTTP 401{said}): check "
+                                 "auth.assertion.token_path", field="assertion.token_path")
+    if status == 403:
+        return CredentialProblem(f"the pod's service account may not create tokens for service account {sa} "
+                                 f"(HTTP 403{said}): grant it 'create' on serviceaccounts/token for {sa} "
+                                 "(RBAC), or fix auth.assertion.namespace and service_account",
+                                 field="assertion.service_account")
+    if status == 404:
+        return CredentialProblem(f"service account {sa} does not exist (HTTP 404{said}): check "
+                                 "auth.assertion.namespace and service_account",
+                                 field="assertion.service_account")
+    return CredentialProblem(f"the Kubernetes API server at {target.api_server} refused the TokenRequest for "
+                             f"{sa} (HTTP {status}{said})", field="assertion.api_server",
+                             transient=status >= 500)
+
+
+def build_assertion_source(options: Mapping[str, Any], environ: Callable[[], Mapping[str, str]],
+                           managed_identity: Callable[[str], AsyncTokenCredential] | None = None
+                           ) -> AssertionSource:
+    source = options.get("source")
+    if source == "managed-identity":
+        return ManagedIdentityAssertion(str(options["client_id"]), managed_identity)
+    if source == "token-file":
+        return TokenFileAssertion(str(options["path"]))
+    if source == "kubernetes":
+        return KubernetesAssertion(options, environ)
+    raise CredentialProblem(f"auth.assertion.source {source!r} is not one of managed-identity, token-file, "
+                            "kubernetes", field="assertion.source")
