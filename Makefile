@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test lint clean
 
+include infra/infra.mk
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -31,6 +33,7 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-infra
 
 clean:
-	rm -rf $(VENV) node_modules .azurite .sandbox .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra node_modules .azurite .sandbox .pytest_cache .ruff_cache

@@ -88,10 +88,15 @@ Press Ctrl-C to stop.
 """
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox")
     parser.add_argument("--port", type=int, default=GATEWAY_PORT)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop everything on SIGTERM as on Ctrl-C
     STATE.mkdir(exist_ok=True)
     env = environment()
     env.setdefault("GATEWAY_TABLES_CONNECTION", "UseDevelopmentStorage=true")

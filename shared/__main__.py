@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 async def _with_store(work: Callable[[ConfigStore], Awaitable[T]]) -> T:
-    store = ConfigStore.from_settings(load())
+    store = ConfigStore.from_settings(load(), operator=True)
     try:
         return await work(store)
     finally:

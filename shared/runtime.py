@@ -56,6 +56,7 @@ _lock: asyncio.Lock | None = None
 def configure_logging(settings: Settings) -> None:
     logger = logging.getLogger("gateway")
     logger.setLevel(settings.log_level)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every storage call at INFO
     if not logging.getLogger().handlers and not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

@@ -45,6 +45,6 @@ def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> Starlette:
 def serve(host: str = "127.0.0.1", port: int = 7071) -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(build_app(), host=host, port=port, log_level="warning", access_log=False,
                 lifespan="on", timeout_graceful_shutdown=5)

@@ -55,16 +55,20 @@ class ConfigStore:
         self._ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ConfigStore:
+    def from_settings(cls, settings: Settings, *, operator: bool = False) -> ConfigStore:
+        """In the app, the managed identity reaches the tables; an operator's CLI may also use an
+        `az login` session or the usual AZURE_* environment (DefaultAzureCredential)."""
         from azure.data.tables.aio import TableServiceClient
 
         settings.require_tables()
         if settings.tables_connection:
             service = TableServiceClient.from_connection_string(settings.tables_connection)
         else:
-            from azure.identity.aio import ManagedIdentityCredential
+            from azure.identity import aio
 
-            credential = ManagedIdentityCredential(client_id=settings.azure_client_id or None)
+            client_id = settings.azure_client_id or None
+            credential = (aio.DefaultAzureCredential(managed_identity_client_id=client_id) if operator
+                          else aio.ManagedIdentityCredential(client_id=client_id))
             service = TableServiceClient(endpoint=settings.tables_endpoint, credential=credential)
         return cls(service, settings.table_prefix)
 

@@ -1,0 +1,106 @@
+# The gateway: a Flex Consumption function app (Python 3.11) that runs as the user-assigned identity for
+# everything, including its deployment package. HTTPS only, TLS 1.2, no basic publishing credentials,
+# logs to Log Analytics.
+
+resource "azurerm_service_plan" "main" {
+  name                = "plan-${local.resource_token}"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  os_type             = "Linux"
+  sku_name            = "FC1"
+  tags                = local.tags
+}
+
+resource "azurerm_function_app_flex_consumption" "gateway" {
+  name                = local.function_app_name
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  service_plan_id     = azurerm_service_plan.main.id
+  tags                = merge(local.tags, { "azd-service-name" = "api" })
+
+  runtime_name           = "python"
+  runtime_version        = "3.11"
+  http_concurrency       = var.http_per_instance_concurrency
+  maximum_instance_count = var.maximum_instance_count
+  instance_memory_in_mb  = var.instance_memory_mb
+
+  dynamic "always_ready" {
+    for_each = var.always_ready_instance_count > 0 ? [var.always_ready_instance_count] : []
+    content {
+      name           = "http"
+      instance_count = always_ready.value
+    }
+  }
+
+  storage_container_type            = "blobContainer"
+  storage_container_endpoint        = "${azurerm_storage_account.main.primary_blob_endpoint}${azurerm_storage_container.deployment.name}"
+  storage_authentication_type       = "UserAssignedIdentity"
+  storage_user_assigned_identity_id = azurerm_user_assigned_identity.gateway.id
+
+  https_only                                     = true
+  webdeploy_publish_basic_authentication_enabled = false
+  client_certificate_enabled                     = false
+  public_network_access_enabled                  = true
+
+  identity {
+    type         = "UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.gateway.id]
+  }
+
+  site_config {
+    minimum_tls_version                    = "1.2"
+    scm_minimum_tls_version                = "1.2"
+    http2_enabled                          = true
+    remote_debugging_enabled               = false
+    application_insights_connection_string = azurerm_application_insights.main.connection_string
+  }
+
+  # Every app setting (APPLICATIONINSIGHTS_CONNECTION_STRING comes from site_config above).
+  # tests/infra/test_app_settings.py compares this map with shared/settings.py (every setting with
+  # in_azure=True, no other gateway setting, and only the host settings it allows) and with the Bicep
+  # stack. On Flex Consumption the runtime is set by runtime_name/runtime_version:
+  # FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION must not be set.
+  app_settings = {
+    # The Functions host, identity-based: no connection string, no key.
+    # azurerm 4.x writes an AzureWebJobsStorage connection string with an empty AccountKey even for
+    # identity-based storage (hashicorp/terraform-provider-azurerm#29149, #29693); setting it to ""
+    # here keeps the host on the identity-based settings below. Terraform shows this one setting as a
+    # change on every plan until the provider is fixed.
+    AzureWebJobsStorage                       = ""
+    AzureWebJobsStorage__accountName          = azurerm_storage_account.main.name
+    AzureWebJobsStorage__credential           = "managedidentity"
+    AzureWebJobsStorage__clientId             = azurerm_user_assigned_identity.gateway.client_id
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "ClientId=${azurerm_user_assigned_identity.gateway.client_id};Authorization=AAD"
+    PYTHON_ENABLE_INIT_INDEXING               = "1"
+    # The gateway itself (shared/settings.py).
+    GATEWAY_TABLES_ENDPOINT          = azurerm_storage_account.main.primary_table_endpoint
+    AZURE_CLIENT_ID                  = azurerm_user_assigned_identity.gateway.client_id
+    GATEWAY_TABLE_PREFIX             = var.table_prefix
+    GATEWAY_ADMINS                   = var.gateway_admins
+    GATEWAY_CONFIG_REFRESH_SECONDS   = "10"
+    GATEWAY_JWT_LEEWAY_SECONDS       = "60"
+    GATEWAY_JWKS_TTL_SECONDS         = "600"
+    GATEWAY_JWKS_MAX_STALE_SECONDS   = "86400"
+    GATEWAY_JWKS_COOLDOWN_SECONDS    = "30"
+    GATEWAY_MAX_BODY_BYTES           = "26214400"
+    GATEWAY_UPSTREAM_TIMEOUT_SECONDS = "120"
+    GATEWAY_LOG_LEVEL                = "INFO"
+  }
+
+  depends_on = [
+    azurerm_role_assignment.identity_blob_owner,
+    azurerm_role_assignment.identity_queue_contributor,
+    azurerm_role_assignment.identity_table_contributor,
+    azurerm_role_assignment.identity_metrics_publisher,
+  ]
+}
+
+resource "azurerm_monitor_diagnostic_setting" "function_app" {
+  name                       = "to-log-analytics"
+  target_resource_id         = azurerm_function_app_flex_consumption.gateway.id
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
+
+  enabled_log {
+    category_group = "allLogs"
+  }
+}

@@ -1,0 +1,462 @@
+"""Both stacks declare the same resources, role assignments, tables, diagnostic settings, parameters and
+outputs, and hold the invariants the gateway depends on (Flex Consumption for Python 3.11 with raised
+HTTP concurrency, one managed identity for everything, keyless Azure OpenAI, optional Entra app and
+Kubernetes federated credentials).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+
+# Every resource type of either stack, by what it is. A type missing here fails the test: a resource
+# added to one stack must be mapped, and then added to the other.
+BICEP_KINDS = {
+    "Microsoft.Resources/resourceGroups": "resource group",
+    "Microsoft.OperationalInsights/workspaces": "log analytics",
+    "Microsoft.Insights/components": "application insights",
+    "Microsoft.ManagedIdentity/userAssignedIdentities": "managed identity",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials": "kubernetes credential",
+    "Microsoft.Storage/storageAccounts": "storage account",
+    "Microsoft.Storage/storageAccounts/blobServices": "(blob service settings)",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "deployment container",
+    "Microsoft.Storage/storageAccounts/tableServices/tables": "configuration tables",
+    "Microsoft.CognitiveServices/accounts": "openai account",
+    "Microsoft.CognitiveServices/accounts/deployments": "model deployment",
+    "Microsoft.Web/serverfarms": "flex plan",
+    "Microsoft.Web/sites": "function app",
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": "(basic publishing off)",
+    "Microsoft.Insights/diagnosticSettings": "diagnostic setting",
+    "Microsoft.Authorization/roleAssignments": "role assignment",
+    "Microsoft.Graph/applications": "entra app",
+    "Microsoft.Graph/applications/federatedIdentityCredentials": "entra app credential",
+    "Microsoft.Graph/servicePrincipals": "entra service principal",
+}
+TERRAFORM_KINDS = {
+    "azurerm_resource_group": "resource group",
+    "azurerm_log_analytics_workspace": "log analytics",
+    "azurerm_application_insights": "application insights",
+    "azurerm_user_assigned_identity": "managed identity",
+    "azurerm_federated_identity_credential": "kubernetes credential",
+    "azurerm_storage_account": "storage account",
+    "azurerm_storage_container": "deployment container",
+    "azapi_resource:Microsoft.Storage/storageAccounts/tableServices/tables": "configuration tables",
+    "azurerm_cognitive_account": "openai account",
+    "azurerm_cognitive_deployment": "model deployment",
+    "azurerm_service_plan": "flex plan",
+    "azurerm_function_app_flex_consumption": "function app",
+    "azurerm_monitor_diagnostic_setting": "diagnostic setting",
+    "azurerm_role_assignment": "role assignment",
+    "azuread_application": "entra app",
+    "azuread_application_federated_identity_credential": "entra app credential",
+    "azuread_service_principal": "entra service principal",
+}
+# Kinds in parentheses are child resources in Bicep and arguments in Terraform (blob_properties,
+# webdeploy_publish_basic_authentication_enabled): checked below, not counted.
+
+ROLE_IDS = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",  # NOTES N4
+}
+# (role, scope, principal, optional)
+EXPECTED_ROLES = {
+    ("Storage Blob Data Owner", "storage account", "managed identity", False),
+    ("Storage Queue Data Contributor", "storage account", "managed identity", False),
+    ("Storage Table Data Contributor", "storage account", "managed identity", False),
+    ("Monitoring Metrics Publisher", "application insights", "managed identity", False),
+    ("Cognitive Services OpenAI User", "openai account", "managed identity", False),
+    ("Cognitive Services OpenAI User", "openai account", "entra app", True),
+    ("Storage Table Data Contributor", "storage account", "deployer", True),
+}
+
+EXPECTED_TABLE_KINDS = [
+    "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
+    "collaborators", "meta", "usage", "audit", "health",
+]
+DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app"}
+
+
+# ---- Bicep readers --------------------------------------------------------------------------------
+
+
+def bicep_kinds(bicep, helpers) -> Counter:
+    kinds: Counter = Counter()
+    for name, symbol, resource in bicep.resources():
+        rtype = helpers.bicep_resource_type(resource)
+        assert rtype in BICEP_KINDS, f"{name}: {symbol} has unmapped type {rtype}"
+        if not BICEP_KINDS[rtype].startswith("("):
+            kinds[BICEP_KINDS[rtype]] += 1
+    return kinds
+
+
+def bicep_roles(bicep, helpers) -> set[tuple[str, str, str, bool]]:
+    roles_file = "modules/roles.bicep"
+    role_ids = bicep.variable(roles_file, "roles")
+    by_id = {v: k for k, v in ROLE_IDS.items()}
+    scopes = {
+        symbol: BICEP_KINDS[helpers.bicep_resource_type(r)]
+        for symbol, r in bicep.files[roles_file]["resources"].items()
+        if r.get("existing")
+    }
+    principals = {
+        "identityPrincipalId": "managed identity",
+        "deployerPrincipalId": "deployer",
+        "entraServicePrincipalId": "entra app",
+    }
+    found = set()
+    for name, symbol, resource in bicep.resources():
+        if helpers.bicep_resource_type(resource) != "Microsoft.Authorization/roleAssignments":
+            continue
+        assert name == roles_file, f"{name}: role assignment {symbol} outside roles.bicep"
+        body, condition, _ = helpers.bicep_resource_body(resource)
+        definition = helpers.expression_text(body["properties"]["roleDefinitionId"])
+        match = re.fullmatch(
+            r"subscription_resource_id\(Microsoft\.Authorization/roleDefinitions, roles\.(\w+)\)", definition
+        )
+        assert match, f"{symbol}: roleDefinitionId {definition}"
+        role = by_id[role_ids[match.group(1)]]
+        principal = principals[body["properties"]["principalId"]]
+        found.add((role, scopes[body["scope"]], principal, condition is not None))
+    return found
+
+
+# ---- Terraform readers ----------------------------------------------------------------------------
+
+
+def terraform_type_key(rtype: str, body: dict[str, Any], helpers) -> str:
+    if rtype == "azapi_resource":
+        return f"azapi_resource:{helpers.unwrap(body['type']).split('@', 1)[0]}"
+    return rtype
+
+
+def terraform_kinds(terraform, helpers) -> Counter:
+    kinds: Counter = Counter()
+    for rtype, rname, body in terraform.resources():
+        key = terraform_type_key(rtype, body, helpers)
+        assert key in TERRAFORM_KINDS, f"{rtype}.{rname} has unmapped type {key}"
+        kinds[TERRAFORM_KINDS[key]] += 1
+    return kinds
+
+
+def terraform_roles(terraform, helpers) -> set[tuple[str, str, str, bool]]:
+    role_ids = terraform.locals()["roles"]
+    by_id = {v: k for k, v in ROLE_IDS.items()}
+    found = set()
+    for rtype, rname, body in terraform.resources():
+        if rtype != "azurerm_role_assignment":
+            continue
+        definition = helpers.unwrap(body["role_definition_id"])
+        match = re.fullmatch(r"\$\{local\.role_definition_prefix\}\$\{local\.roles\.(\w+)\}", definition)
+        assert match, f"{rname}: role_definition_id {definition}"
+        role = by_id[role_ids[match.group(1)]]
+        scope = re.fullmatch(r"\$\{(\w+)\.\w+\.id\}", helpers.unwrap(body["scope"])).group(1)
+        principal_ref = helpers.unwrap(body["principal_id"])
+        if "azurerm_user_assigned_identity" in principal_ref:
+            principal = "managed identity"
+        elif "var.principal_id" in principal_ref:
+            principal = "deployer"
+        elif "azuread_service_principal" in principal_ref:
+            principal = "entra app"
+        else:
+            raise AssertionError(f"{rname}: unknown principal {principal_ref}")
+        found.add((role, TERRAFORM_KINDS[scope], principal, "count" in body))
+    return found
+
+
+# ---- resources ------------------------------------------------------------------------------------
+
+
+def test_both_stacks_declare_the_same_resources(bicep, terraform, helpers):
+    assert bicep_kinds(bicep, helpers) == terraform_kinds(terraform, helpers)
+
+
+def test_an_added_resource_is_caught(bicep_copy, terraform, helpers):
+    bicep_copy.files["modules/monitoring.bicep"]["resources"]["extra"] = {
+        "type": "Microsoft.OperationalInsights/workspaces", "config": {"name": "x"}, "existing": False,
+    }
+    assert bicep_kinds(bicep_copy, helpers) != terraform_kinds(terraform, helpers)
+
+
+def test_an_unmapped_resource_type_is_caught(terraform_copy, helpers):
+    terraform_copy.files["main.tf"].setdefault("resource", []).append({"azurerm_key_vault": {"kv": {}}})
+    with pytest.raises(AssertionError, match="unmapped"):
+        terraform_kinds(terraform_copy, helpers)
+
+
+def test_the_configuration_tables_are_the_same_everywhere(bicep, terraform):
+    bicep_tables = bicep.variable("modules/storage.bicep", "tableKinds")
+    terraform_tables = terraform.locals()["table_kinds"]
+    assert bicep_tables == EXPECTED_TABLE_KINDS
+    assert terraform_tables == EXPECTED_TABLE_KINDS
+
+
+def test_the_tables_cover_what_the_code_uses(bicep):
+    """Table suffixes the config store uses (shared/config), read from its source without importing it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    suffixes: set[str] = set()
+    model = ast.parse((root / "shared/config/model.py").read_text(encoding="utf-8"))
+    store = ast.parse((root / "shared/config/store.py").read_text(encoding="utf-8"))
+    for tree, name in ((model, "KINDS"), (store, "EXTRA_TABLES")):
+        values = [
+            ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            and name in [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                         if isinstance(t, ast.Name)]
+        ]
+        assert values, f"{name} not found in shared/config: update this test"
+        for item in values[0]:
+            suffixes.add(item[1] if isinstance(item, tuple) else item)
+    assert suffixes <= set(bicep.variable("modules/storage.bicep", "tableKinds"))
+
+
+def test_tables_are_named_prefix_kind(bicep, terraform, helpers):
+    tables = bicep.resource("modules/storage.bicep", "tables")
+    body, _, is_loop = helpers.bicep_resource_body(tables)
+    assert is_loop and body["name"] == "${tablePrefix}${kind}"
+    table = terraform.resource("azapi_resource", "table")
+    assert helpers.unwrap(table["name"]) == "${var.table_prefix}${each.value}"
+    assert helpers.unwrap(table["parent_id"]) == "${azurerm_storage_account.main.id}/tableServices/default"
+
+
+def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers):
+    scope_kinds = {
+        "blobService": "blob service", "queueService": "queue service", "tableService": "table service",
+        "account": "openai account", "site": "function app",
+    }
+    bicep_targets = set()
+    for _, symbol, resource in bicep.resources():
+        if helpers.bicep_resource_type(resource) == "Microsoft.Insights/diagnosticSettings":
+            body, _, _ = helpers.bicep_resource_body(resource)
+            bicep_targets.add(scope_kinds[body["scope"]])
+            assert body["properties"]["logs"] == [{"categoryGroup": "allLogs", "enabled": True}], symbol
+    terraform_targets = set()
+    for rtype, rname, body in terraform.resources():
+        if rtype == "azurerm_monitor_diagnostic_setting":
+            target = helpers.unwrap(body["target_resource_id"])
+            kind = {
+                "${azurerm_storage_account.main.id}/blobServices/default": "blob service",
+                "${azurerm_storage_account.main.id}/queueServices/default": "queue service",
+                "${azurerm_storage_account.main.id}/tableServices/default": "table service",
+                "${azurerm_cognitive_account.openai.id}": "openai account",
+                "${azurerm_function_app_flex_consumption.gateway.id}": "function app",
+            }[target]
+            terraform_targets.add(kind)
+            assert helpers.unwrap(helpers.unwrap(body["enabled_log"])["category_group"]) == "allLogs", rname
+            workspace = helpers.unwrap(body["log_analytics_workspace_id"])
+            assert workspace == "${azurerm_log_analytics_workspace.main.id}", rname
+    assert bicep_targets == terraform_targets == DIAGNOSTIC_TARGETS
+
+
+# ---- roles ----------------------------------------------------------------------------------------
+
+
+def test_bicep_assigns_the_expected_roles(bicep, helpers):
+    assert bicep_roles(bicep, helpers) == EXPECTED_ROLES
+
+
+def test_terraform_assigns_the_expected_roles(terraform, helpers):
+    assert terraform_roles(terraform, helpers) == EXPECTED_ROLES
+
+
+def test_role_definition_ids_are_the_built_in_ones(bicep, terraform):
+    bicep_ids = set(bicep.variable("modules/roles.bicep", "roles").values())
+    terraform_ids = set(terraform.locals()["roles"].values())
+    assert bicep_ids == terraform_ids == set(ROLE_IDS.values())
+
+
+def test_a_removed_role_assignment_is_caught(bicep_copy, helpers):
+    del bicep_copy.files["modules/roles.bicep"]["resources"]["identityOpenAiUser"]
+    assert bicep_roles(bicep_copy, helpers) != EXPECTED_ROLES
+
+
+def test_a_role_on_the_wrong_scope_is_caught(terraform_copy, helpers):
+    body = terraform_copy.resource("azurerm_role_assignment", "identity_table_contributor")
+    body["scope"] = ["${azurerm_application_insights.main.id}"]
+    assert terraform_roles(terraform_copy, helpers) != EXPECTED_ROLES
+
+
+# ---- parameters and outputs -----------------------------------------------------------------------
+
+
+def _normalized(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def test_both_stacks_take_the_same_parameters_with_the_same_defaults(bicep, terraform, helpers):
+    bicep_params = {_normalized(n): p.get("default") for n, p in bicep.main["parameters"].items()}
+    terraform_vars = {
+        _normalized(n): helpers.unwrap(v.get("default")) for n, v in terraform.variables().items()
+    }
+    terraform_vars.pop("subscriptionid")  # Terraform's provider needs it; Bicep deploys to a subscription
+    assert set(bicep_params) == set(terraform_vars)
+    for name, default in bicep_params.items():
+        assert default == terraform_vars[name], name
+
+
+def test_both_stacks_have_the_same_outputs(bicep, terraform):
+    assert set(bicep.main["outputs"]) == set(terraform.outputs())
+
+
+def test_optional_parts_are_off_by_default(bicep, terraform, helpers):
+    assert bicep.parameter_default("main.bicep", "createEntraApp") is False
+    assert terraform.variable_default("create_entra_app") is False
+    assert bicep.parameter_default("main.bicep", "kubernetesIssuer") == ""
+    assert terraform.variable_default("kubernetes_issuer") == ""
+    assert bicep.parameter_default("main.bicep", "alwaysReadyInstanceCount") == 0
+    assert terraform.variable_default("always_ready_instance_count") == 0
+    entra = bicep.main["modules"]["entraApp"]["config"]
+    assert helpers.expression_text(entra["condition"]) == "createEntraApp"
+    k8s = bicep.resource("modules/identity.bicep", "kubernetes")
+    assert helpers.bicep_resource_body(k8s)[1] is not None
+    for rtype in ("azuread_application", "azuread_service_principal",
+                  "azuread_application_federated_identity_credential"):
+        for t, n, body in terraform.resources():
+            if t == rtype:
+                assert helpers.unwrap(body["count"]) == "${var.create_entra_app ? 1 : 0}", f"{t}.{n}"
+    k8s_tf = terraform.resource("azurerm_federated_identity_credential", "kubernetes")
+    assert "var.kubernetes_issuer" in helpers.unwrap(k8s_tf["count"])
+
+
+# ---- the function app -----------------------------------------------------------------------------
+
+
+def test_flex_consumption_python_311_with_raised_concurrency(bicep, terraform, helpers):
+    plan, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "plan"))
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    scale = config["scaleAndConcurrency"]
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    assert "alwaysReadyInstanceCount" in str(helpers.expression_text(scale["alwaysReady"]))
+    assert bicep.parameter_default("main.bicep", "httpPerInstanceConcurrency") >= 16
+
+    assert helpers.unwrap(terraform.resource("azurerm_service_plan", "main")["sku_name"]) == "FC1"
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    assert helpers.unwrap(app["runtime_name"]) == "python"
+    assert helpers.unwrap(app["runtime_version"]) == "3.11"
+    assert helpers.unwrap(app["http_concurrency"]) == "${var.http_per_instance_concurrency}"
+    assert "always_ready" in helpers.unwrap(app["dynamic"])
+    assert terraform.variable_default("http_per_instance_concurrency") >= 16
+
+
+def test_one_user_assigned_identity_for_everything(bicep, terraform, helpers):
+    site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
+    assert site["identity"]["type"] == "UserAssigned"
+    assert list(site["identity"]["userAssignedIdentities"]) == ["'${identity.id}'"]  # pycep keeps the quotes
+    auth = site["properties"]["functionAppConfig"]["deployment"]["storage"]["authentication"]
+    assert auth["type"] == "UserAssignedIdentity"
+    assert helpers.expression_text(auth["userAssignedIdentityResourceId"]) == "identity.id"
+
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    identity = helpers.unwrap(app["identity"])
+    assert helpers.unwrap(identity["type"]) == "UserAssigned"
+    assert helpers.unwrap(identity["identity_ids"]) == "${azurerm_user_assigned_identity.gateway.id}"
+    assert helpers.unwrap(app["storage_authentication_type"]) == "UserAssignedIdentity"
+    identity_id = "${azurerm_user_assigned_identity.gateway.id}"
+    assert helpers.unwrap(app["storage_user_assigned_identity_id"]) == identity_id
+
+
+def test_the_function_app_is_locked_down(bicep, terraform, helpers):
+    site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
+    assert site["properties"]["httpsOnly"] is True
+    assert site["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
+    assert site["properties"]["siteConfig"]["ftpsState"] == "Disabled"
+    policies = {
+        helpers.bicep_resource_body(r)[0]["name"]: helpers.bicep_resource_body(r)[0]["properties"]["allow"]
+        for _, _, r in bicep.resources()
+        if helpers.bicep_resource_type(r) == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    }
+    assert policies == {"scm": False, "ftp": False}
+    # azd finds the app to deploy to by this tag: azure.yaml's service is `api`.
+    assert site["tags"]["function"]["parameters"]["arg_2"] == {"'azd-service-name'": "api"}
+
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    assert helpers.unwrap(app["https_only"]) is True
+    assert helpers.unwrap(app["webdeploy_publish_basic_authentication_enabled"]) is False
+    assert helpers.unwrap(helpers.unwrap(app["site_config"])["minimum_tls_version"]) == "1.2"
+    assert "'azd-service-name': 'api'" in helpers.unwrap(app["tags"])
+
+
+def test_storage_is_keyless(bicep, terraform, helpers):
+    storage, _, _ = helpers.bicep_resource_body(bicep.resource("modules/storage.bicep", "storage"))
+    props = storage["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    account = terraform.resource("azurerm_storage_account", "main")
+    assert helpers.unwrap(account["shared_access_key_enabled"]) is False
+    assert helpers.unwrap(account["allow_nested_items_to_be_public"]) is False
+    assert helpers.unwrap(account["min_tls_version"]) == "TLS1_2"
+
+
+def test_azure_openai_is_keyless_with_one_deployment(bicep, terraform, helpers):
+    account, _, _ = helpers.bicep_resource_body(bicep.resource("modules/openai.bicep", "account"))
+    assert account["kind"] == "OpenAI"
+    assert account["properties"]["disableLocalAuth"] is True
+    assert account["properties"]["customSubDomainName"] == "name"
+    deployments = [r for _, _, r in bicep.resources()
+                   if helpers.bicep_resource_type(r) == "Microsoft.CognitiveServices/accounts/deployments"]
+    assert len(deployments) == 1
+
+    openai = terraform.resource("azurerm_cognitive_account", "openai")
+    assert helpers.unwrap(openai["kind"]) == "OpenAI"
+    assert helpers.unwrap(openai["local_auth_enabled"]) is False
+    assert helpers.unwrap(openai["custom_subdomain_name"]) == "${local.openai_name}"
+    assert len([1 for t, _, _ in terraform.resources() if t == "azurerm_cognitive_deployment"]) == 1
+
+
+def test_monitoring_accepts_entra_only(bicep, terraform, helpers):
+    insights, _, _ = helpers.bicep_resource_body(bicep.resource("modules/monitoring.bicep", "appInsights"))
+    assert insights["properties"]["DisableLocalAuth"] is True
+    workspace, _, _ = helpers.bicep_resource_body(bicep.resource("modules/monitoring.bicep", "logAnalytics"))
+    assert workspace["properties"]["features"]["disableLocalAuth"] is True
+    insights_tf = terraform.resource("azurerm_application_insights", "main")
+    assert helpers.unwrap(insights_tf["local_authentication_disabled"]) is True
+    workspace_tf = terraform.resource("azurerm_log_analytics_workspace", "main")
+    assert helpers.unwrap(workspace_tf["local_authentication_enabled"]) is False
+
+
+# ---- federated credentials (NOTES N4) --------------------------------------------------------------
+
+
+def test_the_entra_app_trusts_the_managed_identity(bicep, terraform, helpers):
+    credential = bicep.resource("modules/entra.bicep", "app__managedIdentityCredential")
+    body, _, _ = helpers.bicep_resource_body(credential)
+    assert body["audiences"] == ["api://AzureADTokenExchange"]
+    assert body["issuer"] == "${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0"
+    assert body["subject"] == "managedIdentityPrincipalId"
+    entra_call = bicep.main["modules"]["entraApp"]["config"]["config"]["params"]
+    assert helpers.expression_text(entra_call["managedIdentityPrincipalId"]) == "identity.outputs.principalId"
+
+    fic = terraform.resource("azuread_application_federated_identity_credential", "managed_identity")
+    assert helpers.unwrap(fic["audiences"]) == "api://AzureADTokenExchange"
+    assert helpers.unwrap(fic["issuer"]) == (
+        "https://login.microsoftonline.com/${data.azurerm_client_config.current.tenant_id}/v2.0"
+    )
+    assert helpers.unwrap(fic["subject"]) == "${azurerm_user_assigned_identity.gateway.principal_id}"
+    assert helpers.unwrap(fic["application_id"]) == "${azuread_application.gateway[0].id}"
+
+
+def test_the_kubernetes_credential_names_the_service_account(bicep, terraform, helpers):
+    body, _, _ = helpers.bicep_resource_body(bicep.resource("modules/identity.bicep", "kubernetes"))
+    subject = "system:serviceaccount:${kubernetesNamespace}:${kubernetesServiceAccount}"
+    assert body["properties"]["subject"] == subject
+    assert body["properties"]["audiences"] == ["api://AzureADTokenExchange"]
+    assert body["properties"]["issuer"] == "kubernetesIssuer"
+
+    fic = terraform.resource("azurerm_federated_identity_credential", "kubernetes")
+    assert helpers.unwrap(fic["subject"]) == (
+        "system:serviceaccount:${var.kubernetes_namespace}:${var.kubernetes_service_account}"
+    )
+    assert helpers.unwrap(fic["audience"]) == "api://AzureADTokenExchange"
+    assert helpers.unwrap(fic["parent_id"]) == "${azurerm_user_assigned_identity.gateway.id}"
