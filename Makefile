@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: install run test lint clean
 
 include infra/infra.mk
+-include bench/bench.mk
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -87,17 +87,47 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_prewarm(args: argparse.Namespace) -> int:
-    from . import prewarm, runtime
+    from . import prewarm
 
-    async def work() -> dict[str, Any]:
+    report = _with_gateway(prewarm.run)
+    print(json.dumps(report, indent=2))
+    return 0 if report.get("ok") else 1
+
+
+def _with_gateway(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` against a Gateway built from the settings, as the app would, then close it."""
+    from . import runtime
+
+    async def go() -> T:
         try:
-            return await prewarm.run(await runtime.gateway())
+            return await work(await runtime.gateway())
         finally:
             await runtime.shutdown()
 
-    report = asyncio.run(work())
+    return asyncio.run(go())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """A prewarm pass from this machine, then the same report as /manage/status."""
+    from . import prewarm
+    from .status import render, status
+
+    async def work(gw: Any) -> dict[str, Any]:
+        await prewarm.run(gw)
+        return await status(gw)
+
+    report = _with_gateway(work)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0 if report["ok"] else 1
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    token = sys.stdin.read().strip() if args.token == "-" else args.token
+    report = _with_gateway(lambda gw: explain(gw, token, args.resource))
     print(json.dumps(report, indent=2))
-    return 0 if report.get("ok") else 1
+    return 0 if report["allowed"] else 1
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -125,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_export)
     p = sub.add_parser("prewarm", help="run the timer's work once and print its report")
     p.set_defaults(run=cmd_prewarm)
+    p = sub.add_parser("status", help="keys, tokens and configuration as this machine sees them")
+    p.add_argument("--json", action="store_true", help="the JSON of /manage/status instead of a table")
+    p.set_defaults(run=cmd_status)
+    p = sub.add_parser("explain", help="every check a token passes or fails, and its role on a resource")
+    p.add_argument("--token", required=True, help="the JWT, or - to read it from standard input")
+    p.add_argument("--resource", required=True, help="e.g. model:gpt-4o")
+    p.set_defaults(run=cmd_explain)
+    # more commands are registered below this line
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from .auth.authenticator import Authenticator
 from .config.snapshot import Snapshot
@@ -25,6 +26,7 @@ class Gateway:
     authenticator: Authenticator
     credentials: Credentials
     forwarder: Forwarder
+    last_prewarm: dict[str, Any] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:

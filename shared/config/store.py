@@ -20,6 +20,7 @@ from ..errors import Unavailable
 from ..settings import Settings
 from .model import KINDS, Collaborator, Config
 from .schema import ConfigError, item_document, parse_item
+from .tables import service_from_settings
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -56,21 +57,7 @@ class ConfigStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, operator: bool = False) -> ConfigStore:
-        """In the app, the managed identity reaches the tables; an operator's CLI may also use an
-        `az login` session or the usual AZURE_* environment (DefaultAzureCredential)."""
-        from azure.data.tables.aio import TableServiceClient
-
-        settings.require_tables()
-        if settings.tables_connection:
-            service = TableServiceClient.from_connection_string(settings.tables_connection)
-        else:
-            from azure.identity import aio
-
-            client_id = settings.azure_client_id or None
-            credential = (aio.DefaultAzureCredential(managed_identity_client_id=client_id) if operator
-                          else aio.ManagedIdentityCredential(client_id=client_id))
-            service = TableServiceClient(endpoint=settings.tables_endpoint, credential=credential)
-        return cls(service, settings.table_prefix)
+        return cls(service_from_settings(settings, operator=operator), settings.table_prefix)
 
     def table_name(self, suffix: str) -> str:
         return f"{self.prefix}{suffix}"

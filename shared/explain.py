@@ -1,0 +1,57 @@
+"""Explains a token's fate: every check with pass or fail and the reason, the provider chosen and
+why, where its key came from, the matched identities and the effective role on a resource."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .auth.trace import Trace
+from .config.schema import RESOURCE_RE
+from .errors import InvalidToken
+
+if TYPE_CHECKING:
+    from .runtime import Gateway
+
+
+def _resource_problem(resource: str, gw_view: Any) -> str | None:
+    if resource == "gateway:default":
+        return None
+    match = RESOURCE_RE.match(resource)
+    if not match:
+        return (f"{resource!r} is not a resource: use model:, mcp-server:, agent:, workspace:<name> "
+                "or gateway:default")
+    kind, name = match.groups()
+    section = {"model": "models", "mcp-server": "mcp_servers", "agent": "agents",
+               "workspace": "workspaces"}[kind]
+    if name not in {item.name for item in getattr(gw_view.config, section)}:
+        return f"no {kind} named {name!r} is configured"
+    return None
+
+
+async def explain(gw: Gateway, token: str, resource: str) -> dict[str, Any]:
+    """Never raises for a bad token: the refusal is the answer."""
+    view = await gw.snapshot.current()
+    token = token.strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    trace = Trace()
+    report: dict[str, Any] = {"resource": resource, "configuration_version": view.version}
+    try:
+        principal = await gw.authenticator.authenticate(token, view.config, trace=trace)
+    except InvalidToken as exc:
+        return {**report, **trace.as_dict(), "principal": None, "identities": [], "role": None,
+                "allowed": False, "reason": exc.reason}
+    decision = view.policy.decide(principal.principals, resource)
+    problem = _resource_problem(resource, view)
+    if problem:
+        trace.failed("resource", problem)
+    elif decision.role is None:
+        trace.failed("access", f"no collaborator binding gives {', '.join(sorted(principal.principals))} "
+                               f"a role on {resource}")
+    else:
+        trace.passed("access", f"{decision.role} via {decision.via}")
+    allowed = problem is None and decision.role is not None
+    return {**report, **trace.as_dict(), "principal": principal.user, "email": principal.email,
+            "identities": sorted(principal.identities), "role": decision.role, "role_via": decision.via,
+            "allowed": allowed,
+            "reason": None if allowed else trace.checks[-1].detail}

@@ -1,0 +1,77 @@
+"""Reports the health this process sees: configuration, each provider's keys, each account's token."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import GatewayError
+
+if TYPE_CHECKING:
+    from .runtime import Gateway
+
+
+async def status(gw: Gateway) -> dict[str, Any]:
+    snapshot = gw.snapshot
+    try:
+        view = await snapshot.current()
+    except GatewayError as exc:
+        return {"ok": False, "configuration": {"version": None, "error": exc.message},
+                "identity_providers": {}, "accounts": {}, "last_prewarm": gw.last_prewarm}
+    providers: dict[str, Any] = {}
+    for name, keys in gw.authenticator.key_status(view.config).items():
+        providers[name] = ({"usable": False, "kids": [], "fetched_at": None, "age_seconds": None,
+                            "stale": False, "last_error": "keys not fetched yet", "fetches": 0}
+                           if keys is None else
+                           {k: v for k, v in dataclasses.asdict(keys).items() if k != "provider"})
+    accounts = gw.credentials.status(view.config.accounts)
+    ok = (snapshot.last_error is None and all(p["usable"] for p in providers.values())
+          and all(a.get("error") is None for a in accounts.values()))
+    return {
+        "ok": ok,
+        "time": time.time(),
+        "configuration": {"version": view.version, "loaded_at": view.loaded_at,
+                          "last_check": snapshot.last_check, "error": snapshot.last_error},
+        "identity_providers": providers,
+        "accounts": accounts,
+        "last_prewarm": gw.last_prewarm,
+    }
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _when(epoch: float | None, now: float) -> str:
+    if not epoch:
+        return "-"
+    delta = epoch - now
+    return f"in {_age(delta)}" if delta >= 0 else f"{_age(-delta)} ago"
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as a table a person reads in a terminal."""
+    now = report.get("time") or time.time()
+    config = report["configuration"]
+    lines = [f"gateway: {'OK' if report['ok'] else 'DEGRADED'}",
+             f"configuration: version {config.get('version')}"
+             + (f"  error: {config['error']}" if config.get("error") else ""), "",
+             f"{'identity provider':<24} {'keys':>4}  {'age':>8}  {'state':<6}  last error"]
+    for name, p in sorted(report["identity_providers"].items()):
+        state = "stale" if p.get("stale") else ("ok" if p.get("usable") else "none")
+        lines.append(f"{name:<24} {len(p.get('kids') or []):>4}  {_age(p.get('age_seconds')):>8}  "
+                     f"{state:<6}  {p.get('last_error') or '-'}")
+    lines += ["", f"{'account':<24} {'auth':<18} {'token expires':<14}  last error (field to fix)"]
+    for name, a in sorted(report["accounts"].items()):
+        error = a.get("error") or "-"
+        if a.get("field"):
+            error += f" ({a['field']})"
+        lines.append(f"{name:<24} {a.get('auth') or '-':<18} {_when(a.get('expires_on'), now):<14}  {error}")
+    prewarm = report.get("last_prewarm")
+    lines += ["", "last prewarm: " + ("never in this process" if not prewarm else
+                                      f"{_when(prewarm.get('started_at'), now)}, "
+                                      f"{'ok' if prewarm.get('ok') else 'with failures'}")]
+    return "\n".join(lines)
