@@ -113,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .status import render, status
 
     async def work(gw: Any) -> dict[str, Any]:
-        await prewarm.run(gw)
+        await prewarm.run(gw, record=False)     # what this machine sees; the timer's record is kept
         return await status(gw)
 
     report = _with_gateway(work)

@@ -10,7 +10,10 @@ from typing import Any
 from .auth.authenticator import Authenticator
 from .config.snapshot import Snapshot
 from .config.store import ConfigStore
+from .config.tables import service_from_settings
 from .errors import Unavailable
+from .health import HealthStore
+from .keeper import keep
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
@@ -26,24 +29,31 @@ class Gateway:
     authenticator: Authenticator
     credentials: Credentials
     forwarder: Forwarder
+    health: HealthStore
     last_prewarm: dict[str, Any] | None = None
+    keeper: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
-        store = ConfigStore.from_settings(settings)
+        service = service_from_settings(settings)   # one client for every table
+        store = ConfigStore(service, settings.table_prefix)
+        health = HealthStore(service, settings.table_prefix)
         credentials = Credentials()
         return cls(
             settings=settings,
             store=store,
             snapshot=Snapshot(store, refresh_seconds=settings.config_refresh_seconds,
                               admins=settings.admins),
-            authenticator=Authenticator.from_settings(settings),
+            authenticator=Authenticator.from_settings(settings, load_saved_keys=health.load_keys),
             credentials=credentials,
             forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
                                 allow_http_loopback=settings.allow_http_loopback),
+            health=health,
         )
 
     async def aclose(self) -> None:
+        if self.keeper is not None:
+            self.keeper.cancel()
         await self.snapshot.aclose()
         await self.forwarder.aclose()
         await self.authenticator.aclose()
@@ -78,6 +88,7 @@ async def gateway() -> Gateway:
                 settings = load()
                 configure_logging(settings)
                 _gateway = Gateway.build(settings)
+                _gateway.keeper = asyncio.get_running_loop().create_task(keep(_gateway), name="keeper")
             except SettingsError as exc:
                 log.error("gateway settings: %s", exc)
                 raise Unavailable(f"gateway settings: {exc}") from None

@@ -17,13 +17,13 @@ log = logging.getLogger("gateway.server")
 
 
 async def _timer(interval: float) -> None:
-    """Like the Functions timer, minus the lease: this process is the only one."""
+    """Like the Functions timer (not run on startup), minus the lease: this process is the only one."""
     while True:
+        await asyncio.sleep(interval)
         try:
             await prewarm.timer_job()
         except Exception:
             log.exception("prewarm failed")
-        await asyncio.sleep(interval)
 
 
 def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> Starlette:

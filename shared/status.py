@@ -12,13 +12,22 @@ if TYPE_CHECKING:
     from .runtime import Gateway
 
 
+async def _timer_report(gw: Gateway) -> dict[str, Any] | None:
+    try:
+        return await gw.health.last_report()
+    except Exception as exc:
+        return {"ok": False, "error": f"could not read the health table ({type(exc).__name__})"}
+
+
 async def status(gw: Gateway) -> dict[str, Any]:
     snapshot = gw.snapshot
     try:
         view = await snapshot.current()
     except GatewayError as exc:
-        return {"ok": False, "configuration": {"version": None, "error": exc.message},
-                "identity_providers": {}, "accounts": {}, "last_prewarm": gw.last_prewarm}
+        return {"ok": False, "time": time.time(),
+                "configuration": {"version": None, "error": exc.message},
+                "identity_providers": {}, "accounts": {}, "last_prewarm": gw.last_prewarm,
+                "last_timer_run": None}
     providers: dict[str, Any] = {}
     for name, keys in gw.authenticator.key_status(view.config).items():
         providers[name] = ({"usable": False, "kids": [], "fetched_at": None, "age_seconds": None,
@@ -36,6 +45,7 @@ async def status(gw: Gateway) -> dict[str, Any]:
         "identity_providers": providers,
         "accounts": accounts,
         "last_prewarm": gw.last_prewarm,
+        "last_timer_run": await _timer_report(gw),
     }
 
 
@@ -59,19 +69,24 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"gateway: {'OK' if report['ok'] else 'DEGRADED'}",
              f"configuration: version {config.get('version')}"
              + (f"  error: {config['error']}" if config.get("error") else ""), "",
-             f"{'identity provider':<24} {'keys':>4}  {'age':>8}  {'state':<6}  last error"]
+             f"{'identity provider':<24} {'keys':>4}  {'age':>8}  {'state':<6}  {'source':<8}  last error"]
     for name, p in sorted(report["identity_providers"].items()):
         state = "stale" if p.get("stale") else ("ok" if p.get("usable") else "none")
         lines.append(f"{name:<24} {len(p.get('kids') or []):>4}  {_age(p.get('age_seconds')):>8}  "
-                     f"{state:<6}  {p.get('last_error') or '-'}")
+                     f"{state:<6}  {p.get('origin') or '-':<8}  {p.get('last_error') or '-'}")
     lines += ["", f"{'account':<24} {'auth':<18} {'token expires':<14}  last error (field to fix)"]
     for name, a in sorted(report["accounts"].items()):
         error = a.get("error") or "-"
         if a.get("field"):
             error += f" ({a['field']})"
         lines.append(f"{name:<24} {a.get('auth') or '-':<18} {_when(a.get('expires_on'), now):<14}  {error}")
-    prewarm = report.get("last_prewarm")
-    lines += ["", "last prewarm: " + ("never in this process" if not prewarm else
-                                      f"{_when(prewarm.get('started_at'), now)}, "
-                                      f"{'ok' if prewarm.get('ok') else 'with failures'}")]
+    timer = report.get("last_timer_run")
+    lines += ["", "last timer run: " + ("none recorded" if not timer else
+                                        f"{_when(timer.get('started_at'), now)}, "
+                                        f"{'ok' if timer.get('ok') else 'with failures'}")]
+    if timer and not timer.get("ok"):
+        lines += [f"  {kind} {name}: {entry['error']}" for kind in ("identity_providers", "accounts")
+                  for name, entry in sorted((timer.get(kind) or {}).items()) if entry.get("error")]
+        if timer.get("error"):
+            lines.append(f"  {timer['error']}")
     return "\n".join(lines)

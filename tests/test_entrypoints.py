@@ -30,6 +30,8 @@ def test_functions_app_and_local_server_share_the_route_functions() -> None:
 
     timer = functions["prewarm_timer"].get_trigger()
     assert timer.type == "timerTrigger" and timer.schedule == prewarm.SCHEDULE == "0 */5 * * * *"
+    assert functions["warm_up"].get_trigger().type == "warmupTrigger"
+    assert set(functions) == {*http, "prewarm_timer", "warm_up"}
 
 
 def test_host_json_has_no_route_prefix() -> None:

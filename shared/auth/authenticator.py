@@ -20,7 +20,7 @@ from ..config.model import Config, IdentityProvider
 from ..errors import InvalidToken
 from .fetch import Fetcher, HttpFetcher
 from .identities import Principal, match_identities
-from .jwks import CachePolicy, KeyCache, KeyStatus
+from .jwks import CachePolicy, KeyCache, KeyStatus, SavedKeys, Seeder
 from .redact import digest, fingerprint, show
 from .token_cache import DEFAULT_MAX_ENTRIES, CachedToken, VerifiedTokenCache
 from .trace import Context, Refused, Trace
@@ -38,8 +38,9 @@ class Authenticator:
                  allow_http_loopback: bool = False, wall_clock: Callable[[], float] = time.time,
                  monotonic_clock: Callable[[], float] = time.monotonic, fetcher: Fetcher | None = None,
                  token_cache_size: int = DEFAULT_MAX_ENTRIES, jwks_deadline_seconds: float = 5.0,
-                 jwks_retry_seconds: float = 1.0) -> None:
-        """`allow_http_loopback` configures the default fetcher; an injected `fetcher` has its own."""
+                 jwks_retry_seconds: float = 1.0, load_saved_keys: Seeder | None = None) -> None:
+        """`allow_http_loopback` configures the default fetcher; an injected `fetcher` has its own.
+        `load_saved_keys` reads the last-known-good keys the timer stored (one read per process)."""
         self.leeway = leeway_seconds
         self._wall = wall_clock
         self._fetcher: Fetcher = fetcher or HttpFetcher(allow_http_loopback=allow_http_loopback)
@@ -47,7 +48,7 @@ class Authenticator:
                                   cooldown=jwks_cooldown_seconds, retry=jwks_retry_seconds,
                                   deadline=jwks_deadline_seconds)
         self.keys = KeyCache(fetcher=self._fetcher, policy=self.policy, monotonic=monotonic_clock,
-                             wall=wall_clock)
+                             wall=wall_clock, load_saved=load_saved_keys)
         self.tokens = VerifiedTokenCache(token_cache_size)
         self._verifier = Verifier(keys=self.keys, leeway=leeway_seconds, wall=wall_clock)
         self._providers: tuple[IdentityProvider, ...] | None = None
@@ -142,6 +143,26 @@ class Authenticator:
         providers = config.identity_providers
         errors = await asyncio.gather(*(self.keys.source(p).refresh() for p in providers))
         return {p.name: error for p, error in zip(providers, errors, strict=True)}
+
+    async def warm(self, config: Config) -> None:
+        """What a cold start does before its first request: stored keys first, the provider for the rest."""
+        self._observe(config)
+        sources = [self.keys.source(p) for p in config.identity_providers]
+        await asyncio.gather(*(s.seed() for s in sources))
+        await asyncio.gather(*(s.refresh() for s in sources if s.fetched is None))
+
+    def refresh_due(self, config: Config) -> None:
+        """Start background refreshes of key sets near their TTL (no waiting, no fetch otherwise)."""
+        now = self.keys.now()
+        for p in config.identity_providers:
+            source = self.keys.peek(p)
+            if source is not None:
+                source.maybe_background(now)
+
+    def saved_keys(self, config: Config) -> list[SavedKeys]:
+        """Keys fetched from each provider by this process, for the timer to store."""
+        sources = (self.keys.peek(p) for p in config.identity_providers)
+        return [saved for s in sources if s is not None and (saved := s.saved()) is not None]
 
     def key_status(self, config: Config) -> dict[str, KeyStatus | None]:
         """Per provider: the keys held, their age, the last error (None: never fetched)."""

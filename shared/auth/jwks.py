@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..config.model import IdentityProvider
@@ -59,6 +59,23 @@ class Fetched:
     jwks_uri: str
     mono: float      # monotonic time of the fetch, for ages
     wall: float      # wall time of the fetch, for reports
+    raw: bytes = b""             # the JWKS document as served, kept so the timer can store it
+    origin: str = "provider"     # provider | table (last-known-good stored by the timer)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedKeys:
+    """A provider's JWKS as last fetched by the timer: public data, stored so that a cold process
+    can serve known key ids before (or without) reaching the provider."""
+
+    source: SourceId
+    jwks_uri: str
+    raw: bytes
+    fetched_at: float   # wall clock
+
+
+# One read of every provider's saved keys; a cold process calls it once, before any provider.
+Seeder = Callable[[], Awaitable[Mapping[SourceId, SavedKeys]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,7 @@ class KeyStatus:
     last_error: str | None
     last_error_at: float | None     # wall clock
     fetches: int
+    origin: str | None = None       # provider | table (last-known-good from the timer)
 
 
 class KeySource:
@@ -88,7 +106,7 @@ class KeySource:
 
     def __init__(self, source: SourceId, *, fetcher: Fetcher, policy: CachePolicy,
                  monotonic: Callable[[], float], wall: Callable[[], float],
-                 tasks: set[asyncio.Task[str | None]]) -> None:
+                 tasks: set[asyncio.Task[str | None]], seeder: Seeder | None = None) -> None:
         self.source = source
         self._fetcher = fetcher
         self._policy = policy
@@ -102,6 +120,7 @@ class KeySource:
         self.failures = 0
         self.fetches = 0
         self._inflight: asyncio.Task[str | None] | None = None
+        self._seeder = seeder
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -171,7 +190,7 @@ class KeySource:
         else:
             for kid, reason in dropped:
                 log.warning("jwks key refused provider=%s kid=%s reason=%s", s.provider, show(kid), reason)
-            self.fetched = Fetched(keyset, uri, self._mono(), self._wall())
+            self.fetched = Fetched(keyset, uri, self._mono(), self._wall(), raw, "provider")
             self.failures, self.last_error = 0, None
             log.info("jwks refreshed provider=%s uri=%s keys=%d kids=%s", s.provider, uri, len(keyset),
                      ",".join(show(k, 40) for k in keyset.kids()))
@@ -187,8 +206,32 @@ class KeySource:
 
     # -- lookups ----------------------------------------------------------------------------------
 
+    async def seed(self) -> None:
+        """Adopt the keys the timer stored for exactly this source, if still within max-stale: once."""
+        seeder, self._seeder = self._seeder, None
+        if seeder is None or self.fetched is not None:
+            return
+        saved = (await seeder()).get(self.source)
+        if saved is None:
+            return
+        age = max(0.0, self._wall() - saved.fetched_at)
+        if age > self._policy.ttl + self._policy.max_stale:
+            return
+        try:
+            keyset, _ = parse_jwks(saved.raw)
+        except KeySetError as exc:
+            log.warning("stored keys of provider=%s ignored: %s", self.source.provider, exc)
+            return
+        if self.fetched is None:
+            self.fetched = Fetched(keyset, saved.jwks_uri, self._mono() - age, saved.fetched_at,
+                                   saved.raw, "table")
+            log.info("jwks seeded from last-known-good provider=%s keys=%d age=%.0fs",
+                     self.source.provider, len(keyset), age)
+
     async def key(self, kid: str | None) -> KeyHit:
         """The key with this id (or the only key, for a token without one), or `Refused`."""
+        if self._seeder is not None:
+            await self.seed()
         now = self._mono()
         current = self.usable(now)
         state = "fresh"
@@ -260,28 +303,57 @@ class KeySource:
             provider=self.source.provider, jwks_uri=f.jwks_uri if f else self.source.jwks_uri,
             kids=tuple(f.keyset.kids()) if f else (), fetched_at=f.wall if f else None, age_seconds=age,
             stale=age is not None and age > self._policy.ttl, usable=self.usable(now) is not None,
-            last_error=self.last_error, last_error_at=self.last_error_at, fetches=self.fetches)
+            last_error=self.last_error, last_error_at=self.last_error_at, fetches=self.fetches,
+            origin=f.origin if f else None)
+
+    def saved(self) -> SavedKeys | None:
+        """What the timer stores: keys fetched from the provider itself, never re-stored seeds."""
+        f = self.fetched
+        if f is None or f.origin != "provider" or not f.raw:
+            return None
+        return SavedKeys(self.source, f.jwks_uri, f.raw, f.wall)
 
 
 class KeyCache:
     """Every provider's `KeySource`, created on first use (no I/O at construction)."""
 
     def __init__(self, *, fetcher: Fetcher, policy: CachePolicy, monotonic: Callable[[], float],
-                 wall: Callable[[], float]) -> None:
+                 wall: Callable[[], float], load_saved: Seeder | None = None) -> None:
         self._fetcher = fetcher
         self._policy = policy
         self._mono = monotonic
         self._wall = wall
         self._sources: dict[SourceId, KeySource] = {}
         self._tasks: set[asyncio.Task[str | None]] = set()
+        self._load_saved = load_saved
+        self._saved: asyncio.Task[Mapping[SourceId, SavedKeys]] | None = None
+
+    async def _saved_keys(self) -> Mapping[SourceId, SavedKeys]:
+        """Every provider's stored keys from one shared read; a failed read means none."""
+        if self._saved is None:
+            assert self._load_saved is not None
+            self._saved = asyncio.get_running_loop().create_task(self._read_saved())
+        return await asyncio.shield(self._saved)
+
+    async def _read_saved(self) -> Mapping[SourceId, SavedKeys]:
+        assert self._load_saved is not None
+        try:
+            return await self._load_saved()
+        except Exception as exc:
+            log.warning("last-known-good keys could not be read: %s", exc)
+            return {}
 
     def source(self, provider: IdentityProvider) -> KeySource:
         sid = SourceId.of(provider)
         src = self._sources.get(sid)
         if src is None:
-            src = self._sources[sid] = KeySource(sid, fetcher=self._fetcher, policy=self._policy,
-                                                 monotonic=self._mono, wall=self._wall, tasks=self._tasks)
+            src = self._sources[sid] = KeySource(
+                sid, fetcher=self._fetcher, policy=self._policy, monotonic=self._mono, wall=self._wall,
+                tasks=self._tasks, seeder=self._saved_keys if self._load_saved is not None else None)
         return src
+
+    def now(self) -> float:
+        return self._mono()
 
     def peek(self, provider: IdentityProvider) -> KeySource | None:
         return self._sources.get(SourceId.of(provider))
