@@ -25,6 +25,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def terminate(process: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
+    """Stop a child process: politely, then firmly."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Azurite:
     """One Azurite process; `tables_only` starts just the table service (what the gateway needs)."""
 
@@ -66,13 +78,7 @@ class Azurite:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def wipe(self) -> None:

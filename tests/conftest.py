@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.azurite import Azurite, free_port, port_open
+from sandbox.azurite import Azurite, free_port, port_open, terminate
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
@@ -141,13 +141,7 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self._log.close()
 
 
