@@ -1,9 +1,9 @@
 """An Azure OpenAI data-plane emulator on a real loopback socket, the upstream for tests and the sandbox.
 
-Answers are deterministic functions of the request body without its `model` member, so a test can call
-the emulator directly and through the gateway and compare the bytes. Faults (statuses, delays, dropped
-streams) are queued by tests to exercise the gateway's error paths. Development tooling only: never
-deployed, never imported by the gateway.
+Answers are deterministic functions of the request body without its `model` and `stream_options`
+members, so a test can call the emulator directly and through the gateway and compare the bytes. Faults
+(statuses, delays, dropped streams) are queued by tests to exercise the gateway's error paths.
+Development tooling only: never deployed, never imported by the gateway.
 """
 
 from __future__ import annotations
@@ -290,7 +290,8 @@ class AzureOpenAIEmulator:
 
     async def _answer(self, request: web.BaseRequest, op: str, payload: dict[str, Any], stream: bool,
                       reset_after: int | None) -> web.StreamResponse:
-        digest = _digest({k: v for k, v in payload.items() if k != "model"})
+        # `stream_options` only changes whether a usage chunk is sent, never the answer or its id.
+        digest = _digest({k: v for k, v in payload.items() if k not in ("model", "stream_options")})
         if op == "embeddings":
             return _json_response(self._embeddings(payload))
         if op == "responses":

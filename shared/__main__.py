@@ -15,6 +15,7 @@ from .config.schema import ConfigError, load_file, to_document
 from .config.store import ConfigStore
 from .errors import GatewayError
 from .settings import SettingsError, load
+from .upstream.usage import register as register_usage
 
 T = TypeVar("T")
 
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resource", required=True, help="e.g. model:gpt-4o")
     p.set_defaults(run=cmd_explain)
     # more commands are registered below this line
+    register_usage(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

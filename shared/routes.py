@@ -90,6 +90,8 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
     try:
         if not OPERATION_RE.match(operation):
             raise InvalidRequest(f"unknown operation {operation!r}")
+        if "transfer-encoding" in req.headers and "content-length" in req.headers:
+            raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
         gw, view, principal = await _authenticated(req)
         raw = await read_body(req, gw.settings.max_body_bytes)
         doc = parse_json_object(raw)
@@ -103,7 +105,8 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
             raise ModelNotFound(model_name)
         response = await gw.forwarder.forward(
             model=model, accounts=view.accounts, operation=operation, raw=raw, doc=doc,
-            query=req.query_params, caller_headers=req.headers, request_id=request_id)
+            query=req.query_params, caller_headers=req.headers, request_id=request_id,
+            on_usage=lambda usage, user=principal.user, name=model_name: gw.usage.record(user, name, usage))
     except GatewayError as exc:
         response = to_response(exc, request_id)
         _log(req, request_id, principal, model_name, response.status_code, started, exc.message)

@@ -17,6 +17,7 @@ from .keeper import keep
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
+from .upstream.usage import UsageRecorder
 
 log = logging.getLogger("gateway")
 
@@ -29,6 +30,7 @@ class Gateway:
     authenticator: Authenticator
     credentials: Credentials
     forwarder: Forwarder
+    usage: UsageRecorder
     health: HealthStore
     last_prewarm: dict[str, Any] | None = None
     keeper: asyncio.Task[None] | None = None
@@ -48,12 +50,14 @@ class Gateway:
             credentials=credentials,
             forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
                                 allow_http_loopback=settings.allow_http_loopback),
+            usage=UsageRecorder(lambda: service_from_settings(settings), settings.table_prefix),
             health=health,
         )
 
     async def aclose(self) -> None:
         if self.keeper is not None:
             self.keeper.cancel()
+        await self.usage.aclose()
         await self.snapshot.aclose()
         await self.forwarder.aclose()
         await self.authenticator.aclose()

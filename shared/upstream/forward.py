@@ -1,15 +1,28 @@
 """Sends a caller's request to a model's targets with aiohttp and passes the answer back as it comes.
 
-Targets are tried in order on connect error, timeout, 429 or 5xx, before any byte reaches the
-caller. Streams are relayed chunk by chunk as they arrive; a failure mid-stream ends the caller's
-stream with a final SSE error event.
+Targets are tried in order on connect error, timeout, 429, 5xx (and 401/403: the gateway's own
+credential was refused) before any byte reaches the caller; a non-streaming answer is read whole
+before it is sent, so a failure while reading it also moves on to the next target. When every target
+fails the caller gets 429 (every target rate limited; the smallest Retry-After, capped), 504 (every
+target timed out) or 502. The gateway does not sleep on a Retry-After itself: it answers at once and
+the caller (the openai SDK does) waits. Streams are relayed chunk by chunk as they arrive; a failure
+mid-stream ends the caller's stream with a final SSE `event: error` and closes the upstream socket.
+
+Usage: the `usage` of a JSON answer, or of the stream's usage chunk, goes to `on_usage`. A streaming
+chat/completions or completions request that did not ask for usage is sent with
+`stream_options.include_usage` set; the caller's stream then loses exactly what that added (the
+usage-only chunk and every chunk's `"usage":null`), so its bytes are what they would have been.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -30,6 +43,13 @@ REQUEST_HEADERS = frozenset({"content-type", "accept", "openai-beta", "x-ms-user
 DROP_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "server", "date",
                               "x-request-id"}
 RETRY_AFTER_CAP = 60
+"""Longest Retry-After (seconds) passed on to a caller."""
+USAGE_OPERATIONS = frozenset({"chat/completions", "completions"})
+"""Streaming operations for which the gateway asks upstream for a usage chunk the caller did not ask for."""
+MAX_EVENT_BYTES = 1 << 20
+"""An SSE event longer than this is passed on but not scanned for usage."""
+
+UsageSink = Callable[[Mapping[str, object] | None], None]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -101,24 +121,29 @@ class Forwarder:
 
     async def forward(self, *, model: Model, accounts: Mapping[str, Account], operation: str,
                       raw: bytes, doc: dict[str, object], query: Mapping[str, str],
-                      caller_headers: Mapping[str, str], request_id: str) -> Response:
+                      caller_headers: Mapping[str, str], request_id: str,
+                      on_usage: UsageSink | None = None) -> Response:
         import aiohttp
 
-        failure: GatewayError | None = None
-        retry_after: int | None = None
+        failures: list[GatewayError] = []
         base_headers = {k: v for k, v in caller_headers.items() if k.lower() in REQUEST_HEADERS}
         base_headers.update({"x-request-id": request_id, "x-ms-client-request-id": request_id,
                              "accept-encoding": "identity"})
+        injected = injects_usage(operation, doc)
+        if injected:
+            doc = with_usage_requested(doc)
+            raw = json.dumps(doc, separators=(",", ":")).encode()
         for target in model.targets:
             account = accounts.get(target.account)
             if account is None:
-                failure = Unavailable(f"model {model.name}: account {target.account!r} is not configured")
+                failures.append(Unavailable(f"model {model.name}: account {target.account!r} is not "
+                                            "configured"))
                 continue
             try:
                 check_endpoint(account, self._allow_http_loopback)
                 headers = {**base_headers, **await self._credentials.for_account(account).auth_headers()}
             except GatewayError as exc:
-                failure = exc
+                failures.append(exc)
                 log.warning("request %s: account %s unusable: %s", request_id, account.name, exc.message)
                 continue
             url = upstream_url(account, target, operation, query)
@@ -126,22 +151,44 @@ class Forwarder:
             try:
                 resp = await self._client().post(url, data=body, headers=headers, allow_redirects=False)
             except TimeoutError:
-                failure = UpstreamTimeout(f"account {account.name} did not answer in time")
+                failures.append(UpstreamTimeout(f"account {account.name} did not answer in time"))
                 log.warning("request %s: %s timed out", request_id, account.name)
                 continue
             except aiohttp.ClientError as exc:
-                failure = UpstreamError(f"could not reach account {account.name} ({type(exc).__name__})")
+                failures.append(UpstreamError(f"could not reach account {account.name} "
+                                              f"({type(exc).__name__})"))
                 log.warning("request %s: %s unreachable: %s", request_id, account.name, type(exc).__name__)
                 continue
             if resp.status == 429 or resp.status >= 500 or resp.status in (401, 403):
-                failure, retry_after = _failure(account, resp, retry_after)
+                failures.append(_failure(account, resp))
                 resp.release()
                 log.warning("request %s: %s answered %s", request_id, account.name, resp.status)
                 continue
-            return await _relay(resp, request_id, account.name)
-        if isinstance(failure, RateLimited) and retry_after:
-            failure = RateLimited(failure.message, retry_after)
-        raise failure or UpstreamError(f"model {model.name} has no targets")
+            sink = on_usage if 200 <= resp.status < 300 else None
+            if resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                from starlette.responses import StreamingResponse
+
+                return StreamingResponse(_stream(resp, request_id, account.name, sink, injected),
+                                         status_code=resp.status, headers=_response_headers(resp, request_id))
+            try:
+                answer = await resp.read()
+            except TimeoutError:
+                resp.close()
+                failures.append(UpstreamTimeout(f"account {account.name} did not finish its answer in time"))
+                log.warning("request %s: %s timed out mid-answer", request_id, account.name)
+                continue
+            except aiohttp.ClientError as exc:
+                resp.close()
+                failures.append(UpstreamError(f"account {account.name} broke off its answer "
+                                              f"({type(exc).__name__})"))
+                log.warning("request %s: %s broke off: %s", request_id, account.name, type(exc).__name__)
+                continue
+            if sink is not None:
+                _deliver(sink, usage_of_json(answer), request_id)
+            from starlette.responses import Response
+
+            return Response(answer, status_code=resp.status, headers=_response_headers(resp, request_id))
+        raise combined_failure(model.name, failures)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -149,20 +196,49 @@ class Forwarder:
             self._session = None
 
 
-def _failure(account: Account, resp: aiohttp.ClientResponse,
-             retry_after: int | None) -> tuple[GatewayError, int | None]:
-    if resp.status == 429:
+def combined_failure(model: str, failures: list[GatewayError]) -> GatewayError:
+    """What the caller sees when every target failed: 429 if all were rate limited (the soonest
+    Retry-After), 504 if all timed out, one failure's own kind if all were alike, else 502."""
+    if not failures:
+        return UpstreamError(f"model {model} has no targets")
+    if len(failures) == 1:
+        return failures[0]
+    message = f"every target of model {model} failed: " + "; ".join(f.message for f in failures)
+    kinds = {type(f) for f in failures}
+    if kinds == {RateLimited}:
+        waits = [int(f.headers["Retry-After"]) for f in failures if "Retry-After" in f.headers]
+        return RateLimited(message, min(waits) if waits else None)
+    kind = kinds.pop() if len(kinds) == 1 else UpstreamError
+    return kind(message) if kind in (UpstreamTimeout, Unavailable) else UpstreamError(message)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> int:
+    """A Retry-After (delta seconds or HTTP date) as whole seconds in 1..RETRY_AFTER_CAP."""
+    seconds: float = 1
+    if value:
+        value = value.strip()
         try:
-            seconds = min(RETRY_AFTER_CAP, max(1, int(float(resp.headers.get("Retry-After", "1")))))
+            seconds = float(value)
         except ValueError:
-            seconds = 1
-        retry_after = min(retry_after or seconds, seconds)
-        return RateLimited(f"account {account.name} is rate limited", retry_after), retry_after
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+                seconds = when.timestamp() - (time.time() if now is None else now)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                seconds = 1
+    if not math.isfinite(seconds):
+        seconds = RETRY_AFTER_CAP
+    return int(min(RETRY_AFTER_CAP, max(1, math.ceil(seconds))))
+
+
+def _failure(account: Account, resp: aiohttp.ClientResponse) -> GatewayError:
+    if resp.status == 429:
+        return RateLimited(f"account {account.name} is rate limited",
+                           retry_after_seconds(resp.headers.get("Retry-After")))
     if resp.status in (401, 403):
         return UpstreamError(f"account {account.name} refused the gateway's credential "
                              f"(HTTP {resp.status}): check the account's auth settings and role "
-                             "assignments"), retry_after
-    return UpstreamError(f"account {account.name} failed (HTTP {resp.status})"), retry_after
+                             "assignments")
+    return UpstreamError(f"account {account.name} failed (HTTP {resp.status})")
 
 
 def _response_headers(resp: aiohttp.ClientResponse, request_id: str) -> dict[str, str]:
@@ -171,34 +247,156 @@ def _response_headers(resp: aiohttp.ClientResponse, request_id: str) -> dict[str
     return headers
 
 
-async def _relay(resp: aiohttp.ClientResponse, request_id: str, account: str) -> Response:
-    from starlette.responses import Response, StreamingResponse
+# ---- usage ---------------------------------------------------------------------------------------
 
-    headers = _response_headers(resp, request_id)
-    if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+def injects_usage(operation: str, doc: Mapping[str, object]) -> bool:
+    """A streaming chat/completions or completions request that did not ask for usage."""
+    if operation not in USAGE_OPERATIONS or doc.get("stream") is not True:
+        return False
+    options = doc.get("stream_options")
+    if options is None:
+        return True
+    return isinstance(options, dict) and options.get("include_usage") is not True
+
+
+def with_usage_requested(doc: dict[str, object]) -> dict[str, object]:
+    options = doc.get("stream_options")
+    return {**doc, "stream_options": {**(options if isinstance(options, dict) else {}),
+                                      "include_usage": True}}
+
+
+def _usage_value(text: bytes, at: int) -> Mapping[str, object] | None:
+    """The JSON object that follows the `"usage"` key at `at`, or None."""
+    colon = text.find(b":", at + 7)
+    if colon < 0 or text[at + 7:colon].strip():
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[colon + 1:].lstrip().decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def usage_of_json(answer: bytes) -> Mapping[str, object] | None:
+    """The top-level `usage` of a JSON answer, found from the end (where every API puts it) so a large
+    answer (embeddings) is not parsed whole. A `"usage"` inside a string is escaped, so never matches."""
+    at = answer.rfind(b'"usage"')
+    return _usage_value(answer, at) if at >= 0 else None
+
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_NULL_USAGE_AT_END = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*\}\s*(?:\r?\n|$))')
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,')
+
+
+def _event_data(event: bytes) -> bytes:
+    return b"\n".join(line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:"))
+
+
+class EventScanner:
+    """Cuts a byte stream into SSE events as they complete; keeps only the unfinished tail."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.usage: Mapping[str, object] | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        data = self._tail + chunk if self._tail else chunk
+        events, start = [], 0
+        while True:  # an event ends at a blank line: "\n\n" or "\r\n\r\n" (bytes.find beats a regex)
+            lf, crlf = data.find(b"\n\n", start), data.find(b"\n\r\n", start)
+            if lf < 0 and crlf < 0:
+                break
+            end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 3
+            events.append(data[start:end])
+            start = end
+        self._tail = data[start:]
+        return events
+
+    def rest(self) -> bytes:
+        tail, self._tail = self._tail, b""
+        return tail
+
+    def overlong(self) -> bool:
+        return len(self._tail) > MAX_EVENT_BYTES
+
+    def usage_of(self, event: bytes) -> tuple[Mapping[str, object] | None, bool]:
+        """(usage, usage_only) of one event: the usage object it carries, and whether it carries
+        nothing else a caller would see (`"choices": []`)."""
+        found = _USAGE_OBJECT.search(event)
+        if found is None:
+            return None, False
         try:
-            body = await resp.read()
-        except Exception as exc:
-            resp.close()
-            raise UpstreamError(f"account {account} broke off its answer ({type(exc).__name__})") from exc
-        return Response(body, status_code=resp.status, headers=headers)
-    return StreamingResponse(_stream(resp, request_id, account), status_code=resp.status, headers=headers)
+            doc = json.loads(_event_data(event))
+        except ValueError:
+            return None, False
+        if not isinstance(doc, dict) or not isinstance(doc.get("usage"), dict):
+            return None, False
+        self.usage = doc["usage"]
+        return doc["usage"], doc.get("choices") == []
 
 
-async def _stream(resp: aiohttp.ClientResponse, request_id: str, account: str) -> AsyncIterator[bytes]:
+def strip_null_usage(event: bytes) -> bytes:
+    """The event without the top-level `"usage":null` that include_usage adds to every chunk."""
+    if b'"usage"' not in event:
+        return event
+    out, n = _NULL_USAGE_AT_END.subn(b"", event, count=1)
+    if n:
+        return out
+    return _NULL_USAGE.sub(b"", event, count=1)
+
+
+def _deliver(sink: UsageSink, usage: Mapping[str, object] | None, request_id: str) -> None:
+    try:
+        sink(usage)
+    except Exception:
+        log.exception("request %s: recording usage failed", request_id)
+
+
+async def _stream(resp: aiohttp.ClientResponse, request_id: str, account: str, sink: UsageSink | None,
+                  injected: bool) -> AsyncIterator[bytes]:
+    """Relays upstream bytes as they come. Untouched unless the gateway injected include_usage: then
+    each complete event is passed on as soon as it completes, minus what the injection added."""
     import aiohttp
 
     finished = False
+    scanner = EventScanner()
+    scanning = sink is not None or injected
     try:
         async for chunk in resp.content.iter_any():
-            yield chunk
+            if not scanning:
+                yield chunk
+                continue
+            events = scanner.feed(chunk)
+            if not injected:
+                yield chunk
+                for event in events:
+                    scanner.usage_of(event)
+                if scanner.overlong():
+                    scanner.rest()
+                continue
+            out = []
+            for event in events:
+                _, usage_only = scanner.usage_of(event)
+                if not usage_only:
+                    out.append(strip_null_usage(event))
+            if out:
+                yield b"".join(out)
+            if scanner.overlong():
+                yield scanner.rest()
+        if injected and (tail := scanner.rest()):
+            yield tail
         finished = True
     except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("request %s: stream from %s broke off: %s", request_id, account, type(exc).__name__)
         error = UpstreamError(f"the upstream stream from account {account} broke off")
-        yield b"event: error\ndata: " + json.dumps(error.body()).encode() + b"\n\n"
+        # An unfinished event already passed on is closed first, so the error event stands alone.
+        yield (b"\n\n" if scanner.rest() and not injected else b"") + \
+            b"event: error\ndata: " + json.dumps(error.body()).encode() + b"\n\n"
     finally:
         if finished:
             resp.release()
         else:
             resp.close()
+        if sink is not None:
+            _deliver(sink, scanner.usage, request_id)
