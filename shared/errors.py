@@ -64,11 +64,12 @@ def _quote(value: str) -> str:
 class InvalidToken(GatewayError):
     status, code, type = 401, "invalid_token", "authentication_error"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, check: str = "token") -> None:
         super().__init__(f"invalid token: {reason}", headers={
             "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{_quote(reason)}"'
         })
         self.reason = reason
+        self.check = check      # which check failed (issuer, audience, signature, ...): a metric label
 
 
 class PermissionDenied(GatewayError):

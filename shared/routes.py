@@ -11,9 +11,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -21,7 +22,8 @@ from . import runtime
 from .auth.extract import extract_token
 from .auth.identities import Principal
 from .config.snapshot import View
-from .errors import GatewayError, InvalidRequest, ModelNotFound, RequestTooLarge, to_response
+from .errors import GatewayError, InvalidRequest, InvalidToken, ModelNotFound, RequestTooLarge, to_response
+from .telemetry import REFUSALS, REQUESTS, count_tokens, identity_of, tracer
 
 log = logging.getLogger("gateway.request")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -87,39 +89,78 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
     started = time.perf_counter()
     principal: Principal | None = None
     model_name: str | None = path_model
-    try:
-        if not OPERATION_RE.match(operation):
-            raise InvalidRequest(f"unknown operation {operation!r}")
-        if "transfer-encoding" in req.headers and "content-length" in req.headers:
-            raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
-        gw, view, principal = await _authenticated(req)
-        raw = await read_body(req, gw.settings.max_body_bytes)
-        doc = parse_json_object(raw)
-        if model_name is None:
-            body_model = doc.get("model")
-            if not isinstance(body_model, str) or not body_model:
-                raise InvalidRequest("the request body has no 'model'", param="model")
-            model_name = body_model
-        model = view.models.get(model_name)
-        if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
-            raise ModelNotFound(model_name)
-        response = await gw.forwarder.forward(
-            model=model, accounts=view.accounts, operation=operation, raw=raw, doc=doc,
-            query=req.query_params, caller_headers=req.headers, request_id=request_id,
-            on_usage=lambda usage, user=principal.user, name=model_name: gw.usage.record(user, name, usage))
-    except GatewayError as exc:
-        response = to_response(exc, request_id)
-        _log(req, request_id, principal, model_name, response.status_code, started, exc.message)
+    route = req.scope.get("route")
+    route_name = getattr(route, "path", req.url.path)
+    with tracer.start_as_current_span(f"{req.method} {route_name}", kind=SpanKind.SERVER, attributes={
+            "http.request.method": req.method, "http.route": route_name,
+            "gateway.request_id": request_id}) as span:
+        try:
+            if not OPERATION_RE.match(operation):
+                raise InvalidRequest(f"unknown operation {operation!r}")
+            if "transfer-encoding" in req.headers and "content-length" in req.headers:
+                raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
+            with tracer.start_as_current_span("authenticate"):
+                gw, view, principal = await _authenticated(req)
+            span.set_attribute("gateway.principal", principal.user)
+            raw = await read_body(req, gw.settings.max_body_bytes)
+            doc = parse_json_object(raw)
+            if model_name is None:
+                body_model = doc.get("model")
+                if not isinstance(body_model, str) or not body_model:
+                    raise InvalidRequest("the request body has no 'model'", param="model")
+                model_name = body_model
+            span.set_attribute("gateway.model", model_name)
+            with tracer.start_as_current_span("authorize", attributes={"gateway.model": model_name}):
+                model = view.models.get(model_name)
+                if model is None or not view.policy.allows(principal.principals, f"model:{model_name}",
+                                                           "viewer"):
+                    raise ModelNotFound(model_name)
+            identity = identity_of(principal.identities)
+            user, name = principal.user, model_name
+
+            def on_usage(usage: Mapping[str, object] | None) -> None:
+                gw.usage.record(user, name, usage)
+                count_tokens(usage, identity=identity, model=name)
+
+            response = await gw.forwarder.forward(
+                model=model, accounts=view.accounts, operation=operation, raw=raw, doc=doc,
+                query=req.query_params, caller_headers=req.headers, request_id=request_id,
+                on_usage=on_usage)
+        except GatewayError as exc:
+            response = to_response(exc, request_id)
+            _finish(span, req, route_name, request_id, principal, model_name, response.status_code,
+                    started, exc)
+            return response
+        _finish(span, req, route_name, request_id, principal, model_name, response.status_code, started,
+                None)
         return response
-    _log(req, request_id, principal, model_name, response.status_code, started, None)
-    return response
 
 
-def _log(req: Request, request_id: str, principal: Principal | None, model: str | None, status: int,
-         started: float, reason: str | None) -> None:
+def _finish(span: Span, req: Request, route: str, request_id: str, principal: Principal | None,
+            model: str | None, status: int, started: float, error: GatewayError | None) -> None:
+    """The request's span attributes, metrics and log line: principals and reasons, never a token."""
+    outcome = "ok" if error is None else ("refused" if status < 500 else "failed")
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("gateway.outcome", outcome)
+    identity = identity_of(principal.identities) if principal else "none"
+    REQUESTS.add(1, {"http.route": route, "gateway.model": model or "-",
+                     "gateway.identity": identity, "http.response.status_code": status})
+    fields = {"gateway.request_id": request_id, "gateway.principal": principal.user if principal else "-",
+              "gateway.model": model or "-", "http.response.status_code": status,
+              "gateway.outcome": outcome}
+    if error is not None:
+        span.set_attribute("error.code", error.code)
+        fields["error.code"] = error.code
+        if outcome == "refused":
+            reason = error.check if isinstance(error, InvalidToken) else error.code
+            REFUSALS.add(1, {"error.code": error.code, "gateway.reason": reason})
+        else:
+            span.set_status(StatusCode.ERROR, error.code)
     log.info("%s %s request_id=%s principal=%s model=%r status=%s ms=%.1f%s", req.method, req.url.path,
-             request_id, principal.user if principal else "-", model, status,
-             (time.perf_counter() - started) * 1000, f" reason={reason!r}" if reason else "")
+             request_id, fields["gateway.principal"], model, status,
+             (time.perf_counter() - started) * 1000,
+             f" reason={error.message!r}" if error is not None else "", extra=fields)
+
 
 
 async def chat_completions(req: Request) -> Response:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from . import telemetry
 from .auth.authenticator import Authenticator
 from .config.snapshot import Snapshot
 from .config.store import ConfigStore
@@ -91,6 +92,7 @@ async def gateway() -> Gateway:
             try:
                 settings = load()
                 configure_logging(settings)
+                log.info("telemetry: %s", telemetry.configure(settings))
                 _gateway = Gateway.build(settings)
                 _gateway.keeper = asyncio.get_running_loop().create_task(keep(_gateway), name="keeper")
             except SettingsError as exc:

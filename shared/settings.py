@@ -54,6 +54,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", "120",
             "Longest wait for an upstream answer to start.", True),
     Setting("GATEWAY_LOG_LEVEL", "INFO", "Log level of the gateway's own loggers.", True),
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", "",
+            "Send traces, metrics and logs to this Application Insights resource (Azure Monitor).", True),
+    Setting("OTEL_EXPORTER_OTLP_ENDPOINT", "",
+            "Send traces, metrics and logs to this OTLP/HTTP endpoint instead (when no connection string).",
+            False),
 )
 
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,29}$")
@@ -75,6 +80,8 @@ class Settings:
     max_body_bytes: int
     upstream_timeout_seconds: float
     log_level: str
+    appinsights_connection_string: str = ""
+    otlp_endpoint: str = ""
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -149,6 +156,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=int(_number(merged, "GATEWAY_MAX_BODY_BYTES", integer=True, minimum=1024)),
         upstream_timeout_seconds=_number(merged, "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", minimum=0.1),
         log_level=level,
+        appinsights_connection_string=merged["APPLICATIONINSIGHTS_CONNECTION_STRING"].strip(),
+        otlp_endpoint=merged["OTEL_EXPORTER_OTLP_ENDPOINT"].strip(),
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..config.model import IdentityProvider
+from ..telemetry import KEY_REFRESHES
 from .discovery import DiscoveryError, discovery_url, jwks_uri_from
 from .fetch import Fetcher, FetchError
 from .jwk import KeySet, KeySetError, PublicKey, parse_jwks
@@ -192,6 +193,7 @@ class KeySource:
                 log.warning("jwks key refused provider=%s kid=%s reason=%s", s.provider, show(kid), reason)
             self.fetched = Fetched(keyset, uri, self._mono(), self._wall(), raw, "provider")
             self.failures, self.last_error = 0, None
+            KEY_REFRESHES.add(1, {"gateway.provider": s.provider, "gateway.outcome": "ok"})
             log.info("jwks refreshed provider=%s uri=%s keys=%d kids=%s", s.provider, uri, len(keyset),
                      ",".join(show(k, 40) for k in keyset.kids()))
             return None
@@ -199,6 +201,7 @@ class KeySource:
             self._inflight = None
         self.failures += 1
         self.last_error, self.last_error_at = error, self._wall()
+        KEY_REFRESHES.add(1, {"gateway.provider": s.provider, "gateway.outcome": "failed"})
         held = len(self.fetched.keyset) if self.fetched else 0
         log.warning("jwks refresh failed provider=%s uri=%s error=%s keeping=%d last-known-good keys",
                     s.provider, uri, error, held)

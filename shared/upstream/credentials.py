@@ -115,7 +115,7 @@ class BearerCredential:
         self._account = account.name
         self._type = account.auth.type
         self.scope = scope
-        self._keeper = TokenKeeper(source, policy=policy, clock=clock)
+        self._keeper = TokenKeeper(source, policy=policy, clock=clock, account=account.name)
 
     async def auth_headers(self) -> dict[str, str]:
         try:

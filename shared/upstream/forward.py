@@ -23,11 +23,15 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
 from ..config.model import Account, Model, Target
 from ..errors import GatewayError, RateLimited, Unavailable, UpstreamError, UpstreamTimeout
+from ..telemetry import TIME_TO_FIRST_TOKEN, UPSTREAM_DURATION, tracer
 from .credentials import Credentials
 
 if TYPE_CHECKING:
@@ -139,26 +143,38 @@ class Forwarder:
                 failures.append(Unavailable(f"model {model.name}: account {target.account!r} is not "
                                             "configured"))
                 continue
+            labels = {"gateway.model": model.name, "gateway.account": account.name}
             try:
-                check_endpoint(account, self._allow_http_loopback)
-                headers = {**base_headers, **await self._credentials.for_account(account).auth_headers()}
+                with tracer.start_as_current_span("credential", attributes=labels):
+                    check_endpoint(account, self._allow_http_loopback)
+                    credential = self._credentials.for_account(account)
+                    headers = {**base_headers, **await credential.auth_headers()}
             except GatewayError as exc:
                 failures.append(exc)
                 log.warning("request %s: account %s unusable: %s", request_id, account.name, exc.message)
                 continue
             url = upstream_url(account, target, operation, query)
             body = upstream_body(account, target, operation, raw, doc)
-            try:
-                resp = await self._client().post(url, data=body, headers=headers, allow_redirects=False)
-            except TimeoutError:
-                failures.append(UpstreamTimeout(f"account {account.name} did not answer in time"))
-                log.warning("request %s: %s timed out", request_id, account.name)
-                continue
-            except aiohttp.ClientError as exc:
-                failures.append(UpstreamError(f"could not reach account {account.name} "
-                                              f"({type(exc).__name__})"))
-                log.warning("request %s: %s unreachable: %s", request_id, account.name, type(exc).__name__)
-                continue
+            sent = time.perf_counter()
+            with tracer.start_as_current_span("upstream", kind=SpanKind.CLIENT, attributes={
+                    **labels, "gateway.deployment": target.deployment}) as span:
+                try:
+                    resp = await self._client().post(url, data=body, headers=headers, allow_redirects=False)
+                except TimeoutError:
+                    failures.append(UpstreamTimeout(f"account {account.name} did not answer in time"))
+                    log.warning("request %s: %s timed out", request_id, account.name)
+                    span.set_status(StatusCode.ERROR, "timeout")
+                    continue
+                except aiohttp.ClientError as exc:
+                    failures.append(UpstreamError(f"could not reach account {account.name} "
+                                                  f"({type(exc).__name__})"))
+                    log.warning("request %s: %s unreachable: %s", request_id, account.name,
+                                type(exc).__name__)
+                    span.set_status(StatusCode.ERROR, type(exc).__name__)
+                    continue
+                span.set_attribute("http.response.status_code", resp.status)
+                UPSTREAM_DURATION.record(time.perf_counter() - sent,
+                                         {**labels, "http.response.status_code": resp.status})
             if resp.status == 429 or resp.status >= 500 or resp.status in (401, 403):
                 failures.append(_failure(account, resp))
                 resp.release()
@@ -168,7 +184,8 @@ class Forwarder:
             if resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                 from starlette.responses import StreamingResponse
 
-                return StreamingResponse(_stream(resp, request_id, account.name, sink, injected),
+                watch = StreamWatch(tracer.start_span("stream", attributes=labels), labels, sent)
+                return StreamingResponse(_stream(resp, request_id, account.name, sink, injected, watch),
                                          status_code=resp.status, headers=_response_headers(resp, request_id))
             try:
                 answer = await resp.read()
@@ -353,8 +370,24 @@ def _deliver(sink: UsageSink, usage: Mapping[str, object] | None, request_id: st
         log.exception("request %s: recording usage failed", request_id)
 
 
+@dataclass(slots=True)
+class StreamWatch:
+    """The stream's span and the time to its first chunk, which outlive the request handler."""
+
+    span: Span
+    labels: dict[str, str]
+    sent: float
+    first: bool = True
+
+    def chunk(self) -> None:
+        if self.first:
+            self.first = False
+            TIME_TO_FIRST_TOKEN.record(time.perf_counter() - self.sent, self.labels)
+            self.span.add_event("first chunk")
+
+
 async def _stream(resp: aiohttp.ClientResponse, request_id: str, account: str, sink: UsageSink | None,
-                  injected: bool) -> AsyncIterator[bytes]:
+                  injected: bool, watch: StreamWatch) -> AsyncIterator[bytes]:
     """Relays upstream bytes as they come. Untouched unless the gateway injected include_usage: then
     each complete event is passed on as soon as it completes, minus what the injection added."""
     import aiohttp
@@ -364,6 +397,7 @@ async def _stream(resp: aiohttp.ClientResponse, request_id: str, account: str, s
     scanning = sink is not None or injected
     try:
         async for chunk in resp.content.iter_any():
+            watch.chunk()
             if not scanning:
                 yield chunk
                 continue
@@ -391,9 +425,12 @@ async def _stream(resp: aiohttp.ClientResponse, request_id: str, account: str, s
         log.warning("request %s: stream from %s broke off: %s", request_id, account, type(exc).__name__)
         error = UpstreamError(f"the upstream stream from account {account} broke off")
         # An unfinished event already passed on is closed first, so the error event stands alone.
+        watch.span.set_status(StatusCode.ERROR, "upstream stream broke off")
         yield (b"\n\n" if scanner.rest() and not injected else b"") + \
             b"event: error\ndata: " + json.dumps(error.body()).encode() + b"\n\n"
     finally:
+        watch.span.set_attribute("gateway.stream.completed", finished)
+        watch.span.end()
         if finished:
             resp.release()
         else:

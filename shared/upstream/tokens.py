@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..telemetry import CREDENTIAL_REFRESHES
 from .problem import CredentialProblem
 
 log = logging.getLogger("gateway.upstream.tokens")
@@ -60,8 +61,9 @@ class RefreshPolicy:
 
 class TokenKeeper:
     def __init__(self, source: TokenSource, *, policy: RefreshPolicy,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, account: str = "") -> None:
         self._source = source
+        self._account = account
         self._policy = policy
         self._clock = clock
         self._token: Token | None = None
@@ -139,6 +141,7 @@ class TokenKeeper:
             self._failed(problem)
             raise problem from None
         self._token = token
+        CREDENTIAL_REFRESHES.add(1, {"gateway.account": self._account, "gateway.outcome": "ok"})
         self.refreshed_at = token.obtained_at
         self.problem = None
         self.failed_at = None
@@ -146,6 +149,7 @@ class TokenKeeper:
         return token
 
     def _failed(self, problem: CredentialProblem) -> None:
+        CREDENTIAL_REFRESHES.add(1, {"gateway.account": self._account, "gateway.outcome": "failed"})
         now = self._clock()
         self.problem = problem
         self.failed_at = now

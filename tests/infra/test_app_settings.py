@@ -35,7 +35,8 @@ IN_AZURE = {s.name: s for s in SETTINGS if s.in_azure}
 NOT_IN_AZURE = {s.name for s in SETTINGS if not s.in_azure}
 
 # Settings whose value is the stack's own resource or parameter, not a literal default.
-DERIVED = {"GATEWAY_TABLES_ENDPOINT", "AZURE_CLIENT_ID", "GATEWAY_TABLE_PREFIX", "GATEWAY_ADMINS"}
+DERIVED = {"GATEWAY_TABLES_ENDPOINT", "AZURE_CLIENT_ID", "GATEWAY_TABLE_PREFIX", "GATEWAY_ADMINS",
+           "APPLICATIONINSIGHTS_CONNECTION_STRING"}
 
 
 def setting_problems(settings: dict[str, Any], *, workarounds: dict[str, str] | None = None) -> list[str]:
