@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resource", required=True, help="e.g. model:gpt-4o")
     p.set_defaults(run=cmd_explain)
     # more commands are registered below this line
+    from .manage.cli import register as register_audit
+
+    register_audit(sub)
     register_usage(sub)
     args = parser.parse_args(argv)
     try:

@@ -23,6 +23,7 @@ from .auth.extract import extract_token
 from .auth.identities import Principal
 from .config.snapshot import View
 from .errors import GatewayError, InvalidRequest, InvalidToken, ModelNotFound, RequestTooLarge, to_response
+from .manage.routes import MANAGE_ROUTES
 from .telemetry import REFUSALS, REQUESTS, count_tokens, identity_of, tracer
 
 log = logging.getLogger("gateway.request")
@@ -206,7 +207,7 @@ async def health(req: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-ROUTES: tuple[Route, ...] = (
+DATA_ROUTES: tuple[Route, ...] = (
     Route("v1/chat/completions", ("POST",), chat_completions),
     Route("v1/completions", ("POST",), completions),
     Route("v1/embeddings", ("POST",), embeddings),
@@ -216,3 +217,4 @@ ROUTES: tuple[Route, ...] = (
     Route("openai/v1/{*operation}", ("POST",), azure_v1),
     Route("health", ("GET",), health),
 )
+ROUTES: tuple[Route, ...] = (*DATA_ROUTES, *(Route(*r) for r in MANAGE_ROUTES))  # /manage: shared/manage

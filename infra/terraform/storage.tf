@@ -12,7 +12,7 @@ locals {
     "models",
     "mcpservers",
     "agents",
-    "collaborators",
+    "bindings",
     "meta",
     "usage",
     "audit",

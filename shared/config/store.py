@@ -1,22 +1,25 @@
 """Keeps the configuration in Azure Table Storage: one table per resource kind under the prefix.
 
-Each resource is one entity (PartitionKey "r", RowKey = its name, `spec` = its JSON document);
-a collaborator binding is keyed by resource and a hash of the principal, which may hold any
-character. A version entity in `<prefix>meta` changes after every write, so each process can poll
-one entity to learn that it must reload.
+Each resource is one entity (PartitionKey "r", RowKey = its name, `spec` = its JSON document).
+The collaborator bindings of one resource are one entity of `<prefix>bindings` (PartitionKey "b",
+RowKey = the resource, e.g. `model:gpt-4o`), its principal -> role map packed as JSON in string
+properties b0, b1, ...: a configuration with 100,000 bindings on 1,000 resources loads 1,000
+entities, not 100,000 (table storage serves entities, not bytes, slowly). A binding's ETag is its
+resource's entity's. Every write of a change set is conditional on the entity read just before it,
+and a failed change set is undone (`write`). A version entity in `<prefix>meta` changes after every
+write, so each process can poll one entity to learn that it must reload.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Unavailable
+from ..errors import GatewayError, InvalidRequest, PreconditionFailed, Unavailable
 from ..settings import Settings
 from .model import KINDS, Collaborator, Config
 from .schema import ConfigError, item_document, parse_item
@@ -28,8 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.config")
 
 SECTION_TABLE = {section: suffix for section, suffix, _ in KINDS}
-EXTRA_TABLES = ("collaborators", "meta")
+BINDINGS_TABLE = "bindings"     # one entity per resource: its principal -> role map, packed
+BINDINGS_PK = "b"
+CHUNK_CHARS = 30_000            # per string property (64 KiB of UTF-16); an entity holds at most 1 MiB
+EXTRA_TABLES = ("bindings", "meta", "audit")   # literal: the infra tests read it
 RESOURCE_PK = "r"
+MAX_SPEC_CHARS = 32 * 1024     # Azure Tables: a string property holds at most 64 KiB of UTF-16
+_ANY = object()                # no precondition on a write
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,26 +49,142 @@ class Write:
     document: dict[str, Any] | None
 
 
+@dataclass(slots=True)
+class Applied:
+    """A write as made: what the entity was before, what it is now, and its new ETag."""
+
+    section: str
+    key: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    etag: str | None
+
+
+@dataclass(slots=True)
+class _Step:
+    """One entity about to be written: as read (`before`, properties only) and as it will be."""
+
+    section: str
+    table: Any
+    pk: str
+    rk: str
+    before: dict[str, Any] | None
+    etag_before: str | None
+    after: dict[str, Any] | None = None
+    etag_after: str | None = None
+    roles: dict[str, str] | None = None     # a binding set being changed
+    _before_roles: dict[str, str] | None = None
+
+    def before_of(self, w: Write) -> dict[str, Any] | None:
+        """The document `w` replaces, as it was read."""
+        if self.before is None:
+            return None
+        if w.section == "collaborators":
+            if self._before_roles is None:
+                self._before_roles = unpack(self.before)
+            resource, _, principal = w.key.partition("\n")
+            role = self._before_roles.get(principal)
+            return None if role is None else {"resource": resource, "principal": principal, "role": role}
+        return dict(json.loads(self.before["spec"]))
+
+    def describe(self) -> str:
+        if self.section == "collaborators":
+            return f"the bindings of {self.rk}"
+        return f"{self.section} {self.rk!r}"
+
+
+def _plain(entity: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(entity).items() if k != "Timestamp"}
+
+
+def pack(roles: dict[str, str]) -> dict[str, str]:
+    """A principal -> role map as string properties b0, b1, ... of at most CHUNK_CHARS each."""
+    text = json.dumps(roles, sort_keys=True, separators=(",", ":"))
+    starts = range(0, len(text), CHUNK_CHARS)
+    return {f"b{i}": text[start:start + CHUNK_CHARS] for i, start in enumerate(starts)}
+
+
+def unpack(entity: Any) -> dict[str, str]:
+    parts, i = [], 0
+    while f"b{i}" in entity:
+        parts.append(entity[f"b{i}"])
+        i += 1
+    return dict(json.loads("".join(parts))) if parts else {}
+
+
+def _apply(step: _Step, w: Write) -> None:
+    """Make `w` on the entity the step will write (a binding set is unpacked once, packed at the end)."""
+    if w.section != "collaborators":
+        step.after = None if w.document is None else {
+            "PartitionKey": step.pk, "RowKey": step.rk, "spec": encode_spec(w.document)}
+        return
+    if step.roles is None:
+        step.roles = unpack(step.before) if step.before else {}
+    principal = w.key.partition("\n")[2]
+    if w.document is None:
+        step.roles.pop(principal, None)
+    else:
+        step.roles[principal] = str(w.document["role"])
+
+
+def _finish(step: _Step) -> None:
+    if step.roles is not None:
+        step.after = {"PartitionKey": step.pk, "RowKey": step.rk, **pack(step.roles)} if step.roles else None
+
+
+def encode_spec(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def _label(w: Write) -> str:
+    if w.section == "collaborators":
+        return "the binding " + w.key.replace("\n", " -> ")
+    return f"{w.section} {w.key!r}"
+
+
+def _write_error(exc: BaseException) -> BaseException:
+    """Why a change set failed, as the caller should see it; nothing of it is left written."""
+    if isinstance(exc, GatewayError) or not isinstance(exc, Exception):
+        return exc
+    text = str(exc)
+    if any(w in text for w in ("exceeds the maximum allowed size", "EntityTooLarge",
+                               "PropertyValueTooLarge")):
+        return InvalidRequest("a resource is too large for table storage (at most 32 KiB of JSON); "
+                              "nothing was changed")
+    return _unavailable("write the configuration (nothing was changed)", exc)
+
+
 def collaborator_key(resource: str, principal: str) -> str:
     return f"{resource}\n{principal}"
 
 
-def _principal_row(principal: str) -> str:
-    return hashlib.sha256(principal.encode("utf-8")).hexdigest()
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment
+        return "unknown"
 
 
 class ConfigStore:
-    def __init__(self, service: TableServiceClient, prefix: str) -> None:
+    def __init__(self, service: TableServiceClient, prefix: str, *, actor: str = "gateway") -> None:
         self._service = service
         self.prefix = prefix
+        self.actor = actor          # who the audit trail names when a write does not say
         self._ready = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, operator: bool = False) -> ConfigStore:
-        return cls(service_from_settings(settings, operator=operator), settings.table_prefix)
+        """`operator`: the CLI, run by a person; its writes are audited as `os:<user>`."""
+        actor = f"os:{_os_user()}" if operator else "gateway"
+        return cls(service_from_settings(settings, operator=operator), settings.table_prefix, actor=actor)
 
     def table_name(self, suffix: str) -> str:
         return f"{self.prefix}{suffix}"
+
+    def table(self, suffix: str) -> TableClient:
+        return self._table(suffix)
 
     def _table(self, suffix: str) -> TableClient:
         return self._service.get_table_client(self.table_name(suffix))
@@ -114,42 +238,185 @@ class ConfigStore:
 
     async def _read_collaborators(self) -> tuple[Collaborator, ...]:
         out = []
-        async for e in self._table("collaborators").list_entities():
-            out.append(Collaborator(resource=e["PartitionKey"], principal=e["principal"], role=e["role"]))
+        async for e in self._table(BINDINGS_TABLE).list_entities():
+            resource = e["RowKey"]
+            out += [Collaborator(resource=resource, principal=p, role=r) for p, r in unpack(e).items()]
         return tuple(sorted(out, key=lambda c: (c.resource, c.principal)))
 
-    async def write(self, writes: Iterable[Write]) -> None:
-        """Apply entity writes in the order given, then move the version on."""
+    async def write(self, writes: Iterable[Write], *, actor: str | None = None,
+                    expected: dict[tuple[str, str], str | None] | None = None) -> list[Applied]:
+        """Apply entity writes in the order given as one change set, record each in the audit table,
+        then move the version on.
+
+        All or nothing: when any write fails (storage refuses an entity, an ETag precondition fails,
+        storage goes away), the writes already made are undone in reverse order, from the values read
+        just before, and the error is raised. `expected` maps (section, key) to the ETag the entity
+        must still have (None: it must not exist); other writes are unconditional.
+        """
+        from ..manage import audit as audit_log
+
+        await self.ensure_tables()
+        batch = list(writes)
+        if not batch:
+            return []
+        expected = expected or {}
+        try:
+            steps, step_of = await self._steps(batch, expected)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise _unavailable("read the configuration before writing (nothing was changed)", exc) from exc
+        done: list[_Step] = []
+        try:
+            for step in steps:
+                step.etag_after = await self._execute(step)
+                done.append(step)
+            applied = [Applied(w.section, w.key, step_of[i].before_of(w), w.document, step_of[i].etag_after)
+                       for i, w in enumerate(batch)]
+            await audit_log.record(self, actor or self.actor, applied)
+        except BaseException as exc:
+            await self._undo(done)
+            raise _write_error(exc) from exc
+        finally:
+            if done:
+                await self.bump_version()
+        return applied
+
+    def _address(self, w: Write) -> tuple[TableClient, str, str]:
+        if w.section == "collaborators":
+            return self._table(BINDINGS_TABLE), BINDINGS_PK, w.key.partition("\n")[0]
+        return self._table(SECTION_TABLE[w.section]), RESOURCE_PK, w.key
+
+    async def _steps(self, batch: list[Write], expected: dict[tuple[str, str], str | None]
+                     ) -> tuple[list[_Step], list[_Step]]:
+        """One step per entity: a resource, or one resource's whole set of bindings (several binding
+        writes on one resource become one step). Preconditions are checked here, before any write."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        steps: dict[tuple[str, str, str], _Step] = {}
+        step_of: list[_Step] = []
+        for w in batch:
+            table, pk, rk = self._address(w)
+            address = (table.table_name, pk, rk)
+            step = steps.get(address)
+            if step is None:
+                try:
+                    entity = await table.get_entity(pk, rk)
+                except ResourceNotFoundError:
+                    entity = None
+                etag = None if entity is None else str(entity.metadata["etag"])
+                raw = None if entity is None else _plain(entity)
+                step = steps[address] = _Step(w.section, table, pk, rk, raw, etag)
+                step.after = raw
+            condition = expected.get((w.section, w.key), _ANY)
+            if condition is not _ANY:
+                exists = step.before_of(w) is not None
+                if condition == "*" and not exists:
+                    raise PreconditionFailed(f"{_label(w)} does not exist (If-Match: *)")
+                if condition is None and exists:
+                    raise PreconditionFailed(f"{_label(w)} already exists (If-None-Match: *)")
+                if condition not in ("*", None) and (not exists or condition != step.etag_before):
+                    raise PreconditionFailed(f"{_label(w)} has changed since it was read: "
+                                             "read it again and retry with its new ETag")
+            _apply(step, w)
+            step_of.append(step)
+        for step in steps.values():
+            _finish(step)
+        return list(steps.values()), step_of
+
+    async def _execute(self, step: _Step) -> str | None:
+        """One entity write, conditional on the entity being as it was read (a racing writer loses)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            if step.after is None:
+                if step.etag_before is None:
+                    return None
+                await step.table.delete_entity(partition_key=step.pk, row_key=step.rk, etag=step.etag_before,
+                                               match_condition=MatchConditions.IfNotModified)
+                return None
+            if step.etag_before is None:
+                meta = await step.table.create_entity(step.after)
+            else:
+                meta = await step.table.update_entity(step.after, mode=UpdateMode.REPLACE,
+                                                      etag=step.etag_before,
+                                                      match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+            raise PreconditionFailed(f"{step.describe()} was changed by another writer meanwhile; "
+                                     "nothing was changed: read it again and retry") from None
+        return str(meta.get("etag")) if meta else None
+
+    async def _undo(self, done: list[_Step]) -> None:
         from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
-        await self.ensure_tables()
-        try:
-            for w in writes:
-                if w.section == "collaborators":
-                    resource, _, principal = w.key.partition("\n")
-                    table = self._table("collaborators")
-                    pk, rk = resource, _principal_row(principal)
-                    entity = None if w.document is None else {
-                        "PartitionKey": pk, "RowKey": rk, "principal": principal,
-                        "role": w.document["role"]}
-                else:
-                    table = self._table(SECTION_TABLE[w.section])
-                    pk, rk = RESOURCE_PK, w.key
-                    entity = None if w.document is None else {
-                        "PartitionKey": pk, "RowKey": rk,
-                        "spec": json.dumps(w.document, sort_keys=True, separators=(",", ":"))}
-                if entity is None:
+        for step in reversed(done):
+            try:
+                if step.before is None:
                     try:
-                        await table.delete_entity(partition_key=pk, row_key=rk)
+                        await step.table.delete_entity(partition_key=step.pk, row_key=step.rk)
                     except ResourceNotFoundError:
                         pass
                 else:
-                    await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                    await step.table.upsert_entity(step.before, mode=UpdateMode.REPLACE)
+            except Exception as exc:  # storage gone: say exactly what is left over
+                log.error("could not undo the write of %s (%s): it is left as written",
+                          step.describe(), type(exc).__name__)
+
+    async def get(self, section: str, key: str) -> tuple[dict[str, Any], str] | None:
+        """One stored resource (or binding) and its ETag, read fresh from storage. A binding's ETag
+        is that of its resource's set of bindings: it changes when any binding of the resource does."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        await self.ensure_tables()
+        table, pk, rk = self._address(Write(section, key, None))
+        try:
+            entity = await table.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return None
         except Exception as exc:
-            raise _unavailable("write the configuration", exc) from exc
-        finally:
-            await self.bump_version()
+            raise _unavailable("read the configuration", exc) from exc
+        if section == "collaborators":
+            resource, _, principal = key.partition("\n")
+            role = unpack(entity).get(principal)
+            if role is None:
+                return None
+            return {"resource": resource, "principal": principal, "role": role}, str(entity.metadata["etag"])
+        return dict(json.loads(entity["spec"])), str(entity.metadata["etag"])
+
+    async def list_section(self, section: str) -> list[tuple[dict[str, Any], str]]:
+        """Every stored resource of a section with its ETag, by name."""
+        await self.ensure_tables()
+        out = []
+        try:
+            async for entity in self._table(SECTION_TABLE[section]).list_entities():
+                out.append((dict(json.loads(entity["spec"])), str(entity.metadata["etag"])))
+        except Exception as exc:
+            raise _unavailable("read the configuration", exc) from exc
+        return sorted(out, key=lambda d: d[0].get("name", ""))
+
+    async def bindings(self, *, resource: str | None = None,
+                       principal: str | None = None) -> list[tuple[dict[str, Any], str]]:
+        """Collaborator bindings, optionally of one resource and/or one principal, with their ETags."""
+        await self.ensure_tables()
+        table = self._table(BINDINGS_TABLE)
+        out = []
+        try:
+            if resource is not None:
+                entities = [e async for e in table.query_entities(
+                    "PartitionKey eq @pk and RowKey eq @rk", parameters={"pk": BINDINGS_PK, "rk": resource})]
+            else:
+                entities = [e async for e in table.list_entities()]
+            for e in entities:
+                etag = str(e.metadata["etag"])
+                for who, role in unpack(e).items():
+                    if principal is None or who == principal:
+                        out.append(({"resource": e["RowKey"], "principal": who, "role": role}, etag))
+        except Exception as exc:
+            raise _unavailable("read the collaborators", exc) from exc
+        return sorted(out, key=lambda d: (d[0]["resource"], d[0]["principal"]))
 
     async def bump_version(self) -> str:
         from azure.core import MatchConditions

@@ -77,7 +77,7 @@ EXPECTED_ROLES = {
 
 EXPECTED_TABLE_KINDS = [
     "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
-    "collaborators", "meta", "usage", "audit", "health",
+    "bindings", "meta", "usage", "audit", "health",
 ]
 DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app"}
 

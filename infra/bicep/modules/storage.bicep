@@ -17,7 +17,7 @@ var tableKinds = [
   'models'
   'mcpservers'
   'agents'
-  'collaborators'
+  'bindings'
   'meta'
   'usage'
   'audit'

@@ -1,0 +1,127 @@
+"""The OpenAPI 3 document of /manage, built from the same kind definitions the handlers are."""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+from .resources import BINDING, ERROR, EXPLAIN, KINDS, NAME, UNBINDING
+
+_ERRORS = {
+    "400": "invalid input; error.param names the field", "401": "no token, or an invalid one",
+    "403": "a known resource, but the caller's role does not allow this",
+    "404": "no such resource, or the caller has no role on it (the same answer)",
+    "409": "the resource is still referred to", "412": "If-Match / If-None-Match did not hold",
+    "413": "body too large", "503": "configuration storage unavailable",
+}
+_ETAG = {"ETag": {"schema": {"type": "string"}, "description": "pass back in If-Match"}}
+_IF = [{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "the ETag last read, or * (must exist); 412 when it no longer matches"},
+       {"name": "If-None-Match", "in": "header", "required": False,
+        "schema": {"type": "string", "enum": ["*"]},
+        "description": "* : create only; 412 when it exists"}]
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {c: {"description": _ERRORS[c], "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Error"}}}} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _body(ref: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _list(ref: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "items": {"$ref": ref}}}}
+
+
+@cache
+def _document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": ERROR, "Binding": BINDING, "Unbinding": UNBINDING, "Explain": EXPLAIN}
+    paths: dict[str, Any] = {}
+    for kind in KINDS:
+        title = "".join(part.capitalize() for part in kind.path.split("-"))
+        schemas[title] = kind.schema
+        ref = f"#/components/schemas/{title}"
+        who = ("gateway admins only" if kind.prefix is None else
+               f"items the caller has a role on ({kind.prefix}:<name>, or its workspace)")
+        paths[f"/manage/{kind.path}"] = {"get": {
+            "operationId": f"list_{kind.ident}", "summary": f"every {kind.singular} ({who})",
+            "responses": {"200": _json(_list(ref), f"the {kind.path}"), **_errors("401", "403", "503")}}}
+        name = {"name": "name", "in": "path", "required": True, "schema": NAME}
+        paths[f"/manage/{kind.path}/{{name}}"] = {
+            "parameters": [name],
+            "get": {"operationId": f"get_{kind.ident}", "summary": f"one {kind.singular}",
+                    "responses": {"200": _json({"$ref": ref}, f"the {kind.singular}", _ETAG),
+                                  **_errors("401", "403", "404", "503")}},
+            "put": {"operationId": f"put_{kind.ident}", "summary": f"create or replace a {kind.singular}",
+                    "parameters": _IF,
+                    "requestBody": _body(ref),
+                    "responses": {"200": _json({"$ref": ref}, "replaced", _ETAG),
+                                  "201": _json({"$ref": ref}, "created", _ETAG),
+                                  **_errors("400", "401", "403", "404", "412", "413", "503")}},
+            "delete": {"operationId": f"delete_{kind.ident}",
+                       "summary": f"delete a {kind.singular}" + (" and its collaborator bindings"
+                                                                 if kind.prefix else ""),
+                       "parameters": _IF,
+                       "responses": {"204": {"description": "deleted"},
+                                     **_errors("400", "401", "403", "404", "409", "412", "503")}},
+        }
+    binding = "#/components/schemas/Binding"
+    paths["/manage/collaborators"] = {
+        "get": {"operationId": "list_collaborators",
+                "summary": "bindings of the resources the caller manages",
+                "parameters": [{"name": "resource", "in": "query", "required": False,
+                                "schema": {"type": "string"}},
+                               {"name": "principal", "in": "query", "required": False,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _json(_list(binding), "the bindings"),
+                              **_errors("400", "401", "403", "404", "503")}},
+        "put": {"operationId": "put_collaborator", "summary": "grant (or change) one principal's role",
+                "parameters": _IF,
+                "requestBody": _body(binding),
+                "responses": {"200": _json({"$ref": binding}, "changed", _ETAG),
+                              "201": _json({"$ref": binding}, "granted", _ETAG),
+                              **_errors("400", "401", "403", "404", "412", "413", "503")}},
+        "delete": {"operationId": "delete_collaborator", "summary": "revoke one binding (role optional)",
+                   "parameters": _IF,
+                   "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                       "$ref": "#/components/schemas/Unbinding"}}}},
+                   "responses": {"204": {"description": "revoked"},
+                                 **_errors("400", "401", "403", "404", "412", "413", "503")}},
+    }
+    report = {"type": "object"}
+    paths["/manage/status"] = {"get": {
+        "operationId": "status", "summary": "keys per identity provider, tokens per account (admins)",
+        "responses": {"200": _json(report, "the status report"), **_errors("401", "403", "503")}}}
+    paths["/manage/explain"] = {"post": {
+        "operationId": "explain", "summary": "every check a token passes or fails, and its role (admins)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "$ref": "#/components/schemas/Explain"}}}},
+        "responses": {"200": _json(report, "the explanation"),
+                      **_errors("400", "401", "403", "413", "503")}}}
+    paths["/manage/openapi.json"] = {"get": {
+        "operationId": "openapi", "summary": "this document", "security": [],
+        "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "AI gateway management API", "version": "1",
+                 "description": "SPEC §3. Every error is {\"error\": {message, type, code, param}}."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+    }
+
+
+def document() -> dict[str, Any]:
+    return copy.deepcopy(_document())

@@ -1,0 +1,105 @@
+"""The whole role x operation matrix of /manage (SPEC §3, §6), as each caller sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.azurite import Azurite
+from sandbox.emulator import AzureOpenAIEmulator
+from sandbox.idp import DevIdentityProvider
+from tests.conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.manage.conftest import ROOT_ADMIN, Api
+
+ROLES = ("nobody", "viewer", "editor", "manager", "admin", "env-admin")
+TARGET = {"targets": [{"account": "emulator", "deployment": "d"}]}
+
+# operation -> (request maker over the case's own model name, expected status per role in ROLES order)
+OPERATIONS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "read model": (lambda api, m: api.get(f"models/{m}"), (404, 200, 200, 200, 200, 200)),
+    "change model": (lambda api, m: api.put(f"models/{m}", TARGET), (404, 403, 200, 200, 200, 200)),
+    "delete model": (lambda api, m: api.delete(f"models/{m}"), (404, 403, 403, 204, 204, 204)),
+    "list its collaborators": (lambda api, m: api.get("collaborators", params={"resource": f"model:{m}"}),
+                               (404, 403, 403, 200, 200, 200)),
+    "grant on it": (lambda api, m: api.put("collaborators", {"resource": f"model:{m}",
+                                                             "principal": "user:dev/new", "role": "viewer"}),
+                    (404, 403, 403, 201, 201, 201)),
+    "revoke on it": (lambda api, m: api.delete("collaborators", {"resource": f"model:{m}",
+                                                                 "principal": "user:dev/old"}),
+                     (404, 403, 403, 204, 204, 204)),
+    "create a model": (lambda api, m: api.put(f"models/{m}-new", TARGET), (404, 404, 404, 404, 201, 201)),
+    "create a workspace": (lambda api, m: api.put(f"workspaces/{m}-ws", {}), (404, 404, 404, 404, 201, 201)),
+    "read identity providers": (lambda api, m: api.get("identity-providers"), (403, 403, 403, 403, 200, 200)),
+    "read an account": (lambda api, m: api.get("accounts/emulator"), (403, 403, 403, 403, 200, 200)),
+    "create an account": (lambda api, m: api.put(f"accounts/{m}", {"endpoint": "https://a.example.com",
+                                                                       "auth": {"type": "managed-identity"}}),
+                          (403, 403, 403, 403, 201, 201)),
+    "read external identities": (lambda api, m: api.get("external-identities/developers"),
+                                 (403, 403, 403, 403, 200, 200)),
+    "grant admin": (lambda api, m: api.put("collaborators", {"resource": "gateway:default",
+                                                             "principal": f"user:dev/{m}", "role": "admin"}),
+                    (404, 404, 404, 404, 201, 201)),
+    "status": (lambda api, m: api.get("status"), (403, 403, 403, 403, 200, 200)),
+    "explain": (lambda api, m: api.post("explain", {"token": "x", "resource": f"model:{m}"}),
+                (403, 403, 403, 403, 200, 200)),
+}
+
+
+def case_model(role: str, operation: str) -> str:
+    return f"m-{role}-{operation.replace(' ', '-')}"[:60].rstrip("-")
+
+
+@pytest.fixture(scope="module")
+def callers(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Api]]:
+    tables = Tables(azurite, unique_prefix())
+    models, bindings = [], [{"resource": "gateway:default", "principal": "user:dev/admin", "role": "admin"}]
+    for role in ROLES:
+        for operation in OPERATIONS:
+            name = case_model(role, operation)
+            models.append({"name": name, **TARGET})
+            bindings.append({"resource": f"model:{name}", "principal": "user:dev/old", "role": "viewer"})
+            if role in ("viewer", "editor", "manager"):
+                bindings.append({"resource": f"model:{name}", "principal": f"user:dev/{role}", "role": role})
+    doc = sandbox_config(idp, emulator)
+    doc["models"] += models
+    doc["collaborators"] += bindings
+    tables.apply(doc)
+    gw = GatewayProcess(gateway_env(tables, GATEWAY_ADMINS=ROOT_ADMIN),
+                        tmp_path_factory.mktemp("gw") / "gateway.log")
+    yield {role: Api(gw.url, idp, "root" if role == "env-admin" else role) for role in ROLES}
+    gw.stop()
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_role_x_operation(callers: dict[str, Api], role: str, operation: str) -> None:
+    call, expected = OPERATIONS[operation]
+    answer = call(callers[role], case_model(role, operation))
+    want = expected[ROLES.index(role)]
+    assert answer.status_code == want, f"{role} / {operation}: {answer.status_code} {answer.text}"
+    if want == 404:   # the same answer as for a resource that does not exist
+        assert answer.json()["error"]["code"] == "not_found"
+        if operation in ("read model", "delete model"):
+            ghost = call(callers[role], "no-such-model")
+            assert ghost.status_code == 404
+            same = ghost.text.replace("no-such-model", "N")
+            assert answer.text.replace(case_model(role, operation), "N") == same
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_lists_show_only_what_the_caller_may_see(callers: dict[str, Api], role: str) -> None:
+    mine = case_model(role, "read model")
+    names = [m["name"] for m in callers[role].get("models").json()["items"]]
+    if role == "nobody":
+        assert names == []
+    else:
+        assert mine in names
+    if role in ("viewer", "editor"):
+        assert "secret-model" not in names
+        assert callers[role].get("collaborators").json()["items"] == []
+    if role == "manager":
+        seen = {b["resource"] for b in callers[role].get("collaborators").json()["items"]}
+        assert seen and all(r.startswith("model:m-manager-") for r in seen)
