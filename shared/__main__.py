@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import plan as planning
-from .config.schema import ConfigError, load_file, to_document
+from .config.document import to_document
+from .config.schema import ConfigError, load_file
 from .config.store import ConfigStore
 from .errors import GatewayError
 from .settings import SettingsError, load

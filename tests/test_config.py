@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.config.schema import ConfigError, parse, to_document
+from shared.config.document import to_document
+from shared.config.schema import ConfigError, parse
 
 from .conftest import ROOT, Tables
 

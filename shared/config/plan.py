@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .document import item_document
 from .model import KINDS, Config
-from .schema import item_document
 from .store import Write, collaborator_key
 
 # Creates and updates in dependency order, then deletes in reverse, so that at no point does a

@@ -1,4 +1,4 @@
-"""Reads and writes the configuration file format (SPEC §4), naming the field at fault."""
+"""Reads the configuration file format (SPEC §4) into frozen values, naming the field at fault."""
 
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ def parse_principal(text: str, where: str) -> str:
     raise ConfigError(where, f"{text!r} must start with user: or identity:")
 
 
-def _collaborator(raw: Any, where: str) -> Collaborator:
+def parse_collaborator(raw: Any, where: str) -> Collaborator:
     d = _obj(raw, where, ("resource", "principal", "role"), ())
     resource = str(_str(d["resource"], f"{where}.resource"))
     if resource != "gateway:default":
@@ -296,7 +296,7 @@ def parse(doc: Any) -> Config:
                 raise ConfigError(f"{section}[{i}].name", f"duplicate name {item.name!r}")
             seen.add(item.name)
         sections[section] = items
-    collaborators = tuple(_collaborator(raw, f"collaborators[{i}]")
+    collaborators = tuple(parse_collaborator(raw, f"collaborators[{i}]")
                           for i, raw in enumerate(_list(doc, "collaborators")))
     check_references(Config(**sections, collaborators=collaborators))  # file order: indexes match
     # canonical order, so two equal configurations compare equal whatever their files' order
@@ -343,67 +343,3 @@ def load_file(path: Path) -> Config:
         raise ConfigError(str(path), f"is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                           f"{exc}") from None
     return parse(doc)
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_thaw(v) for v in value]
-    return value
-
-
-def item_document(item: Any) -> dict[str, Any]:
-    """One resource as the file writes it: defaults left out, so export round-trips to the same file."""
-    if isinstance(item, IdentityProvider):
-        d: dict[str, Any] = {"name": item.name}
-        if item.discovery:
-            d["discovery"] = True
-        if item.jwks_uri:
-            d["jwks_uri"] = item.jwks_uri
-        if item.issuer:
-            d["issuer"] = item.issuer
-        if item.audiences:
-            d["audiences"] = list(item.audiences)
-        if item.unique_id_claim != "sub":
-            d["unique_id_claim"] = item.unique_id_claim
-        if item.email_claim != "email":
-            d["email_claim"] = item.email_claim
-        if item.allow_private_network:
-            d["allow_private_network"] = True
-        return d
-    if isinstance(item, ExternalIdentity):
-        d = {"name": item.name, "identity_provider": item.identity_provider}
-        if item.claims:
-            d["claims"] = _thaw(item.claims)
-        return d
-    if isinstance(item, Account):
-        d = {"name": item.name, "kind": item.kind, "endpoint": item.endpoint,
-             "auth": {"type": item.auth.type, **_thaw(item.auth.options)}}
-        if item.api_style != "deployments":
-            d["api_style"] = item.api_style
-        if item.api_version != "2024-10-21":
-            d["api_version"] = item.api_version
-        return d
-    if isinstance(item, Model):
-        d = {"name": item.name}
-        if item.workspace:
-            d["workspace"] = item.workspace
-        d["targets"] = [{"account": t.account, "deployment": t.deployment} for t in item.targets]
-        return d
-    if isinstance(item, Collaborator):
-        return {"resource": item.resource, "principal": item.principal, "role": item.role}
-    d = {"name": item.name}
-    for key in ("workspace", "url"):
-        if getattr(item, key, None):
-            d[key] = getattr(item, key)
-    return d
-
-
-def to_document(config: Config) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for section in PARSERS:
-        doc[section] = [item_document(i) for i in sorted(getattr(config, section), key=lambda i: i.name)]
-    doc["collaborators"] = [item_document(c) for c in
-                            sorted(config.collaborators, key=lambda c: (c.resource, c.principal))]
-    return doc

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GatewayError, InvalidRequest, PreconditionFailed, Unavailable
 from ..settings import Settings
+from .document import item_document
 from .model import KINDS, Collaborator, Config
-from .schema import ConfigError, item_document, parse_item
+from .schema import ConfigError, parse_item
 from .tables import service_from_settings
 
 if TYPE_CHECKING:

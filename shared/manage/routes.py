@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import runtime
-from ..config.schema import NAME_RE, RESOURCE_RE, ConfigError, _collaborator, item_document, parse_item
+from ..config.document import item_document
+from ..config.schema import NAME_RE, RESOURCE_RE, ConfigError, parse_collaborator, parse_item
 from ..config.schema import parse_principal as _parse_principal
 from ..config.store import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
 from ..errors import Conflict, GatewayError, InvalidRequest, NotFound, RequestTooLarge, to_response
@@ -238,7 +239,7 @@ async def _collaborators_work(req: Request) -> Response:
     doc = await _body(req)
     if req.method == "PUT":
         try:
-            binding = _collaborator(doc, "body")
+            binding = parse_collaborator(doc, "body")
         except ConfigError as exc:
             raise _invalid(exc) from None
         resource, principal, role = binding.resource, binding.principal, binding.role

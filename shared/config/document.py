@@ -1,0 +1,74 @@
+"""Writes configuration values back as the file format (SPEC §4): defaults left out, so that
+`export` gives back what `apply` read, and plans compare documents rather than objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .model import Account, Collaborator, Config, ExternalIdentity, IdentityProvider, Model
+from .schema import PARSERS
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def item_document(item: Any) -> dict[str, Any]:
+    """One resource as the file writes it: defaults left out, so export round-trips to the same file."""
+    if isinstance(item, IdentityProvider):
+        d: dict[str, Any] = {"name": item.name}
+        if item.discovery:
+            d["discovery"] = True
+        if item.jwks_uri:
+            d["jwks_uri"] = item.jwks_uri
+        if item.issuer:
+            d["issuer"] = item.issuer
+        if item.audiences:
+            d["audiences"] = list(item.audiences)
+        if item.unique_id_claim != "sub":
+            d["unique_id_claim"] = item.unique_id_claim
+        if item.email_claim != "email":
+            d["email_claim"] = item.email_claim
+        if item.allow_private_network:
+            d["allow_private_network"] = True
+        return d
+    if isinstance(item, ExternalIdentity):
+        d = {"name": item.name, "identity_provider": item.identity_provider}
+        if item.claims:
+            d["claims"] = _thaw(item.claims)
+        return d
+    if isinstance(item, Account):
+        d = {"name": item.name, "kind": item.kind, "endpoint": item.endpoint,
+             "auth": {"type": item.auth.type, **_thaw(item.auth.options)}}
+        if item.api_style != "deployments":
+            d["api_style"] = item.api_style
+        if item.api_version != "2024-10-21":
+            d["api_version"] = item.api_version
+        return d
+    if isinstance(item, Model):
+        d = {"name": item.name}
+        if item.workspace:
+            d["workspace"] = item.workspace
+        d["targets"] = [{"account": t.account, "deployment": t.deployment} for t in item.targets]
+        return d
+    if isinstance(item, Collaborator):
+        return {"resource": item.resource, "principal": item.principal, "role": item.role}
+    d = {"name": item.name}
+    for key in ("workspace", "url"):
+        if getattr(item, key, None):
+            d[key] = getattr(item, key)
+    return d
+
+
+def to_document(config: Config) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for section in PARSERS:
+        doc[section] = [item_document(i) for i in sorted(getattr(config, section), key=lambda i: i.name)]
+    doc["collaborators"] = [item_document(c) for c in
+                            sorted(config.collaborators, key=lambda c: (c.resource, c.principal))]
+    return doc
