@@ -86,3 +86,30 @@ def test_status_says_what_is_wrong(env: dict[str, str]) -> None:
     assert result.returncode == 1
     assert "gateway: DEGRADED" in result.stdout
     assert "environment variable EMULATOR_KEY" in result.stdout
+
+
+def test_warm_up_does_what_a_cold_start_does(env: dict[str, str], idp: DevIdentityProvider,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the timer stored the keys, a warm-up takes them from the table and gets every token."""
+    import asyncio
+
+    from shared import prewarm, runtime
+
+    assert cli(env, "prewarm").returncode == 0          # the timer, in its own process
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    fetches = idp.fetch_count
+
+    async def warm() -> tuple[Any, Any]:
+        try:
+            await prewarm.warm_up()
+            gw = await runtime.gateway()
+            view = await gw.snapshot.current()
+            return gw.authenticator.key_status(view.config)["dev"], gw.credentials.status(view.config.accounts)
+        finally:
+            await runtime.shutdown()
+
+    keys, accounts = asyncio.run(warm())
+    assert keys is not None and keys.usable and keys.origin == "table"
+    assert idp.fetch_count == fetches, "no provider call: the stored keys were enough"
+    assert accounts["emulator"]["error"] is None and accounts["emulator"]["refreshed_at"]

@@ -179,3 +179,58 @@ def test_no_token_in_any_signal(gateway: dict[str, Any]) -> None:
     for jwt in (token, bad):
         for part in jwt.split("."):
             assert part not in emitted
+
+
+class Collector:
+    """An OTLP/HTTP receiver on loopback: records what each signal's endpoint was sent."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[bytes]] = {}
+        self.url = ""
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def receive(request: web.Request) -> web.Response:
+            self.received.setdefault(request.path, []).append(await request.read())
+            return web.Response(status=200, content_type="application/x-protobuf", body=b"")
+
+        app = web.Application()
+        app.router.add_post("/v1/{signal}", receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+def test_otlp_export_from_a_gateway_process(azurite: Azurite, idp: DevIdentityProvider,
+                                            emulator: AzureOpenAIEmulator, loop: BackgroundLoop,
+                                            tmp_path: Any) -> None:
+    import time
+
+    from .conftest import GatewayProcess
+
+    collector = Collector()
+    loop.run(collector.start())
+    tables = Tables(azurite, unique_prefix())
+    tables.apply(sandbox_config(idp, emulator))
+    gw = GatewayProcess(gateway_env(tables, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+                                    OTEL_METRIC_EXPORT_INTERVAL="300", OTEL_BSP_SCHEDULE_DELAY="100",
+                                    OTEL_BLRP_SCHEDULE_DELAY="100"), tmp_path / "gateway.log")
+    try:
+        token = idp.mint("olga", claims={"groups": ["developers"]}, audience="api://ai-gateway")
+        assert post({"url": gw.url}, token) == 200
+        deadline = time.monotonic() + 20
+        while {"/v1/traces", "/v1/metrics", "/v1/logs"} - set(collector.received):
+            assert time.monotonic() < deadline, f"only {sorted(collector.received)} arrived"
+            time.sleep(0.1)
+        sent = b"".join(b for bodies in collector.received.values() for b in bodies)
+        assert b"user:dev/olga" in sent and b"gateway.requests" in sent
+        assert not any(part.encode() in sent for part in token.split("."))
+    finally:
+        gw.stop()
+        loop.run(collector.stop())
