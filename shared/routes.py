@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -47,7 +47,7 @@ class Route:
 
 def request_id_of(req: Request) -> str:
     given = req.headers.get("x-request-id", "")
-    return given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+    return given if REQUEST_ID_RE.match(given) else os.urandom(16).hex()  # uuid4().hex's 128 random bits
 
 
 async def read_body(req: Request, limit: int) -> bytes:
@@ -91,7 +91,7 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
     principal: Principal | None = None
     model_name: str | None = path_model
     route = req.scope.get("route")
-    route_name = getattr(route, "path", req.url.path)
+    route_name = getattr(route, "path", None) or req.scope["path"]
     with tracer.start_as_current_span(f"{req.method} {route_name}", kind=SpanKind.SERVER, attributes={
             "http.request.method": req.method, "http.route": route_name,
             "gateway.request_id": request_id}) as span:
@@ -100,6 +100,9 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
                 raise InvalidRequest(f"unknown operation {operation!r}")
             if "transfer-encoding" in req.headers and "content-length" in req.headers:
                 raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
+            # h11 refused any other coding itself; httptools passes "gzip, chunked" through
+            if [v.strip().lower() for v in req.headers.getlist("transfer-encoding")] not in ([], ["chunked"]):
+                raise InvalidRequest("Transfer-Encoding other than 'chunked' alone is not accepted")
             with tracer.start_as_current_span("authenticate"):
                 gw, view, principal = await _authenticated(req)
             span.set_attribute("gateway.principal", principal.user)
@@ -157,7 +160,10 @@ def _finish(span: Span, req: Request, route: str, request_id: str, principal: Pr
             REFUSALS.add(1, {"error.code": error.code, "gateway.reason": reason})
         else:
             span.set_status(StatusCode.ERROR, error.code)
-    log.info("%s %s request_id=%s principal=%s model=%r status=%s ms=%.1f%s", req.method, req.url.path,
+    if not log.isEnabledFor(logging.INFO):
+        return
+    # scope["path"]: req.url builds (and parses) the whole URL on every request
+    log.info("%s %s request_id=%s principal=%s model=%r status=%s ms=%.1f%s", req.method, req.scope["path"],
              request_id, fields["gateway.principal"], model, status,
              (time.perf_counter() - started) * 1000,
              f" reason={error.message!r}" if error is not None else "", extra=fields)

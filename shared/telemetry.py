@@ -10,9 +10,11 @@ names, outcomes, error codes and request ids only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import metrics, trace
 
@@ -20,7 +22,31 @@ from .settings import Settings
 
 log = logging.getLogger("gateway.telemetry")
 
-tracer = trace.get_tracer("gateway")
+_api_tracer = trace.get_tracer("gateway")
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+class _Tracer:
+    """The API's tracer, except that while no tracer provider is installed (no exporter configured, no
+    test provider) a span is the shared no-op one: the API's own no-op path costs ~13 us a span (a
+    generator context manager and a context attach/detach), five or six spans a request."""
+
+    @staticmethod
+    def _off() -> bool:
+        return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+    def start_as_current_span(self, name: str, *args: object, **kwargs: object) -> Any:
+        if self._off():
+            return _NO_SPAN
+        return _api_tracer.start_as_current_span(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    def start_span(self, name: str, *args: object, **kwargs: object) -> trace.Span:
+        if self._off():
+            return trace.INVALID_SPAN
+        return _api_tracer.start_span(name, *args, **kwargs)  # type: ignore[arg-type]
+
+
+tracer = _Tracer()
 _meter = metrics.get_meter("gateway")
 
 REQUESTS = _meter.create_counter(

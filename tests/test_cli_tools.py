@@ -105,7 +105,8 @@ def test_warm_up_does_what_a_cold_start_does(env: dict[str, str], idp: DevIdenti
             await prewarm.warm_up()
             gw = await runtime.gateway()
             view = await gw.snapshot.current()
-            return gw.authenticator.key_status(view.config)["dev"], gw.credentials.status(view.config.accounts)
+            keys = gw.authenticator.key_status(view.config)["dev"]
+            return keys, gw.credentials.status(view.config.accounts)
         finally:
             await runtime.shutdown()
 

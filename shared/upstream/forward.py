@@ -15,6 +15,7 @@ Usage: the `usage` of a JSON answer, or of the stream's usage chunk, goes to `on
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -66,12 +67,18 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def check_endpoint(account: Account, allow_http_loopback: bool) -> None:
-    """https only; plain http only on loopback, and only with the named development bypass."""
-    parts = urlsplit(account.endpoint)
+@functools.lru_cache(maxsize=1024)
+def _endpoint_allowed(endpoint: str, allow_http_loopback: bool) -> bool:
+    parts = urlsplit(endpoint)
     if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and allow_http_loopback and is_loopback_host(parts.hostname or ""):
+        return True
+    return parts.scheme == "http" and allow_http_loopback and is_loopback_host(parts.hostname or "")
+
+
+def check_endpoint(account: Account, allow_http_loopback: bool) -> None:
+    """https only; plain http only on loopback, and only with the named development bypass (the
+    answer depends on the endpoint text alone, so it is computed once per endpoint)."""
+    if _endpoint_allowed(account.endpoint, allow_http_loopback):
         return
     raise Unavailable(f"account {account.name}: endpoint {account.endpoint!r} must use https "
                       "(plain http is allowed only on loopback with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK=true)")
