@@ -1,0 +1,1 @@
+"""Benchmarks and the soak test of the gateway (`make bench`, `make soak`); never deployed."""
