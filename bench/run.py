@@ -296,7 +296,7 @@ def machine() -> dict[str, str]:
 
 VARIANTS = {
     "fast": "httptools + uvloop (from .venv-bench) for the same code",
-    "patch": "bench/patches/gateway-hot-path.diff applied to a copy of shared/, with httptools + uvloop",
+    "patch": "every bench/patches/*.diff applied to a copy of shared/",
 }
 
 
@@ -681,7 +681,8 @@ def render(results: dict[str, Any]) -> str:
         f"{o['concurrency']} concurrent, {o['streams_1']} + {o['stream_clients']}x{o['streams_16']} streams "
         f"per round and target; emulator cadence {o['chunk_interval'] * 1000:g} ms",
         f"gateway: GATEWAY_LOG_LEVEL={o['log_level']}; "
-        + ("httptools + uvloop (BENCH_FAST_SERVER=1)" if o["fast_server"] else "as installed (h11, asyncio)")
+        + ("httptools + uvloop (BENCH_FAST_SERVER=1)" if o["fast_server"]
+           else "as committed (python -m shared serve: httptools + uvloop)")
         + f"; source: {results['source']}; run took {results['seconds']:.0f} s; {results['when']}; other "
         f"processes on the machine used {results['foreign_cpu'] * 100:.0f} % of a core during the rounds "
         f"(per target and round: median {_foreign(results, 50):.0f} %, max {_foreign(results, 100):.0f} %)",
