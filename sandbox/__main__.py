@@ -26,6 +26,7 @@ from shared.settings import environment, load
 IDP_PORT, EMULATOR_PORT, GATEWAY_PORT = 7081, 7082, 7071
 EMULATOR_KEY = "sandbox-key"
 STATE = ROOT / ".sandbox"
+SANDBOX_ADMIN = "user:sandbox/sandbox-user"
 
 
 def sandbox_document(idp: DevIdentityProvider, emulator_url: str) -> dict[str, Any]:
@@ -65,7 +66,7 @@ async def register(doc: dict[str, Any]) -> bool:
 def banner(token: str, gateway: str) -> str:
     return f"""
 ================ AI gateway: local sandbox ================
-Gateway:   {gateway}   (models: gpt-4o, text-embedding-3-small)
+Gateway:   {gateway}   (models: gpt-4o, text-embedding-3-small; /manage as {SANDBOX_ADMIN})
 Token (valid 24 h, also in .sandbox/token):
 
 {token}
@@ -116,6 +117,8 @@ def main() -> int:
 
         gateway_env = {**os.environ, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true",
                        "SANDBOX_AOAI_KEY": EMULATOR_KEY}
+        if sandboxed and not gateway_env.get("GATEWAY_ADMINS"):
+            gateway_env["GATEWAY_ADMINS"] = SANDBOX_ADMIN   # so /manage works with the printed token
         if shutil.which("func"):
             command = ["func", "start", "--port", str(args.port)]
         else:
