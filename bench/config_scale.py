@@ -26,8 +26,9 @@ import tracemalloc
 from pathlib import Path
 
 from sandbox.azurite import Azurite
+from shared.config.entities import BINDINGS_PK, encode_spec, pack
 from shared.config.snapshot import View
-from shared.config.store import BINDINGS_PK, BINDINGS_TABLE, ConfigStore, encode_spec, pack
+from shared.config.store import BINDINGS_TABLE, ConfigStore
 from shared.settings import load
 
 IDENTITIES, BINDINGS, MODELS, WORKSPACES, ACCOUNTS = 10_000, 100_000, 1_000, 50, 10

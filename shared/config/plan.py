@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .document import item_document
+from .entities import Write, collaborator_key
 from .model import KINDS, Config
-from .store import Write, collaborator_key
 
 # Creates and updates in dependency order, then deletes in reverse, so that at no point does a
 # stored resource refer to one that is already gone.

@@ -16,12 +16,24 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GatewayError, InvalidRequest, PreconditionFailed, Unavailable
 from ..settings import Settings
 from .document import item_document
+from .entities import (
+    BINDINGS_PK,
+    RESOURCE_PK,
+    Applied,
+    Step,
+    Write,
+    apply_write,
+    collaborator_key,
+    finish_step,
+    label_of,
+    plain,
+    unpack,
+)
 from .model import KINDS, Collaborator, Config
 from .schema import ConfigError, parse_item
 from .tables import service_from_settings
@@ -33,114 +45,8 @@ log = logging.getLogger("gateway.config")
 
 SECTION_TABLE = {section: suffix for section, suffix, _ in KINDS}
 BINDINGS_TABLE = "bindings"     # one entity per resource: its principal -> role map, packed
-BINDINGS_PK = "b"
-CHUNK_CHARS = 30_000            # per string property (64 KiB of UTF-16); an entity holds at most 1 MiB
 EXTRA_TABLES = ("bindings", "meta", "audit")   # literal: the infra tests read it
-RESOURCE_PK = "r"
-MAX_SPEC_CHARS = 32 * 1024     # Azure Tables: a string property holds at most 64 KiB of UTF-16
 _ANY = object()                # no precondition on a write
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One entity-level change: `document` None means delete."""
-
-    section: str                 # a KINDS section, or "collaborators"
-    key: str                     # resource name, or "<resource>\n<principal>" for collaborators
-    document: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class Applied:
-    """A write as made: what the entity was before, what it is now, and its new ETag."""
-
-    section: str
-    key: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    etag: str | None
-
-
-@dataclass(slots=True)
-class _Step:
-    """One entity about to be written: as read (`before`, properties only) and as it will be."""
-
-    section: str
-    table: Any
-    pk: str
-    rk: str
-    before: dict[str, Any] | None
-    etag_before: str | None
-    after: dict[str, Any] | None = None
-    etag_after: str | None = None
-    roles: dict[str, str] | None = None     # a binding set being changed
-    _before_roles: dict[str, str] | None = None
-
-    def before_of(self, w: Write) -> dict[str, Any] | None:
-        """The document `w` replaces, as it was read."""
-        if self.before is None:
-            return None
-        if w.section == "collaborators":
-            if self._before_roles is None:
-                self._before_roles = unpack(self.before)
-            resource, _, principal = w.key.partition("\n")
-            role = self._before_roles.get(principal)
-            return None if role is None else {"resource": resource, "principal": principal, "role": role}
-        return dict(json.loads(self.before["spec"]))
-
-    def describe(self) -> str:
-        if self.section == "collaborators":
-            return f"the bindings of {self.rk}"
-        return f"{self.section} {self.rk!r}"
-
-
-def _plain(entity: Any) -> dict[str, Any]:
-    return {k: v for k, v in dict(entity).items() if k != "Timestamp"}
-
-
-def pack(roles: dict[str, str]) -> dict[str, str]:
-    """A principal -> role map as string properties b0, b1, ... of at most CHUNK_CHARS each."""
-    text = json.dumps(roles, sort_keys=True, separators=(",", ":"))
-    starts = range(0, len(text), CHUNK_CHARS)
-    return {f"b{i}": text[start:start + CHUNK_CHARS] for i, start in enumerate(starts)}
-
-
-def unpack(entity: Any) -> dict[str, str]:
-    parts, i = [], 0
-    while f"b{i}" in entity:
-        parts.append(entity[f"b{i}"])
-        i += 1
-    return dict(json.loads("".join(parts))) if parts else {}
-
-
-def _apply(step: _Step, w: Write) -> None:
-    """Make `w` on the entity the step will write (a binding set is unpacked once, packed at the end)."""
-    if w.section != "collaborators":
-        step.after = None if w.document is None else {
-            "PartitionKey": step.pk, "RowKey": step.rk, "spec": encode_spec(w.document)}
-        return
-    if step.roles is None:
-        step.roles = unpack(step.before) if step.before else {}
-    principal = w.key.partition("\n")[2]
-    if w.document is None:
-        step.roles.pop(principal, None)
-    else:
-        step.roles[principal] = str(w.document["role"])
-
-
-def _finish(step: _Step) -> None:
-    if step.roles is not None:
-        step.after = {"PartitionKey": step.pk, "RowKey": step.rk, **pack(step.roles)} if step.roles else None
-
-
-def encode_spec(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
-
-
-def _label(w: Write) -> str:
-    if w.section == "collaborators":
-        return "the binding " + w.key.replace("\n", " -> ")
-    return f"{w.section} {w.key!r}"
 
 
 def _write_error(exc: BaseException) -> BaseException:
@@ -153,10 +59,6 @@ def _write_error(exc: BaseException) -> BaseException:
         return InvalidRequest("a resource is too large for table storage (at most 32 KiB of JSON); "
                               "nothing was changed")
     return _unavailable("write the configuration (nothing was changed)", exc)
-
-
-def collaborator_key(resource: str, principal: str) -> str:
-    return f"{resource}\n{principal}"
 
 
 def _os_user() -> str:
@@ -267,7 +169,7 @@ class ConfigStore:
             raise
         except Exception as exc:
             raise _unavailable("read the configuration before writing (nothing was changed)", exc) from exc
-        done: list[_Step] = []
+        done: list[Step] = []
         try:
             for step in steps:
                 step.etag_after = await self._execute(step)
@@ -289,13 +191,13 @@ class ConfigStore:
         return self._table(SECTION_TABLE[w.section]), RESOURCE_PK, w.key
 
     async def _steps(self, batch: list[Write], expected: dict[tuple[str, str], str | None]
-                     ) -> tuple[list[_Step], list[_Step]]:
+                     ) -> tuple[list[Step], list[Step]]:
         """One step per entity: a resource, or one resource's whole set of bindings (several binding
         writes on one resource become one step). Preconditions are checked here, before any write."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        steps: dict[tuple[str, str, str], _Step] = {}
-        step_of: list[_Step] = []
+        steps: dict[tuple[str, str, str], Step] = {}
+        step_of: list[Step] = []
         for w in batch:
             table, pk, rk = self._address(w)
             address = (table.table_name, pk, rk)
@@ -306,26 +208,26 @@ class ConfigStore:
                 except ResourceNotFoundError:
                     entity = None
                 etag = None if entity is None else str(entity.metadata["etag"])
-                raw = None if entity is None else _plain(entity)
-                step = steps[address] = _Step(w.section, table, pk, rk, raw, etag)
+                raw = None if entity is None else plain(entity)
+                step = steps[address] = Step(w.section, table, pk, rk, raw, etag)
                 step.after = raw
             condition = expected.get((w.section, w.key), _ANY)
             if condition is not _ANY:
                 exists = step.before_of(w) is not None
                 if condition == "*" and not exists:
-                    raise PreconditionFailed(f"{_label(w)} does not exist (If-Match: *)")
+                    raise PreconditionFailed(f"{label_of(w)} does not exist (If-Match: *)")
                 if condition is None and exists:
-                    raise PreconditionFailed(f"{_label(w)} already exists (If-None-Match: *)")
+                    raise PreconditionFailed(f"{label_of(w)} already exists (If-None-Match: *)")
                 if condition not in ("*", None) and (not exists or condition != step.etag_before):
-                    raise PreconditionFailed(f"{_label(w)} has changed since it was read: "
+                    raise PreconditionFailed(f"{label_of(w)} has changed since it was read: "
                                              "read it again and retry with its new ETag")
-            _apply(step, w)
+            apply_write(step, w)
             step_of.append(step)
         for step in steps.values():
-            _finish(step)
+            finish_step(step)
         return list(steps.values()), step_of
 
-    async def _execute(self, step: _Step) -> str | None:
+    async def _execute(self, step: Step) -> str | None:
         """One entity write, conditional on the entity being as it was read (a racing writer loses)."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -349,7 +251,7 @@ class ConfigStore:
                                      "nothing was changed: read it again and retry") from None
         return str(meta.get("etag")) if meta else None
 
-    async def _undo(self, done: list[_Step]) -> None:
+    async def _undo(self, done: list[Step]) -> None:
         from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
 

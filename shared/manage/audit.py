@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Unavailable
 
 if TYPE_CHECKING:
-    from ..config.store import Applied, ConfigStore
+    from ..config.entities import Applied
+    from ..config.store import ConfigStore
 
 PARTITION = "a"
 BATCH = 100

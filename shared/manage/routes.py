@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 
 from .. import runtime
 from ..config.document import item_document
+from ..config.entities import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
 from ..config.schema import NAME_RE, RESOURCE_RE, ConfigError, parse_collaborator, parse_item
 from ..config.schema import parse_principal as _parse_principal
-from ..config.store import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
 from ..errors import Conflict, GatewayError, InvalidRequest, NotFound, RequestTooLarge, to_response
 from . import authz
 from .resources import BY_PREFIX, KINDS, Kind

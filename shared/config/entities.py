@@ -1,0 +1,124 @@
+"""Lays the configuration out as table entities, and computes what one change does to an entity.
+
+A resource is one entity (PartitionKey "r", RowKey its name, `spec` its JSON document). The bindings
+of one resource are one entity (PartitionKey "b", RowKey the resource), its principal -> role map
+packed as JSON in string properties b0, b1, ... of at most CHUNK_CHARS each. No I/O here: the store
+reads and writes what this module describes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+BINDINGS_PK = "b"
+CHUNK_CHARS = 30_000            # per string property (64 KiB of UTF-16); an entity holds at most 1 MiB
+RESOURCE_PK = "r"
+MAX_SPEC_CHARS = 32 * 1024     # Azure Tables: a string property holds at most 64 KiB of UTF-16
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One entity-level change: `document` None means delete."""
+
+    section: str                 # a KINDS section, or "collaborators"
+    key: str                     # resource name, or "<resource>\n<principal>" for collaborators
+    document: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Applied:
+    """A write as made: what the entity was before, what it is now, and its new ETag."""
+
+    section: str
+    key: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    etag: str | None
+
+
+@dataclass(slots=True)
+class Step:
+    """One entity about to be written: as read (`before`, properties only) and as it will be."""
+
+    section: str
+    table: Any
+    pk: str
+    rk: str
+    before: dict[str, Any] | None
+    etag_before: str | None
+    after: dict[str, Any] | None = None
+    etag_after: str | None = None
+    roles: dict[str, str] | None = None     # a binding set being changed
+    _before_roles: dict[str, str] | None = None
+
+    def before_of(self, w: Write) -> dict[str, Any] | None:
+        """The document `w` replaces, as it was read."""
+        if self.before is None:
+            return None
+        if w.section == "collaborators":
+            if self._before_roles is None:
+                self._before_roles = unpack(self.before)
+            resource, _, principal = w.key.partition("\n")
+            role = self._before_roles.get(principal)
+            return None if role is None else {"resource": resource, "principal": principal, "role": role}
+        return dict(json.loads(self.before["spec"]))
+
+    def describe(self) -> str:
+        if self.section == "collaborators":
+            return f"the bindings of {self.rk}"
+        return f"{self.section} {self.rk!r}"
+
+
+def plain(entity: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(entity).items() if k != "Timestamp"}
+
+
+def pack(roles: dict[str, str]) -> dict[str, str]:
+    """A principal -> role map as string properties b0, b1, ... of at most CHUNK_CHARS each."""
+    text = json.dumps(roles, sort_keys=True, separators=(",", ":"))
+    starts = range(0, len(text), CHUNK_CHARS)
+    return {f"b{i}": text[start:start + CHUNK_CHARS] for i, start in enumerate(starts)}
+
+
+def unpack(entity: Any) -> dict[str, str]:
+    parts, i = [], 0
+    while f"b{i}" in entity:
+        parts.append(entity[f"b{i}"])
+        i += 1
+    return dict(json.loads("".join(parts))) if parts else {}
+
+
+def apply_write(step: Step, w: Write) -> None:
+    """Make `w` on the entity the step will write (a binding set is unpacked once, packed at the end)."""
+    if w.section != "collaborators":
+        step.after = None if w.document is None else {
+            "PartitionKey": step.pk, "RowKey": step.rk, "spec": encode_spec(w.document)}
+        return
+    if step.roles is None:
+        step.roles = unpack(step.before) if step.before else {}
+    principal = w.key.partition("\n")[2]
+    if w.document is None:
+        step.roles.pop(principal, None)
+    else:
+        step.roles[principal] = str(w.document["role"])
+
+
+def finish_step(step: Step) -> None:
+    if step.roles is not None:
+        step.after = {"PartitionKey": step.pk, "RowKey": step.rk, **pack(step.roles)} if step.roles else None
+
+
+def encode_spec(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def label_of(w: Write) -> str:
+    if w.section == "collaborators":
+        return "the binding " + w.key.replace("\n", " -> ")
+    return f"{w.section} {w.key!r}"
+
+
+def collaborator_key(resource: str, principal: str) -> str:
+    return f"{resource}\n{principal}"
