@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GatewayError, InvalidRequest, PreconditionFailed, Unavailable
 from ..settings import Settings
-from .document import item_document
 from .entities import (
     BINDINGS_PK,
     RESOURCE_PK,
@@ -28,7 +27,6 @@ from .entities import (
     Step,
     Write,
     apply_write,
-    collaborator_key,
     finish_step,
     label_of,
     plain,
@@ -349,13 +347,6 @@ class ConfigStore:
 
     async def aclose(self) -> None:
         await self._service.close()
-
-
-def document_writes(section: str, items: Iterable[Any]) -> list[Write]:
-    """Writes that create or replace `items` of one section."""
-    if section == "collaborators":
-        return [Write(section, collaborator_key(c.resource, c.principal), item_document(c)) for c in items]
-    return [Write(section, i.name, item_document(i)) for i in items]
 
 
 def _unavailable(action: str, exc: BaseException) -> Unavailable:
