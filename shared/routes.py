@@ -50,8 +50,18 @@ def request_id_of(req: Request) -> str:
     return given if REQUEST_ID_RE.match(given) else os.urandom(16).hex()  # uuid4().hex's 128 random bits
 
 
+def check_framing(req: Request) -> None:
+    """One unambiguous body framing (NOTES N3): never both Content-Length and Transfer-Encoding, and no
+    coding but `chunked` (httptools passes "gzip, chunked" through)."""
+    if "transfer-encoding" in req.headers and "content-length" in req.headers:
+        raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
+    if [v.strip().lower() for v in req.headers.getlist("transfer-encoding")] not in ([], ["chunked"]):
+        raise InvalidRequest("Transfer-Encoding other than 'chunked' alone is not accepted")
+
+
 async def read_body(req: Request, limit: int) -> bytes:
     """The body, refused as soon as it is known to exceed `limit` (before reading when declared)."""
+    check_framing(req)
     declared = req.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -98,11 +108,7 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
         try:
             if not OPERATION_RE.match(operation):
                 raise InvalidRequest(f"unknown operation {operation!r}")
-            if "transfer-encoding" in req.headers and "content-length" in req.headers:
-                raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
-            # h11 refused any other coding itself; httptools passes "gzip, chunked" through
-            if [v.strip().lower() for v in req.headers.getlist("transfer-encoding")] not in ([], ["chunked"]):
-                raise InvalidRequest("Transfer-Encoding other than 'chunked' alone is not accepted")
+            check_framing(req)      # before anything else, as read_body does for every route
             with tracer.start_as_current_span("authenticate"):
                 gw, view, principal = await _authenticated(req)
             span.set_attribute("gateway.principal", principal.user)

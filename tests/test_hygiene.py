@@ -29,8 +29,8 @@ def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmula
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tables = Tables(azurite, unique_prefix())
     tables.apply(sandbox_config(idp, emulator))
-    gw = GatewayProcess(gateway_env(tables, GATEWAY_MAX_BODY_BYTES=str(LIMIT)),
-                        tmp_path_factory.mktemp("gw") / "gateway.log")
+    env = gateway_env(tables, GATEWAY_MAX_BODY_BYTES=str(LIMIT), GATEWAY_ADMINS="user:dev/alice")
+    gw = GatewayProcess(env, tmp_path_factory.mktemp("gw") / "gateway.log")
     token = idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
     yield {"gw": gw, "emulator": emulator, "token": token}
     gw.stop()
@@ -169,3 +169,17 @@ def test_a_given_request_id_is_passed_on_and_echoed_on_errors_too(world: dict[st
         with pytest.raises(openai.NotFoundError) as caught:
             client.chat.completions.create(model="no-such-model", messages=MESSAGES)
     assert caught.value.response.headers["x-request-id"] == "trace:42.a-b_c"
+
+
+async def test_the_management_api_refuses_ambiguous_framing_too(world: dict[str, Any]) -> None:
+    """Framing is checked where every body is read, not only on the data plane (the HTTP server lets
+    "gzip, chunked" through; it refuses Content-Length with Transfer-Encoding itself)."""
+    body = b"{}"
+    request = (b"PUT /manage/workspaces/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: Bearer " + world["token"].encode() + b"\r\n"
+               b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+               b"2\r\n" + body + b"\r\n0\r\n\r\n")
+    assert status_of(await raw_exchange(world["gw"], request)) == 400
+    check = (b"GET /manage/workspaces/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+             b"Authorization: Bearer " + world["token"].encode() + b"\r\n\r\n")
+    assert status_of(await raw_exchange(world["gw"], check)) == 404      # nothing was written
