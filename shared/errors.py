@@ -7,10 +7,12 @@
     ├── PermissionDenied           403   permission_denied
     ├── NotFound                   404   not_found
     │   └── ModelNotFound          404   model_not_found
+    ├── MethodNotAllowed           405   method_not_allowed (Allow)
     ├── Conflict                   409   conflict
     ├── PreconditionFailed         412   precondition_failed
     ├── RequestTooLarge            413   request_too_large
     ├── RateLimited                429   rate_limited      (Retry-After)
+    ├── InternalError              500   internal_error    (a defect; the log has the traceback)
     ├── UpstreamError              502   upstream_error
     ├── Unavailable                503   unavailable
     └── UpstreamTimeout            504   upstream_timeout
@@ -88,6 +90,13 @@ class ModelNotFound(NotFound):
                          param="model")
 
 
+class MethodNotAllowed(GatewayError):
+    status, code, type = 405, "method_not_allowed", "invalid_request_error"
+
+    def __init__(self, message: str, allow: list[str]) -> None:
+        super().__init__(message, headers={"Allow": ", ".join(allow)})
+
+
 class Conflict(GatewayError):
     status, code, type = 409, "conflict", "invalid_request_error"
 
@@ -105,6 +114,10 @@ class RateLimited(GatewayError):
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)} if retry_after else None)
+
+
+class InternalError(GatewayError):
+    """A defect in the gateway: the caller gets the request id, the log gets the traceback."""
 
 
 class UpstreamError(GatewayError):

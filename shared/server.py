@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from . import prewarm, runtime
+from .errors import MethodNotAllowed, to_response
+from .http import ALL_METHODS
 from .routes import ROUTES
 
 log = logging.getLogger("gateway.server")
@@ -39,7 +45,13 @@ def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> Starlette:
             await runtime.shutdown()
 
     return Starlette(routes=[Route(r.path, endpoint=r.handler, methods=list(r.methods)) for r in ROUTES],
-                     lifespan=lifespan)
+                     lifespan=lifespan, exception_handlers={HTTPException: _unrouted})
+
+
+async def _unrouted(req: Request, exc: Exception) -> Response:
+    """Only a method no route table lists (TRACE, PROPFIND, ...) gets past the table's fallback."""
+    error = MethodNotAllowed("method not allowed", allow=list(ALL_METHODS))
+    return to_response(error, os.urandom(16).hex())
 
 
 def serve(host: str = "127.0.0.1", port: int = 7071) -> None:

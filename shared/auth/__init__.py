@@ -4,7 +4,6 @@ One job per module, composed by `authenticator` (the only entry point of the req
 
     extract        the token from the request headers (one token, one place)
     jws            strict compact-JWS parsing: size, segments, base64url, JSON, header policy
-    strict_json    JSON for hostile input (duplicate members, NaN, depth, UTF-8)
     selection      which identity provider a token belongs to (exact issuer, never a fallback)
     claims         time, audience, unique-id and email claims
     jwk            one JWK -> a public key bound to exactly one algorithm; a JWKS -> a key set

@@ -7,7 +7,7 @@ under the same rules as a configured one.
 
 from __future__ import annotations
 
-from . import strict_json
+from .. import strict_json
 from .redact import show
 
 WELL_KNOWN = "/.well-known/openid-configuration"

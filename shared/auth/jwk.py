@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from . import strict_json
+from .. import strict_json
 from .jws import ALGORITHMS, MAX_KID_CHARS
 from .redact import show
 

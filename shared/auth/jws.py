@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import strict_json
+from .. import strict_json
 from .redact import show
 from .trace import Context, Refused
 

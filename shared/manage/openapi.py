@@ -13,7 +13,8 @@ _ERRORS = {
     "403": "a known resource, but the caller's role does not allow this",
     "404": "no such resource, or the caller has no role on it (the same answer)",
     "409": "the resource is still referred to", "412": "If-Match / If-None-Match did not hold",
-    "413": "body too large", "503": "configuration storage unavailable",
+    "413": "body too large",
+    "500": "a defect in the gateway; the log has the request id", "503": "configuration storage unavailable",
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "description": "pass back in If-Match"}}
 _IF = [{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
@@ -24,6 +25,9 @@ _IF = [{"name": "If-Match", "in": "header", "required": False, "schema": {"type"
 
 
 def _errors(*codes: str) -> dict[str, Any]:
+    """Error answers of an operation; every one may also be 400 for a path that is not canonical and
+    500 for a defect."""
+    codes = tuple(sorted({*codes, "400", "500"}))
     return {c: {"description": _ERRORS[c], "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Error"}}}} for c in codes}
 

@@ -5,50 +5,42 @@ Reads go to storage (fresh, with each entity's ETag); authorization uses the sna
 GATEWAY_ADMINS (authz.py). Every change goes through `ConfigStore.write`: all or nothing, audited
 with the caller's principal, and the configuration version moved on so every process reloads.
 
-`MANAGE_ROUTES` holds (route, methods, handler) triples; shared/routes.py adds them to ROUTES.
+`ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .. import runtime
+from ..callers import authenticate
 from ..config.document import item_document
 from ..config.entities import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
 from ..config.schema import NAME_RE, RESOURCE_RE, ConfigError, parse_collaborator, parse_item
 from ..config.schema import parse_principal as _parse_principal
-from ..errors import Conflict, GatewayError, InvalidRequest, NotFound, RequestTooLarge, to_response
+from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge
+from ..http import Call, Route, route
 from . import authz
 from .resources import BY_PREFIX, KINDS, Kind
 
 if TYPE_CHECKING:
     from ..runtime import Gateway
 
-log = logging.getLogger("gateway.manage")
-Handler = Callable[[Request], Awaitable[Response]]
+Work = Callable[[Call], Awaitable[Response]]
 MAX_MANAGE_BODY = 256 * 1024
 
 
 async def _caller(req: Request) -> tuple[Gateway, authz.Caller]:
-    from ..auth.extract import extract_token
-
-    gw = await runtime.gateway()
-    token = extract_token(req.headers, req.query_params)
-    view = await gw.snapshot.current()
-    principal = await gw.authenticator.authenticate(token, view.config)
+    gw, view, principal = await authenticate(Call.of(req))
     return gw, authz.Caller.of(view.policy, principal.principals, principal.user)
 
 
 async def _body(req: Request) -> dict[str, Any]:
-    from ..routes import parse_json_object, read_body
-
-    return parse_json_object(await read_body(req, MAX_MANAGE_BODY))
+    return await Call.of(req).json(MAX_MANAGE_BODY)
 
 
 def _invalid(exc: ConfigError) -> InvalidRequest:
@@ -73,21 +65,14 @@ def _etag_headers(etag: str | None) -> dict[str, str]:
     return {"ETag": etag} if etag else {}
 
 
-def _handler(name: str, work: Callable[[Request], Awaitable[Response]]) -> Handler:
-    async def handler(req: Request) -> Response:
-        from ..routes import request_id_of
+def _handler(name: str, work: Callable[[Request], Awaitable[Response]]) -> Work:
+    """A /manage handler written against the Request, as a work function of the one request path
+    (shared/http.py), which names, frames, logs and answers errors for it."""
+    async def run(call: Call) -> Response:
+        return await work(call.request)
 
-        request_id = request_id_of(req)
-        try:
-            response = await work(req)
-        except GatewayError as exc:
-            log.info("%s %s status=%s reason=%r", req.method, req.url.path, exc.status, exc.message)
-            return to_response(exc, request_id)
-        response.headers["x-request-id"] = request_id
-        return response
-
-    handler.__name__ = handler.__qualname__ = name
-    return handler
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 # -- resources -------------------------------------------------------------------------------------
@@ -125,7 +110,7 @@ async def _referrers(gw: Gateway, kind: Kind, name: str) -> list[str]:
     return found
 
 
-def _resource_handlers(kind: Kind) -> tuple[Handler, Handler]:
+def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
     async def collection(req: Request) -> Response:
         gw, caller = await _caller(req)
         if kind.prefix is None:
@@ -308,20 +293,21 @@ async def _openapi_work(req: Request) -> Response:
     return JSONResponse(document())
 
 
-def _routes() -> tuple[tuple[str, tuple[str, ...], Handler], ...]:
-    out: list[tuple[str, tuple[str, ...], Handler]] = []
+def _routes() -> tuple[Route, ...]:
+    out: list[Route] = []
     for kind in KINDS:
         collection, item = _resource_handlers(kind)
-        out.append((f"manage/{kind.path}", ("GET",), collection))
-        out.append((f"manage/{kind.path}/{{name}}", ("GET", "PUT", "DELETE"), item))
-    out += [
-        ("manage/collaborators", ("GET", "PUT", "DELETE"),
-         _handler("manage_collaborators", _collaborators_work)),
-        ("manage/status", ("GET",), _handler("manage_status", _status_work)),
-        ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
-        ("manage/openapi.json", ("GET",), _handler("manage_openapi", _openapi_work)),
-    ]
+        out.append(route(f"manage/{kind.path}", ("GET",), collection.__name__, collection))
+        out.append(route(f"manage/{kind.path}/{{name}}", ("GET", "PUT", "DELETE"), item.__name__, item))
+    for template, methods, work in (
+            ("manage/collaborators", ("GET", "PUT", "DELETE"),
+             _handler("manage_collaborators", _collaborators_work)),
+            ("manage/status", ("GET",), _handler("manage_status", _status_work)),
+            ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
+            ("manage/openapi.json", ("GET",), _handler("manage_openapi", _openapi_work))):
+        out.append(route(template, methods, work.__name__, work))
     return tuple(out)
 
 
-MANAGE_ROUTES: tuple[tuple[str, tuple[str, ...], Handler], ...] = _routes()
+ROUTES: tuple[Route, ...] = _routes()
+"""This plane's route table; shared/routes.py composes it with the others."""

@@ -1,0 +1,256 @@
+"""The one request path: every route of every plane is a `work(call)` function wrapped by `endpoint`.
+
+The wrapper does, once and in this order, what no handler repeats: take the caller's well-formed
+`x-request-id` or make one; refuse a path that is not canonical and a body framing that is ambiguous
+(both before any handler logic); hand the handler a `Call` whose body is read at most once, under a
+size cap, and parsed at most once as strict JSON; open the request's server span; turn a failure of
+the error family (shared/errors.py) into its HTTP answer and any other exception into a logged 500
+`internal_error` carrying the request id; put `x-request-id` on every response; and write the one log
+line and metrics of the request. Handlers keep the same signature on both hosts (the Functions FastAPI
+extension hands over Starlette's own Request), so function_app.py and server.py serve these objects.
+
+No `from __future__ import annotations` here: the Functions worker reads the wrapper's annotations
+to bind the request, so they must be real classes.
+"""
+
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import strict_json
+from .errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    InvalidToken,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    to_response,
+)
+from .telemetry import REFUSALS, REQUESTS, tracer
+
+log = logging.getLogger("gateway.request")
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# Anything a URL library could later decode or normalise into a different path than the one routed:
+# control characters, non-ASCII bytes, backslashes, and encoded slash, backslash, dot, percent or
+# control characters.
+_UNSAFE_PATH = re.compile(rb"[\x00-\x1f\x7f-\xff\\]|%(?:2[eEfF5]|5[cC]|[01][0-9a-fA-F]|7[fF])")
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def path_problem(raw: bytes) -> str | None:
+    """Why a raw request path is refused, or None. Never says more than the kind of problem."""
+    if not raw.startswith(b"/"):
+        return "the request path must start with '/'"
+    bad = _UNSAFE_PATH.search(raw)
+    if bad is not None:
+        found = bad.group()
+        if found.startswith(b"%"):
+            return "the request path holds an encoded slash, backslash, dot, percent or control character"
+        if found == b"\\":
+            return "the request path holds a backslash"
+        return "the request path holds a control or non-ASCII character"
+    if raw == b"/":
+        return None
+    if b"//" in raw or raw.endswith(b"/"):
+        return "the request path holds an empty segment"
+    padded = raw + b"/"
+    if b"/./" in padded or b"/../" in padded:
+        return "the request path holds a dot segment"
+    return None
+
+
+def check_framing(req: Request) -> None:
+    """One unambiguous body framing: never both Content-Length and Transfer-Encoding, and no coding
+    but `chunked` (httptools passes "gzip, chunked" through)."""
+    headers = req.headers
+    if "transfer-encoding" in headers:
+        if "content-length" in headers:
+            raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
+        if [v.strip().lower() for v in headers.getlist("transfer-encoding")] != ["chunked"]:
+            raise InvalidRequest("Transfer-Encoding other than 'chunked' alone is not accepted")
+
+
+class Call:
+    """One request as its handler sees it: the request, its id, and what the handler learns (the
+    caller's principal and the model) for the log line and the span."""
+
+    __slots__ = ("_body", "_json", "model", "principal", "request", "request_id", "route")
+
+    def __init__(self, request: Request, request_id: str, route: str) -> None:
+        self.request = request
+        self.request_id = request_id
+        self.route = route
+        self.principal: Any = None      # shared.auth.identities.Principal, once authenticated
+        self.model: str | None = None
+        self._body: bytes | None = None
+        self._json: dict[str, Any] | None = None
+        request.scope["gateway.call"] = self
+
+    @staticmethod
+    def of(request: Request) -> "Call":
+        """The Call of a request already inside `endpoint` (for handlers written against Request)."""
+        call: Call = request.scope["gateway.call"]
+        return call
+
+    async def body(self, limit: int) -> bytes:
+        """The body, read once; refused as soon as it is known to exceed `limit` (before reading it
+        when the declared length says so)."""
+        if self._body is None:
+            self._body = await _read_body(self.request, limit)
+        return self._body
+
+    async def json(self, limit: int) -> dict[str, Any]:
+        """The body as a strict JSON object, parsed once."""
+        if self._json is None:
+            self._json = parse_json_object(await self.body(limit))
+        return self._json
+
+
+async def _read_body(req: Request, limit: int) -> bytes:
+    declared = req.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in req.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = strict_json.loads(raw, max_depth=strict_json.BODY_DEPTH)
+    except strict_json.StrictJSONError as exc:
+        raise InvalidRequest(f"request body is not strict JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return doc
+
+
+def request_id_of(req: Request) -> str:
+    given = req.headers.get("x-request-id", "")
+    return given if REQUEST_ID_RE.match(given) else os.urandom(16).hex()
+
+
+def endpoint(name: str, work: Callable[[Call], Awaitable[Response]], route: str) -> Handler:
+    """`work` behind the one request path, as a handler named `name` (the Functions function name)."""
+    span_name_suffix = "/" + route.replace("{*", "{")
+
+    async def handler(req: Request) -> Response:
+        started = time.perf_counter()
+        call = Call(req, request_id_of(req), span_name_suffix)
+        with tracer.start_as_current_span(f"{req.method} {span_name_suffix}", kind=SpanKind.SERVER,
+                                          attributes={"http.request.method": req.method,
+                                                      "http.route": span_name_suffix,
+                                                      "gateway.request_id": call.request_id}) as span:
+            error: GatewayError | None = None
+            try:
+                problem = path_problem(req.scope.get("raw_path") or req.scope["path"].encode())
+                if problem is not None:
+                    raise InvalidRequest(problem)
+                check_framing(req)
+                response = await work(call)
+            except GatewayError as exc:
+                error = exc
+            except Exception:
+                log.exception("request %s: unexpected error in %s", call.request_id, name)
+                error = InternalError(f"internal error: the gateway failed on this request (request id "
+                                      f"{call.request_id}); its log has the details")
+            if error is not None:
+                response = to_response(error, call.request_id)
+            else:
+                response.headers["x-request-id"] = call.request_id
+            _finish(span, call, req.method, response.status_code, started, error)
+            return response
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
+def _finish(span: Any, call: Call, method: str, status: int, started: float,
+            error: GatewayError | None) -> None:
+    """The request's span attributes, metrics and log line: principals and reasons, never a token."""
+    from .telemetry import identity_of
+
+    principal = call.principal
+    outcome = "ok" if error is None else ("refused" if status < 500 else "failed")
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("gateway.outcome", outcome)
+    identity = identity_of(principal.identities) if principal is not None else "none"
+    user = principal.user if principal is not None else "-"
+    REQUESTS.add(1, {"http.route": call.route, "gateway.model": call.model or "-",
+                     "gateway.identity": identity, "http.response.status_code": status})
+    fields = {"gateway.request_id": call.request_id, "gateway.principal": user,
+              "gateway.model": call.model or "-", "http.response.status_code": status,
+              "gateway.outcome": outcome}
+    if principal is not None:
+        span.set_attribute("gateway.principal", user)
+    if call.model is not None:
+        span.set_attribute("gateway.model", call.model)
+    if error is not None:
+        span.set_attribute("error.code", error.code)
+        fields["error.code"] = error.code
+        if outcome == "refused":
+            reason = error.check if isinstance(error, InvalidToken) else error.code
+            REFUSALS.add(1, {"error.code": error.code, "gateway.reason": reason})
+        else:
+            span.set_status(StatusCode.ERROR, error.code)
+    if not log.isEnabledFor(logging.INFO):
+        return
+    # scope["path"]: req.url builds (and parses) the whole URL on every request
+    log.info("%s %s request_id=%s principal=%s model=%r status=%s ms=%.1f%s", method,
+             call.request.scope["path"], call.request_id, user, call.model, status,
+             (time.perf_counter() - started) * 1000,
+             f" reason={error.message!r}" if error is not None else "", extra=fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    route: str                  # Azure Functions route template (no leading slash)
+    methods: tuple[str, ...]
+    handler: Handler
+
+    @property
+    def path(self) -> str:
+        """The same template in Starlette's syntax."""
+        return "/" + re.sub(r"\{\*(\w+)\}", r"{\1:path}", self.route)
+
+
+def route(template: str, methods: tuple[str, ...], name: str,
+          work: Callable[[Call], Awaitable[Response]]) -> Route:
+    return Route(template, methods, endpoint(name, work, template))
+
+
+def fallback(routes: tuple[Route, ...]) -> Route:
+    """The last route of a table: 405 with `Allow` for a known path and another method, else 404."""
+    from starlette.routing import compile_path
+
+    matchers = [(compile_path(r.path)[0], r.methods) for r in routes]
+
+    async def work(call: Call) -> Response:
+        path = call.request.scope["path"]
+        allowed = sorted({m for regex, methods in matchers if regex.match(path) for m in methods})
+        if allowed:
+            raise MethodNotAllowed(f"method {call.request.method} is not allowed here; use "
+                                   f"{', '.join(allowed)}", allow=allowed)
+        raise NotFound("no such route: see the README for the gateway's routes")
+
+    return route("{*path}", ALL_METHODS, "not_found", work)

@@ -1,0 +1,25 @@
+"""The data plane: the OpenAI- and Azure-style routes callers use, and /health.
+
+    operations   the allowlist of operations forwarded, and the api-version format
+    handlers     authenticate, authorize the model, forward; list the caller's models
+
+`ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
+"""
+
+from __future__ import annotations
+
+from ..http import Route, route
+from . import handlers as h
+
+ROUTES: tuple[Route, ...] = (
+    route("v1/chat/completions", ("POST",), "chat_completions", h.chat_completions),
+    route("v1/completions", ("POST",), "completions", h.completions),
+    route("v1/embeddings", ("POST",), "embeddings", h.embeddings),
+    route("v1/responses", ("POST",), "responses", h.responses),
+    route("v1/models", ("GET",), "list_models", h.list_models),
+    route("openai/models", ("GET",), "list_models_azure", h.list_models),
+    route("openai/v1/models", ("GET",), "list_models_azure_v1", h.list_models),
+    route("openai/deployments/{model}/{*operation}", ("POST",), "azure_deployment", h.azure_deployment),
+    route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
+    route("health", ("GET",), "health", h.health),
+)

@@ -1,0 +1,92 @@
+"""The data plane's handlers: authenticate, authorize the model, forward; and the caller's model list.
+
+Each is a `work(call)` behind the one request path (shared/http.py), which has already refused a
+non-canonical path and ambiguous framing, and turns every failure into its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from starlette.responses import JSONResponse, Response
+
+from ..callers import authenticate
+from ..errors import InvalidRequest, ModelNotFound
+from ..telemetry import count_tokens, identity_of, tracer
+from . import operations
+
+if TYPE_CHECKING:
+    from ..http import Call
+
+
+async def _proxy(call: Call, operation: str, path_model: str | None) -> Response:
+    with tracer.start_as_current_span("authenticate"):
+        gw, view, principal = await authenticate(call)
+    doc = await call.json(gw.settings.max_body_bytes)
+    raw = await call.body(gw.settings.max_body_bytes)
+    model_name = path_model
+    if model_name is None:
+        body_model = doc.get("model")
+        if not isinstance(body_model, str) or not body_model:
+            raise InvalidRequest("the request body has no 'model'", param="model")
+        model_name = body_model
+    call.model = model_name
+    with tracer.start_as_current_span("authorize", attributes={"gateway.model": model_name}):
+        model = view.models.get(model_name)
+        if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
+            raise ModelNotFound(model_name)
+    identity = identity_of(principal.identities)
+    user = principal.user
+
+    def on_usage(usage: Mapping[str, object] | None) -> None:
+        gw.usage.record(user, model_name, usage)
+        count_tokens(usage, identity=identity, model=model_name)
+
+    return await gw.forwarder.forward(
+        model=model, accounts=view.accounts, operation=operation, raw=raw, doc=doc,
+        query=call.request.query_params, caller_headers=call.request.headers, request_id=call.request_id,
+        on_usage=on_usage)
+
+
+async def chat_completions(call: Call) -> Response:
+    return await _proxy(call, "chat/completions", None)
+
+
+async def completions(call: Call) -> Response:
+    return await _proxy(call, "completions", None)
+
+
+async def embeddings(call: Call) -> Response:
+    return await _proxy(call, "embeddings", None)
+
+
+async def responses(call: Call) -> Response:
+    return await _proxy(call, "responses", None)
+
+
+async def azure_deployment(call: Call) -> Response:
+    req = call.request
+    operation = operations.operation(req.path_params["operation"])
+    versions = req.query_params.getlist("api-version")
+    if len(versions) > 1:
+        raise InvalidRequest("more than one api-version", param="api-version")
+    operations.api_version(versions[0] if versions else None)
+    return await _proxy(call, operation, req.path_params["model"])
+
+
+async def azure_v1(call: Call) -> Response:
+    return await _proxy(call, operations.operation(call.request.path_params["operation"]), None)
+
+
+async def list_models(call: Call) -> Response:
+    """OpenAI's model list, of only the models this caller may use (from the in-memory snapshot)."""
+    _, view, principal = await authenticate(call)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "gateway"}
+            for name in sorted(view.models)
+            if view.policy.allows(principal.principals, f"model:{name}", "viewer")]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def health(call: Call) -> Response:
+    return JSONResponse({"status": "ok"})
