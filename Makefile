@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint clean
+.PHONY: install run test test-fast lint clean
 
 include infra/infra.mk
 -include bench/bench.mk
@@ -35,6 +35,10 @@ lint: install
 test: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-infra
+
+# Unit tests only (no server, no subprocess): the quick loop while editing.
+test-fast: install
+	$(PY) -m pytest -m unit -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-infra node_modules .azurite .sandbox .pytest_cache .ruff_cache

@@ -167,3 +167,27 @@ def start_gateway(tmp_path: Path) -> Iterator[Any]:
     yield start
     for gw in started:
         gw.stop()
+
+
+# -- markers ---------------------------------------------------------------------------------------
+# `make test-fast` runs `-m unit`. A test without an explicit marker is classified by what it uses:
+# a gateway process -> e2e; a real server on loopback (Azurite, the dev IdP, the emulator) -> integration;
+# nothing of the kind -> unit.
+SERVER_FIXTURES = frozenset({"azurite", "idp", "emulator", "loop", "tables", "start_gateway"})
+TIERS = ("unit", "integration", "e2e")
+
+
+def _tier(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if "start_gateway" in fixtures or (module is not None and hasattr(module, "GatewayProcess")):
+        return "e2e"
+    if fixtures & SERVER_FIXTURES:
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(getattr(pytest.mark, _tier(item)))

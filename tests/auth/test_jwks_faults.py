@@ -20,6 +20,8 @@ from shared.errors import InvalidToken
 from tests.auth.conftest import AUDIENCE, Clock, config, provider
 from tests.auth.craft import jws
 
+pytestmark = pytest.mark.integration
+
 
 class TimedFetcher(HttpFetcher):
     """The real fetcher, noting the (injected) monotonic time of every GET."""
