@@ -43,7 +43,7 @@ from shared.settings import load
 
 from .world import AUDIENCE, OUT, apply_config, open_fds, rss_kib, spawn, wait_until
 
-KEY_ENV = "SOAK_EMULATOR_KEY"
+KEY_ENV = "GATEWAY_SECRET_SOAK_EMULATOR_KEY"   # the gateway reads only this prefix
 KEY = "soak-emulator-key"
 FAULTY_DEPLOYMENT = "faulty-dep"
 REQUEST_TIMEOUT = 30.0

@@ -30,6 +30,7 @@ from typing import Any
 from sandbox.azurite import Azurite, free_port, port_open
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
+from shared.config.allowlist import Allowlist
 from shared.config.plan import plan, writes
 from shared.config.schema import parse
 from shared.config.store import ConfigStore
@@ -38,7 +39,7 @@ from shared.settings import load
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 EMULATOR_KEY = "bench-emulator-key"
-KEY_ENV = "BENCH_EMULATOR_KEY"
+KEY_ENV = "GATEWAY_SECRET_BENCH_EMULATOR_KEY"   # the gateway reads only this prefix
 AUDIENCE = "api://ai-gateway"
 API_VERSION = "2024-10-21"
 DEPLOYMENT = "gpt-4o-dep"
@@ -182,11 +183,13 @@ def config_document(idp: DevIdentityProvider, emulator_url: str) -> dict[str, An
 
 
 async def apply_config(env: dict[str, str], doc: dict[str, Any]) -> None:
-    """Make the tables equal `doc`, the way `python -m shared apply` does."""
-    store = ConfigStore.from_settings(load(env))
+    """Make the tables equal `doc`, the way `python -m shared apply` does under the bench gateways'
+    settings (the emulator is plain http on loopback)."""
+    settings = load({**env, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true"})
+    store = ConfigStore.from_settings(settings)
     try:
         current, _ = await store.load()
-        await store.write(writes(plan(current, parse(doc))))
+        await store.write(writes(plan(current, parse(doc, allowlist=Allowlist.from_settings(settings)))))
     finally:
         await store.aclose()
 

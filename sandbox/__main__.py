@@ -18,6 +18,7 @@ from sandbox.azurite import ROOT, Azurite, port_open
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
+from shared.config.allowlist import Allowlist
 from shared.config.plan import plan, writes
 from shared.config.schema import parse
 from shared.config.store import ConfigStore
@@ -29,14 +30,14 @@ STATE = ROOT / ".sandbox"
 SANDBOX_ADMIN = "user:sandbox/sandbox-user"
 
 
-def sandbox_document(idp: DevIdentityProvider, emulator_url: str) -> dict[str, Any]:
+def sandbox_document(idp: DevIdentityProvider, emulator_url: str, key_env: str) -> dict[str, Any]:
     return {
         "identity_providers": [{"name": "sandbox", "jwks_uri": idp.jwks_uri, "issuer": idp.issuer,
                                 "audiences": ["api://ai-gateway"]}],
         "external_identities": [{"name": "sandbox-developers", "identity_provider": "sandbox",
                                  "claims": {"groups": "developers"}}],
         "accounts": [{"name": "sandbox-aoai", "kind": "azure-openai", "endpoint": emulator_url,
-                      "auth": {"type": "api-key", "key_env": "SANDBOX_AOAI_KEY"}}],
+                      "auth": {"type": "api-key", "key_env": key_env}}],
         "models": [{"name": "gpt-4o", "targets": [{"account": "sandbox-aoai", "deployment": "gpt-4o"}]},
                    {"name": "text-embedding-3-small",
                     "targets": [{"account": "sandbox-aoai", "deployment": "text-embedding-3-small"}]}],
@@ -47,9 +48,11 @@ def sandbox_document(idp: DevIdentityProvider, emulator_url: str) -> dict[str, A
     }
 
 
-async def register(doc: dict[str, Any]) -> bool:
-    """Write the sandbox configuration unless the tables hold the user's own; True if written."""
-    store = ConfigStore.from_settings(load())
+async def register(doc: dict[str, Any], env: dict[str, str]) -> bool:
+    """Write the sandbox configuration unless the tables hold the user's own; True if written. `env`
+    is the gateway's: its allowlist (plain http on loopback for the emulator) is the one applied."""
+    settings = load(env)
+    store = ConfigStore.from_settings(settings)
     try:
         current, _ = await store.load()
         own = [p.name for p in current.identity_providers if p.name != "sandbox"]
@@ -57,7 +60,7 @@ async def register(doc: dict[str, Any]) -> bool:
             print(f"The tables hold your own configuration (identity providers: {', '.join(own)}): "
                   "the sandbox is not started.")
             return False
-        await store.write(writes(plan(current, parse(doc))))
+        await store.write(writes(plan(current, parse(doc, allowlist=Allowlist.from_settings(settings)))))
         return True
     finally:
         await store.aclose()
@@ -113,10 +116,11 @@ def main() -> int:
         emulator = AzureOpenAIEmulator(port=EMULATOR_PORT, api_key=EMULATOR_KEY, chunk_interval=0.03)
         loop.run(idp.start())
         loop.run(emulator.start())
-        sandboxed = asyncio.run(register(sandbox_document(idp, emulator.url)))
-
-        gateway_env = {**os.environ, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true",
-                       "SANDBOX_AOAI_KEY": EMULATOR_KEY}
+        gateway_env = {**os.environ, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true"}
+        # the gateway reads only variables with its secret prefix (GATEWAY_SECRET_ unless set otherwise)
+        key_env = f"{load(gateway_env).secret_env_prefix}SANDBOX_AOAI_KEY"
+        gateway_env[key_env] = EMULATOR_KEY
+        sandboxed = asyncio.run(register(sandbox_document(idp, emulator.url, key_env), gateway_env))
         if sandboxed and not gateway_env.get("GATEWAY_ADMINS"):
             gateway_env["GATEWAY_ADMINS"] = SANDBOX_ADMIN   # so /manage works with the printed token
         if shutil.which("func"):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import plan as planning
+from .config.allowlist import Allowlist
 from .config.document import to_document
 from .config.schema import ConfigError, load_file
 from .config.store import ConfigStore
@@ -30,7 +31,8 @@ async def _with_store(work: Callable[[ConfigStore], Awaitable[T]]) -> T:
 
 
 def _plan(path: Path) -> Callable[[ConfigStore], Awaitable[tuple[ConfigStore, list[planning.Change]]]]:
-    desired = load_file(path)  # invalid files are refused before any storage access
+    # invalid files (or accounts outside the allowlist) are refused before any storage access
+    desired = load_file(path, allowlist=Allowlist.from_settings(load()))
 
     async def compute(store: ConfigStore) -> tuple[ConfigStore, list[planning.Change]]:
         current, _ = await store.load()

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import telemetry
 from .auth.authenticator import Authenticator
+from .config.allowlist import Allowlist
 from .config.snapshot import Snapshot
 from .config.store import ConfigStore
 from .config.tables import service_from_settings
@@ -33,6 +34,7 @@ class Gateway:
     forwarder: Forwarder
     usage: UsageRecorder
     health: HealthStore
+    allowlist: Allowlist
     last_prewarm: dict[str, Any] | None = None
     keeper: asyncio.Task[None] | None = None
 
@@ -41,18 +43,20 @@ class Gateway:
         service = service_from_settings(settings)   # one client for every table
         store = ConfigStore(service, settings.table_prefix)
         health = HealthStore(service, settings.table_prefix)
-        credentials = Credentials()
+        allowlist = Allowlist.from_settings(settings)   # what accounts may name: read once
+        credentials = Credentials(allowlist=allowlist)
         return cls(
             settings=settings,
             store=store,
             snapshot=Snapshot(store, refresh_seconds=settings.config_refresh_seconds,
-                              admins=settings.admins),
+                              admins=settings.admins, allowlist=allowlist),
             authenticator=Authenticator.from_settings(settings, load_saved_keys=health.load_keys),
             credentials=credentials,
             forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
                                 allow_http_loopback=settings.allow_http_loopback),
             usage=UsageRecorder(lambda: service_from_settings(settings), settings.table_prefix),
             health=health,
+            allowlist=allowlist,
         )
 
     async def aclose(self) -> None:

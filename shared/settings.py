@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .config.allowlist import DEFAULT_SECRET_PREFIX, host_name, https_origin
 
 
 class SettingsError(ValueError):
@@ -43,6 +45,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_DEV_ALLOW_HTTP_LOOPBACK", "false",
             "true lets JWKS URIs and account endpoints use plain http on loopback only. Never in Azure.",
             False),
+    Setting("GATEWAY_SECRET_ENV_PREFIX", DEFAULT_SECRET_PREFIX,
+            "Prefix every environment variable named by key_env or secret_env must have.", False),
+    Setting("GATEWAY_UPSTREAM_HOSTS", "",
+            "Comma-separated host names accounts may use besides the Azure OpenAI and Foundry ones.", False),
+    Setting("GATEWAY_ENTRA_SCOPES", "",
+            "Comma-separated Entra scopes accounts may ask tokens for besides the Cognitive Services and "
+            "Foundry ones.", False),
+    Setting("GATEWAY_AUTHORITY_HOSTS", "",
+            "Comma-separated https authority hosts accounts may use besides the Entra clouds.", False),
     Setting("GATEWAY_JWT_LEEWAY_SECONDS", "60", "Clock skew allowed on exp, nbf and iat.", True),
     Setting("GATEWAY_JWKS_TTL_SECONDS", "600",
             "How long a provider's keys are fresh before a background refresh.", True),
@@ -82,6 +93,10 @@ class Settings:
     log_level: str
     appinsights_connection_string: str = ""
     otlp_endpoint: str = ""
+    secret_env_prefix: str = DEFAULT_SECRET_PREFIX
+    upstream_hosts: frozenset[str] = frozenset()
+    entra_scopes: frozenset[str] = frozenset()
+    authority_hosts: frozenset[str] = frozenset()
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -110,6 +125,50 @@ def _boolean(env: Mapping[str, str], name: str) -> bool:
     if raw in ("", "0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {env[name]!r}")
+
+
+_ENV_PREFIX_RE = re.compile(r"^[A-Z0-9_]+$")
+_SCOPE_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[!-~]+$")
+
+
+def _secret_prefix(env: Mapping[str, str]) -> str:
+    """The prefix of secret variables; one that would admit a setting of the gateway's own (the
+    tables' connection string) is refused."""
+    name = "GATEWAY_SECRET_ENV_PREFIX"
+    prefix = env[name].strip()
+    if not _ENV_PREFIX_RE.match(prefix):
+        raise SettingsError(f"{name} must be upper case letters, digits and underscores, got {prefix!r}")
+    admitted = [s.name for s in SETTINGS if s.name.startswith(prefix) and s.name != name]
+    if admitted:
+        raise SettingsError(f"{name} {prefix!r} would let the configuration read {admitted[0]}: "
+                            "choose a prefix of its own, such as GATEWAY_SECRET_")
+    return prefix
+
+
+def _scope(text: str) -> str:
+    if not _SCOPE_RE.match(text):
+        raise ValueError(f"{text!r} must be a scope URI such as api://<app>/.default")
+    return text
+
+
+def _list(env: Mapping[str, str], name: str, item: Callable[[str], str]) -> frozenset[str]:
+    """A comma-separated list, each entry checked (and normalised) by `item`."""
+    out = set()
+    for raw in env[name].split(","):
+        if not raw.strip():
+            continue
+        try:
+            out.add(item(raw.strip()))
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+    return frozenset(out)
+
+
+def _origin(text: str) -> str:
+    try:
+        return https_origin(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} {exc}") from None
 
 
 def local_settings_values(path: Path = Path("local.settings.json")) -> dict[str, str]:
@@ -158,12 +217,20 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         appinsights_connection_string=merged["APPLICATIONINSIGHTS_CONNECTION_STRING"].strip(),
         otlp_endpoint=merged["OTEL_EXPORTER_OTLP_ENDPOINT"].strip(),
+        secret_env_prefix=_secret_prefix(merged),
+        upstream_hosts=_list(merged, "GATEWAY_UPSTREAM_HOSTS", host_name),
+        entra_scopes=_list(merged, "GATEWAY_ENTRA_SCOPES", _scope),
+        authority_hosts=_list(merged, "GATEWAY_AUTHORITY_HOSTS", _origin),
     )
 
 
-def secret(name: str, *, purpose: str) -> str:
+def secret(name: str, *, purpose: str, prefix: str) -> str:
     """A secret from the environment variable an operator named in the configuration (key_env,
-    secret_env): read here so that this module stays the only reader of the environment."""
+    secret_env): read here so that this module stays the only reader of the environment, and only when
+    its name has the secret prefix, so the configuration can never read another variable."""
+    if not prefix or not name.startswith(prefix) or len(name) == len(prefix):
+        raise SettingsError(f"environment variable for {purpose} must start with {prefix or 'a prefix'} "
+                            "(GATEWAY_SECRET_ENV_PREFIX): it is not read")
     value = environment().get(name, "")
     if not value:
         raise SettingsError(f"environment variable {name} ({purpose}) is not set")

@@ -21,6 +21,7 @@ from sandbox.azurite import Azurite, free_port, port_open, terminate
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
+from shared.config.allowlist import Allowlist
 from shared.config.model import Config
 from shared.config.plan import plan, writes
 from shared.config.schema import parse
@@ -30,6 +31,7 @@ from shared.settings import load
 ROOT = Path(__file__).resolve().parent.parent
 
 EMULATOR_KEY = "emulator-test-key"
+EMULATOR_KEY_ENV = "GATEWAY_SECRET_EMULATOR_KEY"   # the variable the test gateways read it from
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +84,10 @@ class Tables:
 
         return asyncio.run(go())
 
-    def apply(self, doc: dict[str, Any]) -> None:
-        desired = parse(doc)
+    def apply(self, doc: dict[str, Any], **settings: str) -> None:
+        """Check `doc` as `apply` would under the test gateways' settings (`gateway_env`, plus
+        `settings`), then write it."""
+        desired = parse(doc, allowlist=Allowlist.from_settings(load(gateway_env(self, **settings))))
 
         async def work(store: ConfigStore) -> None:
             current, _ = await store.load()
@@ -106,7 +110,7 @@ def sandbox_config(idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, **ex
         "external_identities": [{"name": "developers", "identity_provider": "dev",
                                  "claims": {"groups": "developers"}}],
         "accounts": [{"name": "emulator", "kind": "azure-openai", "endpoint": emulator.url,
-                      "auth": {"type": "api-key", "key_env": "EMULATOR_KEY"}}],
+                      "auth": {"type": "api-key", "key_env": EMULATOR_KEY_ENV}}],
         "models": [{"name": "gpt-4o", "targets": [{"account": "emulator", "deployment": "gpt-4o-dep"}]},
                    {"name": "embed", "targets": [{"account": "emulator", "deployment": "embed-dep"}]},
                    {"name": "secret-model", "targets": [{"account": "emulator", "deployment": "x"}]}],
@@ -146,7 +150,7 @@ class GatewayProcess:
 
 
 def gateway_env(tables: Tables, **extra: str) -> dict[str, str]:
-    return {**tables.env, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true", "EMULATOR_KEY": EMULATOR_KEY,
+    return {**tables.env, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true", EMULATOR_KEY_ENV: EMULATOR_KEY,
             "GATEWAY_CONFIG_REFRESH_SECONDS": "0.5", **extra}
 
 

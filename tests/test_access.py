@@ -9,8 +9,8 @@ from shared.config.schema import parse
 
 CONFIG = parse({
     "workspaces": [{"name": "research"}],
-    "accounts": [{"name": "a", "endpoint": "https://a.openai.azure.com", "auth": {"type": "api-key",
-                                                                                  "key_env": "K"}}],
+    "accounts": [{"name": "a", "endpoint": "https://a.openai.azure.com",
+                  "auth": {"type": "api-key", "key_env": "GATEWAY_SECRET_K"}}],
     "models": [{"name": "open", "targets": [{"account": "a", "deployment": "d"}]},
                {"name": "lab", "workspace": "research", "targets": [{"account": "a", "deployment": "d"}]},
                {"name": "closed", "targets": [{"account": "a", "deployment": "d"}]}],

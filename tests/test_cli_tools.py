@@ -13,7 +13,7 @@ import pytest
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 
-from .conftest import ROOT, Tables, gateway_env, sandbox_config
+from .conftest import EMULATOR_KEY_ENV, ROOT, Tables, gateway_env, sandbox_config
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,11 +81,11 @@ def test_status_and_prewarm_report_providers_and_accounts(env: dict[str, str]) -
 
 
 def test_status_says_what_is_wrong(env: dict[str, str]) -> None:
-    broken = {**env, "EMULATOR_KEY": ""}
+    broken = {**env, EMULATOR_KEY_ENV: ""}
     result = cli(broken, "status")
     assert result.returncode == 1
     assert "gateway: DEGRADED" in result.stdout
-    assert "environment variable EMULATOR_KEY" in result.stdout
+    assert f"environment variable {EMULATOR_KEY_ENV}" in result.stdout
 
 
 def test_warm_up_does_what_a_cold_start_does(env: dict[str, str], idp: DevIdentityProvider,

@@ -19,7 +19,7 @@ from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
 
-from .conftest import EMULATOR_KEY, GatewayProcess, Tables, gateway_env, unique_prefix
+from .conftest import EMULATOR_KEY, EMULATOR_KEY_ENV, GatewayProcess, Tables, gateway_env, unique_prefix
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
 ANSWER = "Hello from the emulator. You said: Are you there?"
@@ -50,7 +50,7 @@ def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmula
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     def account(name: str, url: str) -> dict[str, Any]:
         return {"name": name, "kind": "azure-openai", "endpoint": url,
-                "auth": {"type": "api-key", "key_env": "EMULATOR_KEY"}}
+                "auth": {"type": "api-key", "key_env": EMULATOR_KEY_ENV}}
 
     models = {
         "fo": [("primary", "p-dep"), ("backup", "b-dep")],

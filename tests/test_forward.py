@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config.schema import parse
+from shared.config.schema import parse, parse_item
 from shared.errors import Unavailable
 from shared.upstream.forward import check_endpoint, upstream_body, upstream_url
 
 
 def account(endpoint: str, **extra: str):  # type: ignore[no-untyped-def]
-    doc = {"accounts": [{"name": "a", "endpoint": endpoint, "auth": {"type": "api-key", "key_env": "K"},
-                         **extra}]}
-    return parse(doc).accounts[0]
+    doc = {"name": "a", "endpoint": endpoint, "auth": {"type": "api-key", "key_env": "GATEWAY_SECRET_K"},
+           **extra}
+    return parse_item("accounts", doc, allowlist=None)   # forward's own checks, whatever the allowlist
 
 
 @pytest.mark.parametrize(("endpoint", "allow", "ok"), [
@@ -35,7 +35,7 @@ def test_plain_http_only_on_loopback_with_the_bypass(endpoint: str, allow: bool,
 def test_deployment_style_keeps_the_callers_bytes() -> None:
     a = account("https://x.openai.azure.com")
     target = parse({"accounts": [{"name": "a", "endpoint": "https://x.openai.azure.com",
-                                  "auth": {"type": "api-key", "key_env": "K"}}],
+                                  "auth": {"type": "api-key", "key_env": "GATEWAY_SECRET_K"}}],
                     "models": [{"name": "m", "targets": [{"account": "a", "deployment": "dep/1"}]}]}
                    ).models[0].targets[0]
     assert upstream_url(a, target, "chat/completions", {"api-version": "2025-01-01", "x": "y"}) == (

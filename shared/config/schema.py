@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .allowlist import Allowlist
 from .model import (
     ROLES,
     Account,
@@ -40,6 +41,7 @@ ASSERTION_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "kubernetes": (("namespace", "service_account"), ("api_server", "token_path", "ca_path")),
 }
 RESOURCE_RE = re.compile(r"^(model|mcp-server|agent|workspace):(.+)$")
+STRICT = Allowlist()   # the built-in values only: what a parse without the settings' allowlist admits
 
 
 class ConfigError(ValueError):
@@ -273,13 +275,26 @@ PARSERS = {
 }
 
 
-def parse_item(section: str, raw: Any, where: str | None = None) -> Any:
-    """One resource of `section`, validated on its own (the /manage API uses this too)."""
-    return PARSERS[section](raw, where or section)
+def _allowed(section: str, item: Any, where: str, allowlist: Allowlist | None) -> Any:
+    """`item` if the allowlist admits what it makes the gateway read or send its identity to."""
+    if section == "accounts" and allowlist is not None:
+        refused = allowlist.account_problem(item)
+        if refused is not None:
+            raise ConfigError(f"{where}.{refused.field}", refused.problem)
+    return item
 
 
-def parse(doc: Any) -> Config:
-    """A whole configuration document, validated, including references between resources."""
+def parse_item(section: str, raw: Any, where: str | None = None, *, allowlist: Allowlist | None) -> Any:
+    """One resource of `section`, validated on its own (the /manage API uses this too). `allowlist` is
+    the one built from the settings; None checks the shape only, for reading stored resources, which
+    the snapshot then holds to the allowlist (so a stored account it refuses is named, not lost)."""
+    where = where or section
+    return _allowed(section, PARSERS[section](raw, where), where, allowlist)
+
+
+def parse(doc: Any, *, allowlist: Allowlist = STRICT) -> Config:
+    """A whole configuration document, validated, including references between resources and the
+    allowlist (the built-in values only, unless the settings' is given)."""
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
@@ -289,7 +304,8 @@ def parse(doc: Any) -> Config:
             raise ConfigError(str(key), "unknown section")
     sections: dict[str, tuple[Any, ...]] = {}
     for section, parser in PARSERS.items():
-        items = tuple(parser(raw, f"{section}[{i}]") for i, raw in enumerate(_list(doc, section)))
+        items = tuple(_allowed(section, parser(raw, f"{section}[{i}]"), f"{section}[{i}]", allowlist)
+                      for i, raw in enumerate(_list(doc, section)))
         seen: set[str] = set()
         for i, item in enumerate(items):
             if item.name in seen:
@@ -329,7 +345,7 @@ def check_references(config: Config) -> None:
         seen.add((c.resource, c.principal))
 
 
-def load_file(path: Path) -> Config:
+def load_file(path: Path, *, allowlist: Allowlist = STRICT) -> Config:
     """Parse a YAML or JSON file; a syntax error is a ConfigError on the file itself."""
     import yaml
 
@@ -342,4 +358,4 @@ def load_file(path: Path) -> Config:
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(str(path), f"is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                           f"{exc}") from None
-    return parse(doc)
+    return parse(doc, allowlist=allowlist)

@@ -3,6 +3,10 @@
 The first request loads it (one shared load, however many requests wait); afterwards a background
 task polls the version entity every `refresh_seconds` and reloads on change. Requests never wait on
 storage once warm, and a storage outage keeps the last good copy in service.
+
+Stored accounts are held to the allowlist again here: one written before it applied, or under other
+settings, is left out of the accounts requests use (so a request for a model on it fails with 503 and
+nothing is sent), and the log names the account and the field to fix.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from types import MappingProxyType
 
 from ..access import Policy
 from ..errors import GatewayError
+from .allowlist import Allowlist
 from .model import Account, Config, Model
 from .store import ConfigStore
 
@@ -24,7 +29,8 @@ log = logging.getLogger("gateway.config")
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """One configuration version with the indexes the request path needs."""
+    """One configuration version with the indexes the request path needs. `config` is what is stored;
+    `accounts` only those the allowlist admits, and `refused` the others: name -> "field: problem"."""
 
     config: Config
     version: str
@@ -32,18 +38,29 @@ class View:
     policy: Policy
     models: MappingProxyType[str, Model] = field(repr=False)
     accounts: MappingProxyType[str, Account] = field(repr=False)
+    refused: MappingProxyType[str, str] = field(repr=False)
 
     @classmethod
-    def build(cls, config: Config, version: str, admins: frozenset[str], loaded_at: float) -> View:
+    def build(cls, config: Config, version: str, admins: frozenset[str], loaded_at: float, *,
+              allowlist: Allowlist) -> View:
+        usable: dict[str, Account] = {}
+        refused: dict[str, str] = {}
+        for account in config.accounts:
+            problem = allowlist.account_problem(account)
+            if problem is None:
+                usable[account.name] = account
+            else:
+                refused[account.name] = f"{problem.field}: {problem.problem}"
         return cls(config=config, version=version, loaded_at=loaded_at, policy=Policy(config, admins),
                    models=MappingProxyType({m.name: m for m in config.models}),
-                   accounts=MappingProxyType({a.name: a for a in config.accounts}))
+                   accounts=MappingProxyType(usable), refused=MappingProxyType(refused))
 
 
 class Snapshot:
     def __init__(self, store: ConfigStore, *, refresh_seconds: float, admins: frozenset[str],
-                 clock: Callable[[], float] = time.time) -> None:
+                 allowlist: Allowlist, clock: Callable[[], float] = time.time) -> None:
         self._store = store
+        self._allowlist = allowlist
         self._refresh = refresh_seconds
         self._admins = admins
         self._clock = clock
@@ -84,9 +101,12 @@ class Snapshot:
                             self._view.version, exc.message)
                 return self._view
             raise
-        view = View.build(config, version, self._admins, self._clock())
+        view = View.build(config, version, self._admins, self._clock(), allowlist=self._allowlist)
         if self._view is None or self._view.version != version:
             log.info("configuration version %s loaded", version)
+            for name, problem in view.refused.items():
+                log.error("account %s is not used, its configuration is outside the allowlist: %s",
+                          name, problem)
         self._view = view
         self.last_error = None
         self.last_check = self._clock()

@@ -132,7 +132,7 @@ class ConfigStore:
         async for entity in self._table(SECTION_TABLE[section]).list_entities():
             where = f"table {self.table_name(SECTION_TABLE[section])}, row {entity.get('RowKey')!r}"
             try:
-                items.append(parse_item(section, json.loads(entity["spec"]), where))
+                items.append(parse_item(section, json.loads(entity["spec"]), where, allowlist=None))
             except (ConfigError, ValueError, KeyError) as exc:
                 log.error("skipping an invalid stored resource: %s: %s", where, exc)
         return tuple(sorted(items, key=lambda i: i.name))

@@ -145,7 +145,7 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
         if doc.setdefault("name", name) != name:
             raise InvalidRequest(f"name: the body names {doc['name']!r} but the path {name!r}", param="name")
         try:
-            parsed = parse_item(kind.section, doc, "body")
+            parsed = parse_item(kind.section, doc, "body", allowlist=gw.allowlist)
         except ConfigError as exc:
             raise _invalid(exc) from None
         document = item_document(parsed)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from ..config.allowlist import Allowlist
 from ..config.model import Account
 from ..errors import Unavailable
 from ..settings import SettingsError, environment, secret
@@ -73,9 +74,10 @@ def _report(auth: str, *, scope: str | None = None, expires_on: float | None = N
 class ApiKeyCredential:
     """An Azure OpenAI key read from the environment variable the account names (key_env)."""
 
-    def __init__(self, account: Account, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, account: Account, prefix: str, clock: Callable[[], float] = time.time) -> None:
         self._account = account.name
         self._env = str(account.auth.options["key_env"])
+        self._prefix = prefix
         self._clock = clock
         self._key: str | None = None
         self._read_at: float | None = None
@@ -83,7 +85,7 @@ class ApiKeyCredential:
 
     def _read(self) -> str:
         try:
-            key = secret(self._env, purpose=f"the api key of account {self._account}")
+            key = secret(self._env, prefix=self._prefix, purpose=f"the api key of account {self._account}")
         except SettingsError as exc:
             self._problem = CredentialProblem(f"{exc}: set it, or fix auth.key_env", field="key_env")
             raise self._problem from None
@@ -157,7 +159,11 @@ class _Broken:
 class Credentials:
     """One credential per account, kept while the account's configuration is unchanged.
 
-    Collaborators (all optional; `Credentials()` is the production wiring):
+    Collaborators (all optional; `Credentials(allowlist=<the settings' allowlist>)` is the production
+    wiring):
+    - allowlist: what an account may name (secret variables, scope, authority, endpoint); an account
+      outside it gets no credential at all, so nothing is read, fetched or sent for it. Defaults to the
+      built-in values only.
     - environ: the environment, read lazily (the Kubernetes service host and port); defaults to
       `shared.settings.environment()`. Secrets are read through `shared.settings.secret`.
     - http: transport settings for Entra (a private CA file, retries, timeouts).
@@ -167,9 +173,11 @@ class Credentials:
       as azure-identity finds it in the environment).
     """
 
-    def __init__(self, *, environ: Mapping[str, str] | None = None, http: AzureHttp | None = None,
-                 policy: RefreshPolicy | None = None, clock: Callable[[], float] = time.time,
+    def __init__(self, *, allowlist: Allowlist | None = None, environ: Mapping[str, str] | None = None,
+                 http: AzureHttp | None = None, policy: RefreshPolicy | None = None,
+                 clock: Callable[[], float] = time.time,
                  managed_identity: Callable[[str | None], AsyncTokenCredential] | None = None) -> None:
+        self._allowlist = allowlist or Allowlist()
         self._environ = environ
         self._http = http or AzureHttp()
         self._policy = policy or RefreshPolicy()
@@ -197,14 +205,19 @@ class Credentials:
     def _build(self, account: Account) -> _Kept:
         kind = account.auth.type
         try:
+            refused = self._allowlist.account_problem(account)
+            if refused is not None:  # stored before the allowlist applied, or under other settings
+                raise CredentialProblem(f"{refused.field} {refused.problem}; the account is not used",
+                                        field=refused.field.removeprefix("auth."))
             if kind == "api-key":
-                return ApiKeyCredential(account, self._clock)
+                return ApiKeyCredential(account, self._allowlist.secret_prefix, self._clock)
             source: EntraSource | ManagedIdentitySource
             if kind in ENTRA_TYPES:
-                source = EntraSource(account, http=self._http, environ=self._env, clock=self._clock,
-                                     managed_identity=self._managed_identity)
+                source = EntraSource(account, http=self._http, environ=self._env, allowlist=self._allowlist,
+                                     clock=self._clock, managed_identity=self._managed_identity)
             elif kind == "managed-identity":
-                source = ManagedIdentitySource(account, clock=self._clock, factory=self._managed_identity)
+                source = ManagedIdentitySource(account, allowlist=self._allowlist, clock=self._clock,
+                                               factory=self._managed_identity)
             else:
                 raise CredentialProblem(f"auth type {kind!r} is not supported by this version of the gateway",
                                         field="type")

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..config.allowlist import Allowlist, NotAllowed
 from ..config.model import Account
 from ..settings import SettingsError, secret
 from . import azure_sdk
@@ -54,12 +55,27 @@ def default_scope(account: Account) -> str:
     return AZURE_OPENAI_SCOPE
 
 
-def authority_of(options: Mapping[str, Any]) -> str:
+def authority_of(options: Mapping[str, Any], allowlist: Allowlist) -> str:
     raw = str(options.get("authority_host") or DEFAULT_AUTHORITY).strip().rstrip("/")
     if urlsplit(raw).scheme != "https":
         raise CredentialProblem(f"auth.authority_host {raw!r} must be an https URL (Entra is only spoken to "
                                 "over TLS)", field="authority_host")
+    try:
+        allowlist.check_authority(raw)
+    except NotAllowed as exc:
+        raise CredentialProblem(f"auth.authority_host {exc.problem}", field="authority_host") from None
     return raw
+
+
+def allowed_scope(account: Account, allowlist: Allowlist) -> str:
+    """The account's scope, if the allowlist admits it: the gateway never asks Entra (as its app or its
+    managed identity) for a token to anything else, such as Storage or Resource Manager."""
+    scope = default_scope(account)
+    try:
+        allowlist.check_scope(scope)
+    except NotAllowed as exc:
+        raise CredentialProblem(f"auth.scope {exc.problem}", field="scope") from None
+    return scope
 
 
 def _token(info: AccessTokenInfo, started: float, real_started: float) -> Token:
@@ -84,14 +100,15 @@ class EntraSource:
     """A service principal's token from Entra: workload-identity, client-secret or certificate."""
 
     def __init__(self, account: Account, *, http: AzureHttp, environ: Callable[[], Mapping[str, str]],
-                 clock: Callable[[], float] = time.time,
+                 allowlist: Allowlist, clock: Callable[[], float] = time.time,
                  managed_identity: Callable[[str], AsyncTokenCredential] | None = None) -> None:
         o = account.auth.options
         self._account = account
         self._type = account.auth.type
         self._http = http
         self._clock = clock
-        self.scope = default_scope(account)
+        self._allowlist = allowlist
+        self.scope = allowed_scope(account, allowlist)
         self._assertion_options: Mapping[str, Any] = o.get("assertion") or {}
         self._assertions: AssertionSource | None = None
         if self._type == "workload-identity":
@@ -108,13 +125,13 @@ class EntraSource:
 
     def _build(self) -> AsyncTokenCredential:
         o = self._account.auth.options
-        authority = authority_of(o)
+        authority = authority_of(o, self._allowlist)
         tenant_id, client_id = str(o["tenant_id"]), str(o["client_id"])
         try:
             if self._type == "client-secret":
                 try:
-                    value = secret(str(o["secret_env"]), purpose=f"the client secret of account "
-                                                                 f"{self._account.name}")
+                    value = secret(str(o["secret_env"]), prefix=self._allowlist.secret_prefix,
+                                   purpose=f"the client secret of account {self._account.name}")
                 except SettingsError as exc:
                     raise CredentialProblem(f"{exc}: set it, or fix auth.secret_env",
                                             field="secret_env") from None
@@ -179,13 +196,13 @@ def _with_claims(attempt: Attempt, claims: dict[str, Any]) -> Attempt:
 class ManagedIdentitySource:
     """The host's own managed identity's token for the account's scope (auth type managed-identity)."""
 
-    def __init__(self, account: Account, *, clock: Callable[[], float] = time.time,
+    def __init__(self, account: Account, *, allowlist: Allowlist, clock: Callable[[], float] = time.time,
                  factory: Callable[[str | None], AsyncTokenCredential] | None = None) -> None:
         client_id = account.auth.options.get("client_id")
         self._client_id = str(client_id) if client_id else None
         self._clock = clock
         self._factory = factory
-        self.scope = default_scope(account)
+        self.scope = allowed_scope(account, allowlist)
         self._credential: AsyncTokenCredential | None = None
 
     async def fetch(self) -> Token:

@@ -32,7 +32,7 @@ DOCS: dict[str, dict[str, Any]] = {
     "identity-providers": {"jwks_uri": "https://idp.example.com/keys", "issuer": "https://idp.example.com"},
     "external-identities": {"identity_provider": "dev", "claims": {"groups": "ops"}},
     "accounts": {"kind": "azure-openai", "endpoint": "https://x.openai.azure.com",
-                 "auth": {"type": "api-key", "key_env": "X_KEY"}},
+                 "auth": {"type": "api-key", "key_env": "GATEWAY_SECRET_X_KEY"}},
     "models": {"targets": [{"account": "emulator", "deployment": "d1"}]},
     "mcp-servers": {"url": "https://mcp.example.com/sse", "workspace": "research"},
     "agents": {"url": "https://agent.example.com"},

@@ -33,7 +33,7 @@ OPERATIONS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "create a workspace": (lambda api, m: api.put(f"workspaces/{m}-ws", {}), (404, 404, 404, 404, 201, 201)),
     "read identity providers": (lambda api, m: api.get("identity-providers"), (403, 403, 403, 403, 200, 200)),
     "read an account": (lambda api, m: api.get("accounts/emulator"), (403, 403, 403, 403, 200, 200)),
-    "create an account": (lambda api, m: api.put(f"accounts/{m}", {"endpoint": "https://a.example.com",
+    "create an account": (lambda api, m: api.put(f"accounts/{m}", {"endpoint": "https://a.openai.azure.com",
                                                                        "auth": {"type": "managed-identity"}}),
                           (403, 403, 403, 403, 201, 201)),
     "read external identities": (lambda api, m: api.get("external-identities/developers"),

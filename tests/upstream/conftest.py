@@ -8,7 +8,7 @@ the credentials trust it through `AzureHttp(connection_verify=<CA file>)` (in-pr
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.entra import FakeEntra, Signer
 from sandbox.kubernetes import FakeKubernetes
 from sandbox.managed_identity import ManagedIdentityEndpoint
+from shared.config.allowlist import Allowlist
 from shared.upstream.azure_sdk import AzureHttp
 from shared.upstream.credentials import Credentials
 from shared.upstream.tokens import RefreshPolicy
@@ -95,11 +96,21 @@ def entra_http(tls: TLSFiles) -> AzureHttp:
     return AzureHttp(connection_verify=tls.ca_file, retry_total=0, connection_timeout=3, read_timeout=5)
 
 
+def allowlist_for(request: pytest.FixtureRequest, scopes: Iterable[str] = ()) -> Allowlist:
+    """What a test gateway's settings would allow: the emulator on http loopback
+    (GATEWAY_DEV_ALLOW_HTTP_LOOPBACK), the test's fake Entra (GATEWAY_AUTHORITY_HOSTS) and `scopes`
+    (GATEWAY_ENTRA_SCOPES)."""
+    authorities = {request.getfixturevalue("entra").url} if "entra" in request.fixturenames else set()
+    return Allowlist(http_loopback=True, authority_hosts=frozenset(authorities), scopes=frozenset(scopes))
+
+
 @pytest.fixture
-async def make_credentials(entra_http: AzureHttp) -> AsyncIterator[Callable[..., Credentials]]:
+async def make_credentials(entra_http: AzureHttp, request: pytest.FixtureRequest
+                           ) -> AsyncIterator[Callable[..., Credentials]]:
     made: list[Credentials] = []
 
-    def make(**kwargs: Any) -> Credentials:
+    def make(*, scopes: Iterable[str] = (), **kwargs: Any) -> Credentials:
+        kwargs.setdefault("allowlist", allowlist_for(request, scopes))
         kwargs.setdefault("http", entra_http)
         kwargs.setdefault("environ", {})
         kwargs.setdefault("policy", RefreshPolicy(failure_hold_seconds=0))

@@ -29,8 +29,10 @@ class TLSFiles:
 
 def account(auth: dict[str, Any], *, name: str = "aoai", endpoint: str = "https://acme.openai.azure.com",
             kind: str = "azure-openai") -> Account:
-    """An account as the configuration file would give it (validated by the real schema)."""
-    return parse_item("accounts", {"name": name, "kind": kind, "endpoint": endpoint, "auth": auth})
+    """An account as the configuration file would give it (its shape validated by the real schema; the
+    allowlist is applied by the `Credentials` under test, as for a stored account)."""
+    return parse_item("accounts", {"name": name, "kind": kind, "endpoint": endpoint, "auth": auth},
+                      allowlist=None)
 
 
 class Clock:

@@ -17,7 +17,8 @@ WI = Attempt(auth_type="workload-identity", tenant_id="tid", client_id="cid",
              assertion_claims={"iss": "https://oidc.example", "sub": "system:serviceaccount:ai:gw",
                                "aud": ["api://AzureADTokenExchange"], "nbf": 0, "exp": 60})
 SECRET = Attempt(auth_type="client-secret", tenant_id="tid", client_id="cid",
-                 authority="https://login.microsoftonline.com", scope="s/.default", secret_env="AOAI_SECRET")
+                 authority="https://login.microsoftonline.com", scope="s/.default",
+                 secret_env="GATEWAY_SECRET_AOAI")
 CERT = Attempt(auth_type="certificate", tenant_id="tid", client_id="cid",
                authority="https://login.microsoftonline.com", scope="s/.default", certificate_path="/c.pem")
 
@@ -37,8 +38,8 @@ def error(code: int) -> EntraError:
     (700016, WI, "client_id", "no application with client id 'cid'"),
     (90002, WI, "tenant_id", "has no tenant 'tid'"),
     (900023, WI, "tenant_id", "'tid' is not a valid tenant"),
-    (7000215, SECRET, "secret_env", "the value in environment variable AOAI_SECRET"),
-    (7000222, SECRET, "secret_env", "AOAI_SECRET has expired"),
+    (7000215, SECRET, "secret_env", "the value in environment variable GATEWAY_SECRET_AOAI"),
+    (7000222, SECRET, "secret_env", "GATEWAY_SECRET_AOAI has expired"),
     (700027, CERT, "certificate_path", "the certificate at /c.pem is not registered"),
     (50013, WI, "issuer", "does not verify against the keys"),
     (50166, WI, "issuer", "could not fetch the OpenID configuration"),

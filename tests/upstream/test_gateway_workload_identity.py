@@ -55,8 +55,9 @@ def world(azurite: Azurite, idp: DevIdentityProvider, loop: BackgroundLoop, tls:
     doc["collaborators"].append({"resource": "model:broken", "principal": "identity:developers",
                                  "role": "viewer"})
     tables = Tables(azurite, unique_prefix())
-    tables.apply(doc)
-    gw = GatewayProcess(gateway_env(tables, SSL_CERT_FILE=tls.ca_file, **endpoint.env),
+    tables.apply(doc, GATEWAY_AUTHORITY_HOSTS=entra.url)
+    gw = GatewayProcess(gateway_env(tables, SSL_CERT_FILE=tls.ca_file, GATEWAY_AUTHORITY_HOSTS=entra.url,
+                                    **endpoint.env),
                         tmp_path_factory.mktemp("gw-wi") / "gateway.log")
     yield {"gw": gw, "entra": entra, "endpoint": endpoint, "emulator": emulator, "idp": idp}
     gw.stop()

@@ -43,10 +43,11 @@ def world(azurite: Azurite, loop: BackgroundLoop, tls: TLSFiles, signers: dict[s
     doc = sandbox_config(idp, emulator)
     doc["accounts"] = [{"name": "emulator", "kind": "azure-openai", "endpoint": emulator.url,
                         "auth": {"type": "client-secret", "tenant_id": TENANT, "client_id": CLIENT,
-                                 "secret_env": "AOAI_SECRET", "authority_host": entra.url}}]
+                                 "secret_env": "GATEWAY_SECRET_AOAI", "authority_host": entra.url}}]
     tables = Tables(azurite, unique_prefix())
-    tables.apply(doc)
-    env = gateway_env(tables, SSL_CERT_FILE=tls.ca_file, AOAI_SECRET=SECRET)
+    tables.apply(doc, GATEWAY_AUTHORITY_HOSTS=entra.url)
+    env = gateway_env(tables, SSL_CERT_FILE=tls.ca_file, GATEWAY_SECRET_AOAI=SECRET,
+                      GATEWAY_AUTHORITY_HOSTS=entra.url)
     started: list[GatewayProcess] = []
 
     def serve() -> GatewayProcess:

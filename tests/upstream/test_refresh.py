@@ -20,13 +20,13 @@ SECRET = "s3cr3t-value"
 @pytest.fixture
 def app(entra: FakeEntra, monkeypatch: pytest.MonkeyPatch) -> FakeEntra:
     entra.add_app(TENANT, CLIENT, secrets=[SECRET])
-    monkeypatch.setenv("AOAI_SECRET", SECRET)
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI", SECRET)
     return entra
 
 
 def secret_account(entra: FakeEntra, name: str = "aoai", **extra: str):
     return account({"type": "client-secret", "tenant_id": TENANT, "client_id": CLIENT,
-                    "secret_env": "AOAI_SECRET", "authority_host": entra.url, **extra}, name=name)
+                    "secret_env": "GATEWAY_SECRET_AOAI", "authority_host": entra.url, **extra}, name=name)
 
 
 def issued(entra: FakeEntra) -> int:
@@ -176,17 +176,17 @@ async def test_configuration_change_rebuilds_the_credential(
 
 async def test_canary_and_status(app: FakeEntra, monkeypatch: pytest.MonkeyPatch,
                                  make_credentials: Callable[..., Credentials]) -> None:
-    monkeypatch.setenv("WRONG_SECRET", "nope")
+    monkeypatch.setenv("GATEWAY_SECRET_WRONG", "nope")
     clock = Clock()
     credentials = make_credentials(clock=clock)
     good = secret_account(app, name="good")
     bad = account({"type": "client-secret", "tenant_id": TENANT, "client_id": CLIENT,
-                   "secret_env": "WRONG_SECRET", "authority_host": app.url}, name="bad")
-    keyless = account({"type": "api-key", "key_env": "UNSET_KEY"}, name="keyless")
+                   "secret_env": "GATEWAY_SECRET_WRONG", "authority_host": app.url}, name="bad")
+    keyless = account({"type": "api-key", "key_env": "GATEWAY_SECRET_UNSET_KEY"}, name="keyless")
     errors = await credentials.refresh_all([good, bad, keyless])
     assert errors["good"] is None
     assert str(errors["bad"]).startswith("Entra refused the client secret (AADSTS7000215)")
-    assert "UNSET_KEY" in str(errors["keyless"])
+    assert "GATEWAY_SECRET_UNSET_KEY" in str(errors["keyless"])
     status = credentials.status()
     assert set(status) == {"good", "bad", "keyless"}
     assert status["good"]["error"] is None and status["good"]["refreshed_at"] == pytest.approx(clock(), abs=5)
@@ -239,8 +239,8 @@ c = Credentials()
 for auth in ({"type": "workload-identity", "tenant_id": "t", "client_id": "c",
               "assertion": {"source": "kubernetes", "namespace": "n", "service_account": "s"}},
              {"type": "managed-identity"}, {"type": "client-secret", "tenant_id": "t", "client_id": "c",
-              "secret_env": "X"}, {"type": "certificate", "tenant_id": "t", "client_id": "c",
-              "certificate_path": "/nope"}, {"type": "api-key", "key_env": "K"}):
+              "secret_env": "GATEWAY_SECRET_X"}, {"type": "certificate", "tenant_id": "t", "client_id": "c",
+              "certificate_path": "/nope"}, {"type": "api-key", "key_env": "GATEWAY_SECRET_K"}):
     c.for_account(account(auth, name=auth["type"]))
 print(sorted(m for m in sys.modules if m.startswith(("azure.identity", "msal"))))
 """

@@ -18,14 +18,15 @@ SECRET = "s3cr3t-value"
 
 def secret_account(entra: FakeEntra, endpoint: str = "https://acme.openai.azure.com", **extra: str):
     return account({"type": "client-secret", "tenant_id": TENANT, "client_id": CLIENT,
-                    "secret_env": "AOAI_SECRET", "authority_host": entra.url, **extra}, endpoint=endpoint)
+                    "secret_env": "GATEWAY_SECRET_AOAI", "authority_host": entra.url, **extra},
+                   endpoint=endpoint)
 
 
 async def test_api_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch,
                                                      make_credentials: Callable[..., Credentials]) -> None:
-    monkeypatch.setenv("AOAI_KEY", "k-123")
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI_KEY", "k-123")
     credentials = make_credentials()
-    acct = account({"type": "api-key", "key_env": "AOAI_KEY"})
+    acct = account({"type": "api-key", "key_env": "GATEWAY_SECRET_AOAI_KEY"})
     assert await credentials.for_account(acct).auth_headers() == {"api-key": "k-123"}
     assert credentials.status()["aoai"]["auth"] == "api-key"
     assert credentials.status()["aoai"]["expires_on"] is None
@@ -33,11 +34,12 @@ async def test_api_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyP
 
 async def test_api_key_missing_names_key_env(make_credentials: Callable[..., Credentials]) -> None:
     credentials = make_credentials()
-    acct = account({"type": "api-key", "key_env": "NOT_SET_ANYWHERE"})
+    acct = account({"type": "api-key", "key_env": "GATEWAY_SECRET_NOT_SET_ANYWHERE"})
     with pytest.raises(Unavailable) as caught:
         await credentials.for_account(acct).auth_headers()
     assert caught.value.status == 503
-    assert "account aoai" in caught.value.message and "NOT_SET_ANYWHERE" in caught.value.message
+    message = caught.value.message
+    assert "account aoai" in message and "GATEWAY_SECRET_NOT_SET_ANYWHERE" in message
     assert credentials.status()["aoai"]["field"] == "key_env"
 
 
@@ -45,7 +47,7 @@ async def test_client_secret_token_is_accepted_by_the_emulator(
         monkeypatch: pytest.MonkeyPatch, entra: FakeEntra, aoai: AzureOpenAIEmulator,
         make_credentials: Callable[..., Credentials]) -> None:
     entra.add_app(TENANT, CLIENT, secrets=[SECRET])
-    monkeypatch.setenv("AOAI_SECRET", SECRET)
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI", SECRET)
     credentials = make_credentials()
     headers = await credentials.for_account(secret_account(entra, aoai.url)).auth_headers()
     assert headers["Authorization"].startswith("Bearer ")
@@ -60,7 +62,7 @@ async def test_token_for_another_scope_is_refused_by_the_emulator(
         monkeypatch: pytest.MonkeyPatch, entra: FakeEntra, aoai: AzureOpenAIEmulator,
         make_credentials: Callable[..., Credentials]) -> None:
     entra.add_app(TENANT, CLIENT, secrets=[SECRET])
-    monkeypatch.setenv("AOAI_SECRET", SECRET)
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI", SECRET)
     acct = secret_account(entra, aoai.url, scope="https://ai.azure.com/.default")
     headers = await make_credentials().for_account(acct).auth_headers()
     assert (await chat(aoai.url, headers))[0] == 401
@@ -69,13 +71,13 @@ async def test_token_for_another_scope_is_refused_by_the_emulator(
 async def test_wrong_secret_names_secret_env(monkeypatch: pytest.MonkeyPatch, entra: FakeEntra,
                                              make_credentials: Callable[..., Credentials]) -> None:
     entra.add_app(TENANT, CLIENT, secrets=[SECRET])
-    monkeypatch.setenv("AOAI_SECRET", "the-secret-id-not-its-value")
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI", "the-secret-id-not-its-value")
     credentials = make_credentials()
     with pytest.raises(Unavailable) as caught:
         await credentials.for_account(secret_account(entra)).auth_headers()
     message = caught.value.message
     assert message.startswith("account aoai: Entra refused the client secret (AADSTS7000215)")
-    assert "AOAI_SECRET" in message and "the-secret-id-not-its-value" not in message
+    assert "GATEWAY_SECRET_AOAI" in message and "the-secret-id-not-its-value" not in message
     assert credentials.status()["aoai"]["field"] == "secret_env"
     assert credentials.status()["aoai"]["trace_id"]
 
@@ -83,15 +85,15 @@ async def test_wrong_secret_names_secret_env(monkeypatch: pytest.MonkeyPatch, en
 async def test_expired_secret(monkeypatch: pytest.MonkeyPatch, entra: FakeEntra,
                               make_credentials: Callable[..., Credentials]) -> None:
     entra.add_app(TENANT, CLIENT, expired_secrets=[SECRET])
-    monkeypatch.setenv("AOAI_SECRET", SECRET)
-    with pytest.raises(Unavailable, match=r"AADSTS7000222.*AOAI_SECRET has expired"):
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI", SECRET)
+    with pytest.raises(Unavailable, match=r"AADSTS7000222.*GATEWAY_SECRET_AOAI has expired"):
         await make_credentials().for_account(secret_account(entra)).auth_headers()
 
 
 async def test_unset_secret_variable_names_it(entra: FakeEntra,
                                               make_credentials: Callable[..., Credentials]) -> None:
     credentials = make_credentials()
-    with pytest.raises(Unavailable, match=r"AOAI_SECRET .* is not set.*auth.secret_env"):
+    with pytest.raises(Unavailable, match=r"GATEWAY_SECRET_AOAI .* is not set.*auth.secret_env"):
         await credentials.for_account(secret_account(entra)).auth_headers()
     assert entra.requests == []
     assert credentials.status()["aoai"]["field"] == "secret_env"
@@ -99,10 +101,10 @@ async def test_unset_secret_variable_names_it(entra: FakeEntra,
 
 async def test_plain_http_authority_is_refused(monkeypatch: pytest.MonkeyPatch,
                                                make_credentials: Callable[..., Credentials]) -> None:
-    monkeypatch.setenv("AOAI_SECRET", SECRET)
+    monkeypatch.setenv("GATEWAY_SECRET_AOAI", SECRET)
     acct = account({"type": "client-secret", "tenant_id": TENANT, "client_id": CLIENT,
-                    "secret_env": "AOAI_SECRET", "authority_host": "http://127.0.0.1:9"})
-    with pytest.raises(Unavailable, match=r"authority_host .* must be an https URL"):
+                    "secret_env": "GATEWAY_SECRET_AOAI", "authority_host": "http://127.0.0.1:9"})
+    with pytest.raises(Unavailable, match=r"authority_host.* must be an https URL"):
         await make_credentials().for_account(acct).auth_headers()
 
 

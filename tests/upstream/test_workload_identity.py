@@ -302,10 +302,11 @@ async def test_unreachable_issuer(entra: FakeEntra, signers: dict[str, Signer], 
 async def test_wrong_scope(entra: FakeEntra, kube: FakeKubernetes, token_file_account,
                            make_credentials: Callable[..., Credentials]) -> None:
     entra.add_app(TENANT, CLIENT, federated=[FederatedCredential(kube.issuer, SUBJECT)])
-    message, status = await failure(make_credentials(), token_file_account(scope="https://nope.example/.default"))
+    # both listed in GATEWAY_ENTRA_SCOPES, so what is reported is Entra's own refusal
+    listed = make_credentials(scopes=["https://nope.example/.default", "https://cognitiveservices.azure.com"])
+    message, status = await failure(listed, token_file_account(scope="https://nope.example/.default"))
     assert "(AADSTS500011)" in message and status["field"] == "scope"
-    message, status = await failure(make_credentials(),
-                                    token_file_account(scope="https://cognitiveservices.azure.com"))
+    message, status = await failure(listed, token_file_account(scope="https://cognitiveservices.azure.com"))
     assert "(AADSTS1002012)" in message and "set auth.scope" in message and status["field"] == "scope"
 
 

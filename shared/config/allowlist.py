@@ -1,0 +1,206 @@
+"""Where an account may make the gateway act with its own identity, and which secrets it may read.
+
+An account names an environment variable (`key_env`, `secret_env`) the gateway reads, an Entra scope
+and authority it asks for a token (as its managed identity or app registration), and an endpoint it
+sends that key or token to. Left open, whoever may edit an account could have the gateway read the
+tables' connection string, get a token for Azure Storage or Resource Manager, and send either to a host
+of their choosing. So each is held to built-in values plus additions only the operator can make
+(settings): checked when a file is applied or /manage writes an account, when a stored configuration is
+loaded, and again where a credential is built.
+
+Errors never repeat the offending value (it is the caller's text); they say what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .model import Account
+
+DEFAULT_SECRET_PREFIX = "GATEWAY_SECRET_"
+# Azure OpenAI, Azure AI Services and Foundry resources, in the public, US Government and China clouds.
+ENDPOINT_SUFFIXES = tuple(f"{service}.{cloud}" for cloud in ("azure.com", "azure.us", "azure.cn")
+                          for service in ("openai", "cognitiveservices", "services.ai"))
+# The Cognitive Services resource of each cloud (the default the gateway derives) and Foundry projects.
+ENTRA_SCOPES = frozenset({"https://cognitiveservices.azure.com/.default",
+                          "https://cognitiveservices.azure.us/.default",
+                          "https://cognitiveservices.azure.cn/.default",
+                          "https://ai.azure.com/.default"})
+AUTHORITY_HOSTS = frozenset({"https://login.microsoftonline.com", "https://login.microsoftonline.us",
+                             "https://login.chinacloudapi.cn", "https://login.partner.microsoftonline.cn"})
+ENV_FIELDS = ("key_env", "secret_env")
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_LABEL_RE = re.compile(rf"^{_LABEL}$")
+_HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")   # ASCII, lower case, no trailing dot
+_NETLOC_RE = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\[\]]+)(?::(?P<port>[0-9]{1,5}))?$")
+_ENV_RE = re.compile(r"^[A-Z0-9_]+$")
+_PROJECT_PATH_RE = re.compile(r"^/api/projects/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/?$")
+
+
+class NotAllowed(ValueError):
+    """A value outside the allowlist; `field` is relative to the account (e.g. auth.scope)."""
+
+    def __init__(self, problem: str, field: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class _Url:
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+
+
+def _split(url: str) -> _Url:
+    """The parts of an absolute URL, refusing anything two URL parsers could read differently
+    (user information, backslashes, non-ASCII, upper case scheme, a query or fragment)."""
+    if not url.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F or c in "\\@?#%" for c in url):
+        raise NotAllowed("must be a plain ASCII URL without user information, query, fragment, "
+                         "escapes or backslashes")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not url.startswith(f"{parts.scheme}://"):
+        raise NotAllowed("must be an https URL")
+    match = _NETLOC_RE.match(parts.netloc)
+    if match is None:
+        raise NotAllowed("must be an https URL with a host name (and no user information)")
+    port = int(match["port"]) if match["port"] is not None else None
+    return _Url(parts.scheme, match["host"], port, parts.path)
+
+
+def host_name(text: str) -> str:
+    """A lower-case DNS host name as an operator lists it in a setting; ValueError otherwise."""
+    host = text.strip().lower()
+    if not _HOST_RE.match(host):
+        raise ValueError(f"{text.strip()!r} must be a host name (no scheme, port or path)")
+    return host
+
+
+def https_origin(text: str) -> str:
+    """`https://host[:port]` with the host in lower case and no trailing slash; ValueError for
+    anything with a path, user information, query or another scheme."""
+    try:
+        url = _split(text.strip())
+    except NotAllowed as exc:
+        raise ValueError(exc.problem) from None
+    host = url.host.lower()
+    if url.scheme != "https" or url.path not in ("", "/") or not (_HOST_RE.match(host) or _is_ip(host)):
+        raise ValueError("must be an https URL, https://<host>[:port] without a path")
+    return f"https://{host}" + (f":{url.port}" if url.port not in (None, 443) else "")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    """The built-in values plus the operator's additions. `Allowlist()` is the strictest: the
+    built-in values only, the default prefix, and no plain http."""
+
+    secret_prefix: str = DEFAULT_SECRET_PREFIX
+    upstream_hosts: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    authority_hosts: frozenset[str] = frozenset()
+    http_loopback: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Allowlist:
+        return cls(secret_prefix=settings.secret_env_prefix, upstream_hosts=settings.upstream_hosts,
+                   scopes=settings.entra_scopes, authority_hosts=settings.authority_hosts,
+                   http_loopback=settings.allow_http_loopback)
+
+    def check_env_name(self, name: str) -> None:
+        """A variable the configuration names for a secret (key_env, secret_env, headers_env values)."""
+        if not (self.secret_prefix and name.startswith(self.secret_prefix)
+                and len(name) > len(self.secret_prefix) and _ENV_RE.match(name)):
+            raise NotAllowed(f"must name an environment variable starting with {self.secret_prefix} "
+                             "(upper case letters, digits, underscores; the prefix is the setting "
+                             "GATEWAY_SECRET_ENV_PREFIX)")
+
+    def check_scope(self, scope: str) -> None:
+        if scope not in ENTRA_SCOPES and scope not in self.scopes:
+            raise NotAllowed("must be https://cognitiveservices.azure.com/.default, "
+                             "https://ai.azure.com/.default or a scope listed in GATEWAY_ENTRA_SCOPES")
+
+    def check_authority(self, authority: str) -> None:
+        try:
+            origin = https_origin(authority)
+        except ValueError as exc:
+            raise NotAllowed(f"{exc}") from None
+        if origin not in AUTHORITY_HOSTS and origin not in self.authority_hosts:
+            raise NotAllowed("must be an Entra cloud (https://login.microsoftonline.com, "
+                             "https://login.microsoftonline.us, https://login.chinacloudapi.cn, "
+                             "https://login.partner.microsoftonline.cn) or listed in GATEWAY_AUTHORITY_HOSTS")
+
+    def check_endpoint(self, endpoint: str, *, foundry: bool = False) -> None:
+        """https to <resource>.<an Azure OpenAI, AI Services or Foundry domain> or a listed host, port
+        443, no path (a Foundry project's /api/projects/<name> for ai-foundry); plain http only to
+        loopback with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK."""
+        url = _split(endpoint)
+        plain_path = url.path in ("", "/")
+        if url.scheme == "http":
+            if not (self.http_loopback and is_loopback_host(url.host) and plain_path):
+                raise NotAllowed("must use https (plain http is allowed only to a loopback address, "
+                                 "without a path, with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK=true)")
+            return
+        if url.port not in (None, 443):
+            raise NotAllowed("must not name a port other than 443")
+        if not (plain_path or (foundry and _PROJECT_PATH_RE.match(url.path))):
+            raise NotAllowed("must be the resource's base URL, without a path"
+                             + (" (or /api/projects/<project>)" if foundry else ""))
+        if not self._known_host(url.host):
+            raise NotAllowed("must be https://<resource>.openai.azure.com, .cognitiveservices.azure.com or "
+                             ".services.ai.azure.com (or the .azure.us and .azure.cn equivalents), in lower "
+                             "case, or a host listed in GATEWAY_UPSTREAM_HOSTS")
+
+    def _known_host(self, host: str) -> bool:
+        if not _HOST_RE.match(host):
+            return False
+        if host in self.upstream_hosts:
+            return True
+        label, _, suffix = host.partition(".")
+        return suffix in ENDPOINT_SUFFIXES and bool(_LABEL_RE.match(label))
+
+    def account_problem(self, account: Account) -> NotAllowed | None:
+        """The first value of `account` outside the allowlist, its field relative to the account."""
+        options = account.auth.options
+
+        def endpoint(value: str) -> None:
+            self.check_endpoint(value, foundry=account.kind == "ai-foundry")
+
+        checks: list[tuple[str, Callable[[str], None], object]] = [("endpoint", endpoint, account.endpoint)]
+        checks += [(f"auth.{key}", self.check_env_name, options.get(key)) for key in ENV_FIELDS]
+        checks += [("auth.scope", self.check_scope, options.get("scope")),
+                   ("auth.authority_host", self.check_authority, options.get("authority_host"))]
+        for field, check, value in checks:
+            if value is None:
+                continue
+            try:
+                check(str(value))
+            except NotAllowed as exc:
+                return NotAllowed(exc.problem, field)
+        return None
