@@ -21,7 +21,7 @@ from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from shared.upstream.usage import UsageRecorder, read_usage
 
-from .conftest import (
+from tests.conftest import (
     EMULATOR_KEY,
     ROOT,
     GatewayProcess,

@@ -19,7 +19,7 @@ from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
 
-from .conftest import EMULATOR_KEY, GatewayProcess, Tables, gateway_env, unique_prefix
+from tests.conftest import EMULATOR_KEY, GatewayProcess, Tables, gateway_env, unique_prefix
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
 ANSWER = "Hello from the emulator. You said: Are you there?"
