@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
@@ -24,7 +24,9 @@ from .auth.identities import Principal
 from .config.snapshot import View
 from .errors import GatewayError, InvalidRequest, InvalidToken, ModelNotFound, RequestTooLarge, to_response
 from .manage.routes import MANAGE_ROUTES
-from .telemetry import REFUSALS, REQUESTS, count_tokens, identity_of, tracer
+from .telemetry import REFUSALS, REQUESTS, identity_of, tracer
+from .upstream.outbound import Outbound
+from .upstream.response import to_starlette
 
 log = logging.getLogger("gateway.request")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -125,17 +127,11 @@ async def _proxy(req: Request, operation: str, path_model: str | None) -> Respon
                 if model is None or not view.policy.allows(principal.principals, f"model:{model_name}",
                                                            "viewer"):
                     raise ModelNotFound(model_name)
-            identity = identity_of(principal.identities)
-            user, name = principal.user, model_name
-
-            def on_usage(usage: Mapping[str, object] | None) -> None:
-                gw.usage.record(user, name, usage)
-                count_tokens(usage, identity=identity, model=name)
-
-            response = await gw.forwarder.forward(
-                model=model, accounts=view.accounts, operation=operation, raw=raw, doc=doc,
-                query=req.query_params, caller_headers=req.headers, request_id=request_id,
-                on_usage=on_usage)
+            out = Outbound(method=req.method, operation=operation, query=req.query_params,
+                           headers=req.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
+                           model=model, principal=principal.user,
+                           identity=identity_of(principal.identities), request_id=request_id)
+            response = to_starlette(await gw.forwarder.forward(out, view.accounts, gw.usage.charge))
         except GatewayError as exc:
             response = to_response(exc, request_id)
             _finish(span, req, route_name, request_id, principal, model_name, response.status_code,

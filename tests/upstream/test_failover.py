@@ -18,7 +18,6 @@ from sandbox.azurite import Azurite, free_port
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-
 from tests.conftest import EMULATOR_KEY, GatewayProcess, Tables, gateway_env, unique_prefix
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]

@@ -12,15 +12,16 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from sandbox.azurite import Azurite, free_port
-from sandbox.emulator import AzureOpenAIEmulator
+from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
+from sandbox.loop import BackgroundLoop
 from shared.upstream.usage import UsageRecorder, read_usage
-
 from tests.conftest import (
     EMULATOR_KEY,
     ROOT,
@@ -175,3 +176,155 @@ async def test_counts_survive_storage_being_down_and_are_written_when_it_is_back
     assert [(r["principal"], r["requests"], r["prompt_tokens"], r["completion_tokens"],
              r["total_tokens"]) for r in rows] == [("user:dev/bob", 3, 4, 6, 10)]
 
+
+
+# ---- attacks on usage accounting ----------------------------------------------------------------------
+# One gateway serves every attack below (each as its own principal), then shuts down (its last flush);
+# each test then reads its principal's row of the usage table.
+
+CHAT_HEAD = ('{"id":"chatcmpl-x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+             '"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],')
+BIG = '{"prompt_tokens":900,"completion_tokens":900,"total_tokens":1800}'
+SMALL = '{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}'
+
+
+def usage_event(*members: str) -> bytes:
+    return (b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m",'
+            b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+            b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+            + ",".join(f'"usage":{m}' for m in members).encode() + b'}\n\ndata: [DONE]\n\n')
+
+
+DUPLICATES = {
+    # name: (upstream body, its content type, status the caller gets, (requests, total_tokens) or None)
+    "usage-twice-big-first": (f'{CHAT_HEAD}"usage":{BIG},"usage":{SMALL}}}'.encode(), "application/json",
+                              502, None),
+    "usage-twice-small-first": (f'{CHAT_HEAD}"usage":{SMALL},"usage":{BIG}}}'.encode(), "application/json",
+                                502, None),
+    "member-twice-in-usage": (f'{CHAT_HEAD}"usage":{{"prompt_tokens":900,"prompt_tokens":1,'
+                              '"total_tokens":2}}'.encode(), "application/json", 502, None),
+    "stream-usage-twice-big-first": (usage_event(BIG, SMALL), "text/event-stream", 200, (1, 0)),
+    "stream-usage-twice-small-first": (usage_event(SMALL, BIG), "text/event-stream", 200, (1, 0)),
+}
+LATER_USAGE = (b'{"id":"resp_x","object":"response","created_at":1,"status":"completed","model":"m",'
+               b'"output":[],"usage":{"input_tokens":7,"output_tokens":5,"total_tokens":12},'
+               b'"metadata":{"usage":"none"},"user":null}')
+
+
+async def _leave_after_last_chunk(url: str, body: dict[str, Any], bearer: str) -> bytes:
+    """Reads a stream until its last content chunk, then drops the connection."""
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(url, json=body, headers={"Authorization": f"Bearer {bearer}"})
+        got = b""
+        async for chunk in resp.content.iter_any():
+            got += chunk
+            if b'"finish_reason":"stop"' in got:
+                break
+        resp.close()
+        return got
+
+
+def _exchange(create: Any) -> tuple[int, bytes]:
+    """Status and body of one call, whether it succeeds or not."""
+    try:
+        with create() as response:
+            return response.status_code, b"".join(response.iter_bytes())
+    except openai.APIStatusError as exc:
+        return exc.status_code, exc.response.content
+
+
+def _drive_attacks(gw: GatewayProcess, slow: AzureOpenAIEmulator, idp: DevIdentityProvider,
+                   loop: BackgroundLoop) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=token(idp, "responses-stream"),
+                       max_retries=0) as client, client.responses.with_streaming_response.create(
+            model="gpt-4o", input="Count my tokens please", stream=True) as response:
+        seen["responses-stream"] = b"".join(response.iter_bytes())
+    with openai.OpenAI(base_url=slow.url + "/openai/v1", api_key=EMULATOR_KEY) as client, \
+            client.responses.with_streaming_response.create(
+                model="gpt-4o-dep", input="Count my tokens please", stream=True) as response:
+        seen["responses-direct"] = b"".join(response.iter_bytes())
+    for include in (False, True):
+        body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True,
+                **({"stream_options": {"include_usage": True}} if include else {})}
+        seen[f"abort-{include}"] = loop.run(_leave_after_last_chunk(
+            gw.url + "/v1/chat/completions", body, token(idp, f"abort-{include}")))
+    for name, (upstream, content_type, _, _) in DUPLICATES.items():
+        slow.faults.append(Fault(body=upstream, content_type=content_type))
+        stream = content_type == "text/event-stream"
+        with openai.OpenAI(base_url=gw.url + "/v1", api_key=token(idp, name), max_retries=0) as client:
+            seen[name] = _exchange(lambda: client.chat.completions.with_streaming_response.create(
+                model="gpt-4o", messages=MESSAGES, stream=stream,  # noqa: B023 (called at once)
+                stream_options={"include_usage": True} if stream else openai.omit))  # noqa: B023
+    slow.faults.append(Fault(body=LATER_USAGE))
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=token(idp, "later-usage"), max_retries=0) as client:
+        seen["later-usage"] = _exchange(lambda: client.responses.with_streaming_response.create(
+            model="gpt-4o", input="hi"))
+    return seen
+
+
+@pytest.fixture(scope="module")
+def attacks(azurite: Azurite, idp: DevIdentityProvider, loop: BackgroundLoop,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    # Events 0.1 s apart: a caller leaving at the last content chunk is gone before the usage chunk.
+    slow = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=0.1)
+    loop.run(slow.start())
+    tables = Tables(azurite, unique_prefix())
+    tables.apply(sandbox_config(idp, slow))
+    gw = GatewayProcess(gateway_env(tables), tmp_path_factory.mktemp("gw") / "gateway.log")
+    try:
+        seen = _drive_attacks(gw, slow, idp, loop)
+        with direct(slow) as client:
+            chunks = list(client.chat.completions.create(model="gpt-4o-dep", messages=MESSAGES, stream=True,
+                                                         stream_options={"include_usage": True}))
+    finally:
+        gw.stop()
+        loop.run(slow.stop())
+    rows = {r["principal"].removeprefix("user:dev/"): r for r in rows_of(tables)}
+    yield {"seen": seen, "rows": rows, "chat_usage": chunks[-1].usage}
+
+
+def test_attack_usage_evaded_by_responses_stream(attacks: dict[str, Any]) -> None:
+    """A streamed /v1/responses reports its usage only inside `response.completed`."""
+    through, direct_bytes = attacks["seen"]["responses-stream"], attacks["seen"]["responses-direct"]
+    assert through == direct_bytes and b"event: response.completed" in through
+    final = json.loads(through.split(b"event: response.completed\ndata: ")[1])
+    usage = final["response"]["usage"]
+    row = attacks["rows"]["responses-stream"]
+    assert (row["requests"], row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (
+        1, usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) and usage["total_tokens"]
+
+
+@pytest.mark.parametrize("include_usage", [False, True], ids=["usage-not-asked", "usage-asked"])
+def test_attack_usage_evaded_by_abort_after_last_chunk(attacks: dict[str, Any], include_usage: bool) -> None:
+    """The caller has every word of the answer and leaves before the usage chunk that follows it."""
+    got = attacks["seen"][f"abort-{include_usage}"]
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                   for line in got.decode().splitlines() if line.startswith("data: {"))
+    assert text == "Hello from the emulator. You said: Count my tokens please" and b'"usage":{' not in got
+    usage = attacks["chat_usage"]
+    row = attacks["rows"][f"abort-{include_usage}"]
+    assert (row["requests"], row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (
+        1, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+@pytest.mark.parametrize("name", list(DUPLICATES))
+def test_attack_usage_duplicate_members(attacks: dict[str, Any], name: str) -> None:
+    """A usage given twice (or a member of it) is never resolved in anyone's favour: an answer with one
+    is refused (the caller never gets it, nothing is counted); a stream, already relayed, counts the
+    request without tokens, whichever order the members come in."""
+    _, _, status, counted = DUPLICATES[name]
+    got, body = attacks["seen"][name]
+    assert got == status
+    if status == 502:
+        assert json.loads(body)["error"]["code"] == "upstream_error" and b"900" not in body
+    row = attacks["rows"].get(name)
+    assert (None if row is None else (row["requests"], row["total_tokens"])) == counted
+
+
+def test_attack_usage_evaded_by_a_later_member_named_usage(attacks: dict[str, Any]) -> None:
+    """Echoed metadata with a member called `usage`, after the real one, is not the answer's usage."""
+    assert attacks["seen"]["later-usage"] == (200, LATER_USAGE)
+    row = attacks["rows"]["later-usage"]
+    assert (row["requests"], row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (
+        1, 7, 5, 12)
