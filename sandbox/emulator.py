@@ -2,7 +2,8 @@
 
 Answers are deterministic functions of the request body without its `model` and `stream_options`
 members, so a test can call the emulator directly and through the gateway and compare the bytes. Faults
-(statuses, delays, dropped streams) are queued by tests to exercise the gateway's error paths.
+(statuses, delays, dropped streams, and a hostile upstream's headers, redirects and bodies) are queued
+by tests to exercise the gateway's error paths.
 Development tooling only: never deployed, never imported by the gateway.
 """
 
@@ -63,6 +64,13 @@ class Fault:
     delay: float = 0.0
     reset_after_chunks: int | None = None
     deployment: str | None = None
+    headers: dict[str, str] | None = None
+    """Extra headers on whatever is answered (a status fault, a raw body or the normal answer)."""
+    message: str | None = None
+    """A status fault's message instead of Azure's; `{deployment}` becomes the deployment's name."""
+    body: bytes | None = None
+    """Answered as is (with `status`, default 200, and `content_type`) instead of the computed answer."""
+    content_type: str = "application/json"
 
     def matches(self, deployment: str) -> bool:
         return self.deployment is None or self.deployment == deployment
@@ -256,15 +264,19 @@ class AzureOpenAIEmulator:
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
+            if fault.body is not None:
+                return web.Response(status=fault.status or 200, body=fault.body, headers={
+                    "Content-Type": fault.content_type, **(fault.headers or {})})
             if fault.status is not None:
-                return self._fault_response(fault)
+                return self._fault_response(fault, deployment)
             if fault.reset_after_chunks is not None and not stream:
                 # A non-streaming request has nothing to cut short: drop the connection unanswered.
                 _abort(request)
                 return web.Response(status=500)
         reset_after = fault.reset_after_chunks if fault is not None else None
+        extra = (fault.headers if fault is not None else None) or {}
         try:
-            return await self._answer(request, route["op"], payload, stream, reset_after)
+            return await self._answer(request, route["op"], payload, stream, reset_after, extra)
         except _BadRequest as exc:
             return _error_response(exc.status, exc.code, exc.message)
 
@@ -278,24 +290,30 @@ class AzureOpenAIEmulator:
             raise _BadRequest(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise _BadRequest(400, "BadRequest", "The request body must be a JSON object")
-        if op == "responses" and payload.get("stream"):
-            raise _BadRequest(400, "BadRequest", "The emulator does not stream the responses API")
         return payload
 
-    def _fault_response(self, fault: Fault) -> web.Response:
+    def _fault_response(self, fault: Fault, deployment: str) -> web.Response:
         status = fault.status or 500
-        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
-        message = _STATUS_MESSAGES.get(status, "Injected fault").format(retry_after=fault.retry_after or 1)
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        headers.update(fault.headers or {})
+        if fault.message is not None:
+            message = fault.message.replace("{deployment}", deployment)
+        else:
+            message = _STATUS_MESSAGES.get(status, "Injected fault").format(
+                retry_after=fault.retry_after or 1)
         return _error_response(status, str(status), message, headers)
 
     async def _answer(self, request: web.BaseRequest, op: str, payload: dict[str, Any], stream: bool,
-                      reset_after: int | None) -> web.StreamResponse:
+                      reset_after: int | None, headers: dict[str, str]) -> web.StreamResponse:
         # `stream_options` only changes whether a usage chunk is sent, never the answer or its id.
         digest = _digest({k: v for k, v in payload.items() if k not in ("model", "stream_options")})
         if op == "embeddings":
-            return _json_response(self._embeddings(payload))
+            return _json_response(self._embeddings(payload), headers)
         if op == "responses":
-            return _json_response(self._responses(payload, digest))
+            final = self._responses(payload, digest)
+            if stream:
+                return await self._stream(request, _response_events(final), reset_after, headers)
+            return _json_response(final, headers)
         chat = op == "chat/completions"
         if chat:
             said, prompt_text = _last_user_text(payload.get("messages")), _all_text(payload.get("messages"))
@@ -311,17 +329,18 @@ class AzureOpenAIEmulator:
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             chunks = self._chat_chunks(ident, text, usage if include_usage else None) if chat \
                 else self._completion_chunks(ident, text, usage if include_usage else None)
-            return await self._stream(request, chunks, reset_after)
+            events = [b"data: " + _dumps(chunk) + b"\n\n" for chunk in chunks] + [b"data: [DONE]\n\n"]
+            return await self._stream(request, events, reset_after, headers)
         if chat:
             return _json_response({
                 "id": ident, "object": "chat.completion", "created": CREATED, "model": self.model_name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                              "logprobs": None, "finish_reason": "stop"}],
-                "usage": usage, "system_fingerprint": "fp_emulator"})
+                "usage": usage, "system_fingerprint": "fp_emulator"}, headers)
         return _json_response({
             "id": ident, "object": "text_completion", "created": CREATED, "model": self.model_name,
             "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
-            "usage": usage})
+            "usage": usage}, headers)
 
     def _chat_chunks(self, ident: str, text: str, usage: dict[str, int] | None) -> list[dict[str, Any]]:
         def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
@@ -359,12 +378,11 @@ class AzureOpenAIEmulator:
                            "model": self.model_name, "choices": [], "usage": usage})
         return chunks
 
-    async def _stream(self, request: web.BaseRequest, chunks: list[dict[str, Any]],
-                      reset_after: int | None) -> web.StreamResponse:
+    async def _stream(self, request: web.BaseRequest, events: list[bytes], reset_after: int | None,
+                      headers: dict[str, str]) -> web.StreamResponse:
         """Server-sent events, each written (and so flushed) on its own, `chunk_interval` apart."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                               "Cache-Control": "no-cache"})
-        events = [b"data: " + _dumps(chunk) + b"\n\n" for chunk in chunks] + [b"data: [DONE]\n\n"]
+                                               "Cache-Control": "no-cache", **headers})
         try:
             await response.prepare(request)
             for index, event in enumerate(events):
@@ -431,8 +449,32 @@ class AzureOpenAIEmulator:
                       "total_tokens": input_tokens + output_tokens}}
 
 
-def _json_response(value: dict[str, Any]) -> web.Response:
-    return web.Response(body=_dumps(value), content_type="application/json")
+def _json_response(value: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_dumps(value), headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def _response_events(final: dict[str, Any]) -> list[bytes]:
+    """The Responses API's stream of one text answer: created, the text in word-sized deltas, and
+    `response.completed` with the whole response, whose `usage` is the only one in the stream."""
+    item = final["output"][0]
+    part = item["content"][0]
+    text, where = part["text"], {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    started = {**final, "status": "in_progress", "output": [], "usage": None}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": started}),
+        ("response.in_progress", {"response": started}),
+        ("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress",
+                                                                     "content": []}}),
+        ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
+        *(("response.output_text.delta", {**where, "delta": piece, "logprobs": []})
+          for piece in _pieces(text)),
+        ("response.output_text.done", {**where, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**where, "part": part}),
+        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.completed", {"response": final}),
+    ]
+    return [b"event: " + name.encode() + b"\ndata: " + _dumps({"type": name, "sequence_number": n, **fields})
+            + b"\n\n" for n, (name, fields) in enumerate(events)]
 
 
 def _abort(request: web.BaseRequest) -> None:

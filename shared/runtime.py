@@ -62,9 +62,9 @@ class Gateway:
     async def aclose(self) -> None:
         if self.keeper is not None:
             self.keeper.cancel()
+        await self.forwarder.aclose()     # first: streams still being drained charge their usage
         await self.usage.aclose()
         await self.snapshot.aclose()
-        await self.forwarder.aclose()
         await self.authenticator.aclose()
         await self.credentials.aclose()
         await self.store.aclose()

@@ -181,6 +181,48 @@ def test_responses(emu: AzureOpenAIEmulator) -> None:
     assert emu.requests[0].deployment == "gpt-4o-dep"
 
 
+def test_responses_stream(emu: AzureOpenAIEmulator) -> None:
+    """The Responses API's events, as the SDK's own stream helper accumulates them; the usage comes
+    only in `response.completed`."""
+    with v1(emu) as client:
+        events = list(client.responses.create(model="gpt-4o-dep", input="tell me", stream=True))
+        whole = client.responses.create(model="gpt-4o-dep", input="tell me")
+        with client.responses.stream(model="gpt-4o-dep", input="tell me") as stream:
+            accumulated = stream.get_final_response()
+    types = [e.type for e in events]
+    assert types[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert types[-4:] == ["response.output_text.done", "response.content_part.done",
+                          "response.output_item.done", "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert deltas[:2] == ["Hello", " from"] and "".join(deltas) == whole.output_text
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.output_text == accumulated.output_text == whole.output_text
+    assert final.usage == whole.usage and final.usage is not None
+    assert all(getattr(e, "response", None) is None or e.response.usage is None for e in events[:-1])
+
+
+def test_hostile_faults(emu: AzureOpenAIEmulator, bg: BackgroundLoop) -> None:
+    """Redirects, extra headers, messages naming the deployment, and raw bodies, as a hostile upstream."""
+    url = f"{emu.url}/openai/deployments/dep-9/chat/completions?api-version={API_VERSION}"
+    body = {"messages": user("hi")}
+    emu.faults.extend([Fault(status=307, headers={"Location": "https://evil.example/x"}),
+                       Fault(headers={"Server": "Evil/1.0", "x-ms-region": "evil-region"}),
+                       Fault(status=404, message="no deployment {deployment} here"),
+                       Fault(body=b'{"usage":{},"usage":{}}', headers={"x-extra": "1"})])
+    status, headers, _ = bg.run(raw_post(url, body))
+    assert (status, headers["Location"]) == (307, "https://evil.example/x")
+    status, headers, content = bg.run(raw_post(url, body))
+    assert (status, headers["Server"], headers["x-ms-region"]) == (200, "Evil/1.0", "evil-region")
+    assert json.loads(content)["choices"]
+    status, _, content = bg.run(raw_post(url, body))
+    assert (status, json.loads(content)["error"]["message"]) == (404, "no deployment dep-9 here")
+    status, headers, content = bg.run(raw_post(url, body))
+    assert (status, content, headers["x-extra"]) == (200, b'{"usage":{},"usage":{}}', "1")
+    assert headers["Content-Type"] == "application/json" and not emu.faults
+
+
 def test_wrong_key_is_401_and_recorded(emu: AzureOpenAIEmulator) -> None:
     with azure(emu, api_key="wrong") as client, pytest.raises(openai.AuthenticationError) as caught:
         client.chat.completions.create(model="dep", messages=user("hi"))
@@ -205,8 +247,8 @@ def test_bearer_check(make_emulator: Callable[..., AzureOpenAIEmulator]) -> None
 
 async def raw_post(url: str, body: dict[str, Any], key: str = KEY) -> tuple[int, dict[str, str], bytes]:
     async with aiohttp.ClientSession() as session, \
-            session.post(url, data=json.dumps(body), headers={"api-key": key,
-                                                              "Content-Type": "application/json"}) as resp:
+            session.post(url, data=json.dumps(body), allow_redirects=False,
+                         headers={"api-key": key, "Content-Type": "application/json"}) as resp:
         return resp.status, dict(resp.headers), await resp.read()
 
 

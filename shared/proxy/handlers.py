@@ -6,14 +6,15 @@ non-canonical path and ambiguous framing, and turns every failure into its answe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
 from ..errors import InvalidRequest, ModelNotFound
-from ..telemetry import count_tokens, identity_of, tracer
+from ..telemetry import identity_of, tracer
+from ..upstream.outbound import Outbound
+from ..upstream.response import to_starlette
 from . import operations
 
 if TYPE_CHECKING:
@@ -36,17 +37,11 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         model = view.models.get(model_name)
         if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
             raise ModelNotFound(model_name)
-    identity = identity_of(principal.identities)
-    user = principal.user
-
-    def on_usage(usage: Mapping[str, object] | None) -> None:
-        gw.usage.record(user, model_name, usage)
-        count_tokens(usage, identity=identity, model=model_name)
-
-    return await gw.forwarder.forward(
-        model=model, accounts=view.accounts, operation=operation, raw=raw, doc=doc,
-        query=call.request.query_params, caller_headers=call.request.headers, request_id=call.request_id,
-        on_usage=on_usage)
+    out = Outbound(method=call.request.method, operation=operation, query=call.request.query_params,
+                   headers=call.request.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
+                   model=model, principal=principal.user, identity=identity_of(principal.identities),
+                   request_id=call.request_id)
+    return to_starlette(await gw.forwarder.forward(out, view.accounts, gw.usage.charge))
 
 
 async def chat_completions(call: Call) -> Response:

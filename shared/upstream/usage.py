@@ -22,8 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..telemetry import count_tokens
+
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
+
+    from .outbound import Outbound
 
 log = logging.getLogger("gateway.usage")
 
@@ -51,8 +55,14 @@ class Counts:
         self.total_tokens += other.total_tokens
 
 
+MAX_TOKENS = 1 << 32
+"""More tokens than one request can use: a count this large is not believed (it would also overflow
+the table's 64-bit counters once summed)."""
+
+
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_TOKENS \
+        else 0
 
 
 def counts_of(usage: Mapping[str, object] | None) -> Counts:
@@ -94,6 +104,11 @@ class UsageRecorder:
         self._lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+
+    def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:
+        """The usage sink of the forwarder: one answered request, in the table and in the metrics."""
+        self.record(out.principal, out.model.name, usage)
+        count_tokens(usage, identity=out.identity, model=out.model.name)
 
     def record(self, principal: str, model: str, usage: Mapping[str, object] | None) -> None:
         key = (_today(), principal, model)

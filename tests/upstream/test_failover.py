@@ -18,8 +18,7 @@ from sandbox.azurite import Azurite, free_port
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-
-from .conftest import EMULATOR_KEY, EMULATOR_KEY_ENV, GatewayProcess, Tables, gateway_env, unique_prefix
+from tests.conftest import EMULATOR_KEY, EMULATOR_KEY_ENV, GatewayProcess, Tables, gateway_env, unique_prefix
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
 ANSWER = "Hello from the emulator. You said: Are you there?"

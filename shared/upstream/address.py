@@ -1,0 +1,67 @@
+"""Where a request for one target goes and what it carries: the URL from parsed parts (never caller
+text), the body for the account's API style, and the rule that upstream traffic uses https."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import logging
+from collections.abc import Mapping
+from urllib.parse import quote, urlencode, urlsplit
+
+from ..config.model import Account, Target
+from ..errors import Unavailable
+
+log = logging.getLogger("gateway.upstream")
+
+# Operations Azure serves only on its v1 surface (model named in the body), whatever the account's style.
+V1_ONLY = frozenset({"responses"})
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _endpoint_allowed(endpoint: str, allow_http_loopback: bool) -> bool:
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and allow_http_loopback and is_loopback_host(parts.hostname or "")
+
+
+def check_endpoint(account: Account, allow_http_loopback: bool) -> None:
+    """https only; plain http only on loopback, and only with the named development bypass (the
+    answer depends on the endpoint text alone, so it is computed once per endpoint). The endpoint is
+    logged for the operator, not put in the caller's message."""
+    if _endpoint_allowed(account.endpoint, allow_http_loopback):
+        return
+    log.warning("account %s: endpoint %r is not https", account.name, account.endpoint)
+    raise Unavailable(f"account {account.name}: its endpoint must use https (plain http is allowed only "
+                      "on loopback with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK=true)")
+
+
+def uses_v1(account: Account, operation: str) -> bool:
+    return account.api_style == "v1" or operation.split("/", 1)[0] in V1_ONLY
+
+
+def upstream_url(account: Account, target: Target, operation: str, query: Mapping[str, str]) -> str:
+    if uses_v1(account, operation):
+        return f"{account.endpoint}/openai/v1/{operation}"
+    params = {k: v for k, v in query.items() if k == "api-version"} or {"api-version": account.api_version}
+    return (f"{account.endpoint}/openai/deployments/{quote(target.deployment, safe='')}/{operation}?"
+            f"{urlencode(params)}")
+
+
+def upstream_body(account: Account, target: Target, operation: str, raw: bytes,
+                  doc: Mapping[str, object]) -> bytes:
+    """The caller's bytes, except that the v1 style names the deployment in `model`."""
+    if not uses_v1(account, operation):
+        return raw
+    return json.dumps({**doc, "model": target.deployment}, separators=(",", ":")).encode()

@@ -1,0 +1,131 @@
+"""One attempt against one target: its credential, the POST, and what the answer becomes.
+
+An attempt either returns the `Answer` the caller gets or raises the failure (a GatewayError) that
+`failover` judges; which failures there are is decided in `failover.refusal`, not here. A non-streaming
+answer is read whole before anything is returned, so a failure while reading it is a failure of the
+attempt too. Owns the process's one aiohttp session, and the background drains of streams whose
+callers left (see `relay`), which shutdown waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+from ..config.model import Account, Target
+from ..errors import UpstreamError, UpstreamTimeout
+from ..telemetry import UPSTREAM_DURATION, tracer
+from .address import check_endpoint, upstream_body, upstream_url
+from .answer import Answer, hide_deployment, passed_on
+from .credentials import Credentials
+from .failover import refusal
+from .outbound import Outbound, UsageSink, charge
+from .relay import DRAIN_SECONDS, Relay
+from .usage_scan import AmbiguousUsage, usage_of_json
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+class Transport:
+    def __init__(self, *, credentials: Credentials, timeout_seconds: float, allow_http_loopback: bool,
+                 connect_timeout_seconds: float) -> None:
+        self._credentials = credentials
+        self._allow_http_loopback = allow_http_loopback
+        self._timeout = timeout_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._session: aiohttp.ClientSession | None = None
+        self._drains: set[asyncio.Task[None]] = set()
+
+    def _client(self) -> aiohttp.ClientSession:
+        """One session per process, made inside the running loop on first use."""
+        if self._session is None or self._session.closed:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout,
+                                              sock_read=self._timeout),
+                auto_decompress=False, skip_auto_headers=("User-Agent",))
+        return self._session
+
+    async def attempt(self, out: Outbound, account: Account, target: Target, headers: dict[str, str],
+                      injected: bool, sink: UsageSink | None) -> Answer:
+        labels = {"gateway.model": out.model.name, "gateway.account": account.name}
+        with tracer.start_as_current_span("credential", attributes=labels):
+            check_endpoint(account, self._allow_http_loopback)
+            credential = self._credentials.for_account(account)
+            headers = {**headers, **await credential.auth_headers()}
+        sent = time.perf_counter()
+        resp = await self._send(out, account, target, headers, labels, sent)
+        refused = refusal(account, resp.status, resp.headers)
+        if refused is not None:
+            resp.release()
+            raise refused
+        if not 200 <= resp.status < 300:
+            sink = None
+        if resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+            relay = Relay(resp, out, account.name, sink, injected,
+                          tracer.start_span("stream", attributes=labels), labels, sent, self._drains)
+            return Answer(resp.status, passed_on(resp.headers, out.request_id), chunks=relay.chunks(),
+                          close=relay.close)
+        body = await _read(resp, account)
+        if sink is not None:
+            try:
+                usage = usage_of_json(body)
+            except AmbiguousUsage:
+                raise UpstreamError(f"account {account.name} answered with its usage given more than "
+                                    "once") from None
+            charge(sink, out, usage)
+        elif resp.status >= 300:
+            body = hide_deployment(body, target.deployment, out.model.name)
+        return Answer(resp.status, passed_on(resp.headers, out.request_id), body)
+
+    async def _send(self, out: Outbound, account: Account, target: Target, headers: Mapping[str, str],
+                    labels: dict[str, str], sent: float) -> aiohttp.ClientResponse:
+        """The request, never following a redirect; a timeout or connection error is the failure."""
+        import aiohttp
+
+        url = upstream_url(account, target, out.operation, out.query)
+        body = upstream_body(account, target, out.operation, out.body, out.doc)
+        with tracer.start_as_current_span("upstream", kind=SpanKind.CLIENT, attributes={
+                **labels, "gateway.deployment": target.deployment}) as span:
+            try:
+                resp = await self._client().request(out.method, url, data=body, headers=headers,
+                                                    allow_redirects=False)
+            except TimeoutError:
+                span.set_status(StatusCode.ERROR, "timeout")
+                raise UpstreamTimeout(f"account {account.name} did not answer in time") from None
+            except aiohttp.ClientError as exc:
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+                raise UpstreamError(f"could not reach account {account.name} "
+                                    f"({type(exc).__name__})") from None
+            span.set_attribute("http.response.status_code", resp.status)
+            UPSTREAM_DURATION.record(time.perf_counter() - sent,
+                                     {**labels, "http.response.status_code": resp.status})
+        return resp
+
+    async def aclose(self) -> None:
+        """Lets the drains of abandoned streams finish (they are bounded), then closes the session."""
+        if self._drains:
+            await asyncio.wait(set(self._drains), timeout=DRAIN_SECONDS + 1)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _read(resp: aiohttp.ClientResponse, account: Account) -> bytes:
+    import aiohttp
+
+    try:
+        return await resp.read()
+    except TimeoutError:
+        resp.close()
+        raise UpstreamTimeout(f"account {account.name} did not finish its answer in time") from None
+    except aiohttp.ClientError as exc:
+        resp.close()
+        raise UpstreamError(f"account {account.name} broke off its answer ({type(exc).__name__})") from None

@@ -1,0 +1,55 @@
+"""One caller request as the upstream layer sees it: a single value built once by the HTTP edge.
+
+The edge has already authenticated the caller, checked the operation and parsed the body; what is left
+to decide (which target, which credential, how to relay) reads only this record. `principal` is who is
+charged for the request's usage and `identity` the metric label of the caller's external identity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..config.model import Model
+
+log = logging.getLogger("gateway.upstream")
+
+# Caller headers worth passing on; everything else (credentials, cookies, identity headers, hop-by-hop
+# headers) is dropped.
+REQUEST_HEADERS = frozenset({"content-type", "accept", "openai-beta", "x-ms-useragent"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    method: str
+    operation: str                  # a supported operation (chat/completions, embeddings, ...)
+    query: Mapping[str, str]
+    headers: Mapping[str, str]      # the caller's, as received; only REQUEST_HEADERS go upstream
+    body: bytes                     # the caller's bytes
+    doc: Mapping[str, object]       # the same body, parsed
+    stream: bool                    # the body asks for `"stream": true`
+    model: Model
+    principal: str
+    identity: str
+    request_id: str
+
+
+UsageSink = Callable[[Outbound, Mapping[str, object] | None], None]
+"""Told once per answered request: the request and the usage its answer reported (None when none)."""
+
+
+def request_headers(out: Outbound) -> dict[str, str]:
+    """The headers every target gets before its own credential is added."""
+    headers = {k: v for k, v in out.headers.items() if k.lower() in REQUEST_HEADERS}
+    headers.update({"x-request-id": out.request_id, "x-ms-client-request-id": out.request_id,
+                    "accept-encoding": "identity"})
+    return headers
+
+
+def charge(sink: UsageSink, out: Outbound, usage: Mapping[str, object] | None) -> None:
+    """Hands the usage to the sink; a failing sink is logged, never the caller's problem."""
+    try:
+        sink(out, usage)
+    except Exception:
+        log.exception("request %s: recording usage failed", out.request_id)
