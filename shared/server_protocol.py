@@ -14,7 +14,7 @@ would tie up the host. This subclass adds, per connection:
 - a cap on open connections: one more is closed at once, before anything is read.
 
 One timer handle per connection (uvicorn's keep-alive handle, reused), re-armed when a phase ends
-rather than per chunk: the data path pays a clock read and two attribute updates per chunk.
+rather than per chunk: the data path pays a clock read and a few attribute updates per chunk.
 """
 
 from __future__ import annotations
