@@ -30,19 +30,24 @@ if TYPE_CHECKING:
 
 
 class GatewayError(Exception):
+    """`message` is for the log, the CLI and explain; `public` (by default the same) is what an HTTP
+    caller reads: where the message names configuration a caller must not learn (storage hosts,
+    issuers, audiences), `public` says the same in general words."""
+
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     type: ClassVar[str] = "server_error"
 
     def __init__(self, message: str, *, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, public: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.public = message if public is None else public
         self.param = param
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, object]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code,
+        return {"error": {"message": self.public, "type": self.type, "code": self.code,
                           "param": self.param}}
 
 
@@ -64,11 +69,15 @@ def _quote(value: str) -> str:
 
 
 class InvalidToken(GatewayError):
+    """`reason` names the failed check with the configuration it was checked against (for the log and
+    explain); `public` names it without configuration (for the caller, and error_description)."""
+
     status, code, type = 401, "invalid_token", "authentication_error"
 
-    def __init__(self, reason: str, check: str = "token") -> None:
-        super().__init__(f"invalid token: {reason}", headers={
-            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{_quote(reason)}"'
+    def __init__(self, reason: str, check: str = "token", public: str | None = None) -> None:
+        description = reason if public is None else public
+        super().__init__(f"invalid token: {reason}", public=f"invalid token: {description}", headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{_quote(description)}"'
         })
         self.reason = reason
         self.check = check      # which check failed (issuer, audience, signature, ...): a metric label
@@ -126,6 +135,12 @@ class UpstreamError(GatewayError):
 
 class Unavailable(GatewayError):
     status, code, type = 503, "unavailable", "server_error"
+
+
+# What a caller (perhaps not yet authenticated) reads when the gateway itself cannot serve; the log has
+# the storage host, the setting or the exception.
+STORAGE_UNAVAILABLE = "the gateway cannot read its configuration; try again later (details in its log)"
+SETTINGS_INVALID = "the gateway is misconfigured (its log names the setting to fix)"
 
 
 class UpstreamTimeout(GatewayError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from . import strict_json
@@ -127,11 +127,15 @@ async def _read_body(req: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise RequestTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in req.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in req.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The caller left, or stalled past the body timeout (the local host has answered 408 already).
+        raise InvalidRequest("the request body did not arrive: the client left or stalled") from None
     return b"".join(chunks)
 
 

@@ -7,13 +7,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from . import telemetry
+from . import logsafe, telemetry
 from .auth.authenticator import Authenticator
 from .config.allowlist import Allowlist
 from .config.snapshot import Snapshot
 from .config.store import ConfigStore
 from .config.tables import service_from_settings
-from .errors import Unavailable
+from .errors import SETTINGS_INVALID, Unavailable
 from .health import HealthStore
 from .keeper import keep
 from .settings import Settings, SettingsError, load
@@ -75,13 +75,14 @@ _lock: asyncio.Lock | None = None
 
 
 def configure_logging(settings: Settings) -> None:
+    """The gateway's level, a stderr handler if the host has none, and escaping of control characters
+    on every handler (log lines carry paths and token claims)."""
     logger = logging.getLogger("gateway")
     logger.setLevel(settings.log_level)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every storage call at INFO
     if not logging.getLogger().handlers and not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(logsafe.stream_handler())
+    logsafe.install()
 
 
 async def gateway() -> Gateway:
@@ -97,11 +98,12 @@ async def gateway() -> Gateway:
                 settings = load()
                 configure_logging(settings)
                 log.info("telemetry: %s", telemetry.configure(settings))
+                logsafe.install()       # the exporters' handlers too
                 _gateway = Gateway.build(settings)
                 _gateway.keeper = asyncio.get_running_loop().create_task(keep(_gateway), name="keeper")
             except SettingsError as exc:
                 log.error("gateway settings: %s", exc)
-                raise Unavailable(f"gateway settings: {exc}") from None
+                raise Unavailable(f"gateway settings: {exc}", public=SETTINGS_INVALID) from None
     return _gateway
 
 

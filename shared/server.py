@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import prewarm, runtime
+from . import logsafe, prewarm, runtime
 from .errors import MethodNotAllowed, to_response
 from .http import ALL_METHODS
 from .routes import ROUTES
@@ -55,12 +55,24 @@ async def _unrouted(req: Request, exc: Exception) -> Response:
 
 
 def serve(host: str = "127.0.0.1", port: int = 7071) -> None:
+    """uvicorn with the connection guard (`server_protocol`): header, body and keep-alive deadlines,
+    caps on the request head and on open connections, from the GATEWAY_SERVER_* settings."""
     import uvicorn
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from .server_protocol import GuardedHttpToolsProtocol, QuietDisconnects, ServerLimits
+    from .settings import load
+
+    settings = load()
+    limits = ServerLimits.from_settings(settings)
+    logging.basicConfig(level=logging.WARNING, handlers=[logsafe.stream_handler()])
+    runtime.configure_logging(settings)     # before the first request: the connection guard logs too
+    logging.getLogger("uvicorn.error").addFilter(QuietDisconnects())
     # One log line per request: skip what the format never shows (the logging docs' "Optimization").
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # httptools and uvloop (requirements.txt): h11 alone took a third of the CPU of a proxied request.
-    uvicorn.run(build_app(), host=host, port=port, log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=5, http="httptools", loop="uvloop")
+    # log_config=None: uvicorn's records go through the root handler above, escaped like ours.
+    uvicorn.run(build_app(), host=host, port=port, log_level="warning", access_log=False, log_config=None,
+                lifespan="on", timeout_graceful_shutdown=5, loop="uvloop",
+                http=GuardedHttpToolsProtocol.with_limits(limits),
+                timeout_keep_alive=max(1, round(limits.keepalive)))

@@ -70,6 +70,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OTEL_EXPORTER_OTLP_ENDPOINT", "",
             "Send traces, metrics and logs to this OTLP/HTTP endpoint instead (when no connection string).",
             False),
+    # The local host (`python -m shared serve`) only: in Azure the Functions host owns the connections.
+    Setting("GATEWAY_SERVER_HEADER_TIMEOUT_SECONDS", "10",
+            "Local host: longest time from connecting (or from a request's first byte) to a complete "
+            "request head; then 408 and close.", False),
+    Setting("GATEWAY_SERVER_BODY_TIMEOUT_SECONDS", "30",
+            "Local host: longest time a request body may make no progress; then 408 and close.", False),
+    Setting("GATEWAY_SERVER_KEEPALIVE_SECONDS", "5",
+            "Local host: how long an idle keep-alive connection is kept open.", False),
+    Setting("GATEWAY_SERVER_MAX_HEADER_BYTES", "32768",
+            "Local host: largest request head (request line and headers); larger ones get 431.", False),
+    Setting("GATEWAY_SERVER_MAX_CONNECTIONS", "1000",
+            "Local host: most open connections; further ones are closed at once.", False),
 )
 
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,29}$")
@@ -97,6 +109,11 @@ class Settings:
     upstream_hosts: frozenset[str] = frozenset()
     entra_scopes: frozenset[str] = frozenset()
     authority_hosts: frozenset[str] = frozenset()
+    server_header_timeout_seconds: float = 10.0
+    server_body_timeout_seconds: float = 30.0
+    server_keepalive_seconds: float = 5.0
+    server_max_header_bytes: int = 32768
+    server_max_connections: int = 1000
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -221,6 +238,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         upstream_hosts=_list(merged, "GATEWAY_UPSTREAM_HOSTS", host_name),
         entra_scopes=_list(merged, "GATEWAY_ENTRA_SCOPES", _scope),
         authority_hosts=_list(merged, "GATEWAY_AUTHORITY_HOSTS", _origin),
+        server_header_timeout_seconds=_number(merged, "GATEWAY_SERVER_HEADER_TIMEOUT_SECONDS", minimum=0.05),
+        server_body_timeout_seconds=_number(merged, "GATEWAY_SERVER_BODY_TIMEOUT_SECONDS", minimum=0.05),
+        server_keepalive_seconds=_number(merged, "GATEWAY_SERVER_KEEPALIVE_SECONDS", minimum=0.05),
+        server_max_header_bytes=int(_number(merged, "GATEWAY_SERVER_MAX_HEADER_BYTES", integer=True,
+                                            minimum=1024)),
+        server_max_connections=int(_number(merged, "GATEWAY_SERVER_MAX_CONNECTIONS", integer=True,
+                                           minimum=1)),
     )
 
 

@@ -8,7 +8,7 @@ One job per module, composed by `authenticator` (the only entry point of the req
     claims         time, audience, unique-id and email claims
     jwk            one JWK -> a public key bound to exactly one algorithm; a JWKS -> a key set
     signature      the signature check for that one algorithm
-    addresses      which network addresses a JWKS fetch may connect to (SSRF policy)
+    addresses      which addresses an outbound fetch to an admin-chosen URL may reach (SSRF policy)
     fetch          the HTTP GET behind JWKS and discovery: caps, deadline, no redirects
     discovery      OpenID discovery documents
     jwks           per-provider key cache: TTL, background refresh, single-flight, cooldown, stale

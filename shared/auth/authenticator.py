@@ -85,7 +85,7 @@ class Authenticator:
             log.info("token refused: %s check=%s provider=%s iss=%s kid=%s alg=%s fp=%s", refused.reason,
                      refused.check, context.provider or "-", show(context.iss), show(context.kid),
                      show(context.alg), fingerprint(token_digest))
-            raise InvalidToken(refused.reason, refused.check) from None
+            raise InvalidToken(refused.reason, refused.check, refused.public) from None
         except Exception as exc:  # fail closed; the message of an unexpected error is not trusted
             log.error("token verification failed unexpectedly: %s fp=%s", type(exc).__name__,
                       fingerprint(token_digest))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .redact import show
 from .trace import Refused
@@ -61,15 +61,18 @@ def check_times(claims: Mapping[str, Any], now: float, leeway: int) -> int:
     nbf = _numeric_date(claims, "nbf")
     iat = _numeric_date(claims, "iat")
     if now >= exp + leeway:
-        raise Refused("time", f"token expired at {_when(exp)} ({int(now - exp)} s ago; "
-                              f"allowed clock skew {leeway} s)")
+        _late("time", f"token expired at {_when(exp)} ({int(now - exp)} s ago", leeway)
     if nbf is not None and nbf > now + leeway:
-        raise Refused("time", f"token is not valid before {_when(nbf)} ({int(nbf - now)} s from now; "
-                              f"allowed clock skew {leeway} s)")
+        _late("time", f"token is not valid before {_when(nbf)} ({int(nbf - now)} s from now", leeway)
     if iat is not None and iat > now + leeway:
-        raise Refused("time", f"token was issued in the future at {_when(iat)} "
-                              f"({int(iat - now)} s from now; allowed clock skew {leeway} s)")
+        _late("time", f"token was issued in the future at {_when(iat)} ({int(iat - now)} s from now",
+              leeway)
     return exp
+
+
+def _late(check: str, what: str, leeway: int) -> NoReturn:
+    """The allowed clock skew is a setting: for the log and explain, not for the caller."""
+    raise Refused(check, f"{what}; allowed clock skew {leeway} s)", f"{what})")
 
 
 def check_audience(claims: Mapping[str, Any], audiences: Sequence[str]) -> str | None:
@@ -79,7 +82,8 @@ def check_audience(claims: Mapping[str, Any], audiences: Sequence[str]) -> str |
         return None
     aud = claims.get("aud", _MISSING)
     if aud is _MISSING:
-        raise Refused("audience", "token has no aud claim; expected one of " + _list(audiences))
+        raise Refused("audience", "token has no aud claim; expected one of " + _list(audiences),
+                      "token has no aud claim")
     if isinstance(aud, str):
         values = [aud]
     elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
@@ -90,7 +94,8 @@ def check_audience(claims: Mapping[str, Any], audiences: Sequence[str]) -> str |
         if value in audiences:
             return value
     got = show(aud) if isinstance(aud, str) else f"{len(values)} audiences"
-    raise Refused("audience", f"audience mismatch: token aud is {got}, expected one of {_list(audiences)}")
+    raise Refused("audience", f"audience mismatch: token aud is {got}, expected one of {_list(audiences)}",
+                  "audience mismatch")
 
 
 def _list(values: Sequence[str]) -> str:
@@ -100,12 +105,13 @@ def _list(values: Sequence[str]) -> str:
 def unique_id(claims: Mapping[str, Any], claim: str) -> str:
     value = lookup(claims, claim)
     if not found(value):
-        raise Refused("unique_id", f"missing unique-id claim {show(claim)}")
+        raise Refused("unique_id", f"missing unique-id claim {show(claim)}", "missing unique-id claim")
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
-        raise Refused("unique_id", f"unique-id claim {show(claim)} must be a string, got {kind}")
+        raise Refused("unique_id", f"unique-id claim {show(claim)} must be a string, got {kind}",
+                      f"the unique-id claim must be a string, got {kind}")
     if not value:
-        raise Refused("unique_id", f"unique-id claim {show(claim)} is empty")
+        raise Refused("unique_id", f"unique-id claim {show(claim)} is empty", "the unique-id claim is empty")
     return value
 
 

@@ -12,9 +12,15 @@ import re
 from typing import Protocol
 
 from ..errors import InvalidToken, MissingToken
-from .redact import show
 
 MAX_HEADER_BYTES = 8192
+# Registered schemes (IANA HTTP Authentication Scheme Registry) and common vendor ones. A refusal
+# names the scheme only in our own spelling from this table: what comes before the space may be
+# the credential itself (`Authorization: sk-...`), so no part of the header is ever echoed.
+_KNOWN_SCHEMES = {s.lower(): s for s in (
+    "Basic", "Digest", "Negotiate", "NTLM", "Token", "ApiKey", "Api-Key", "Key", "HOBA", "Mutual",
+    "SCRAM-SHA-1", "SCRAM-SHA-256", "vapid", "AWS4-HMAC-SHA256", "DPoP", "GNAP", "Privatetoken",
+    "Concealed", "SharedKey", "SharedAccessSignature", "MAC", "OAuth")}
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 b64token
 
 
@@ -60,10 +66,17 @@ def _bearer(value: str) -> str:
         raise InvalidToken("Authorization header is empty")
     scheme, _, credentials = value.partition(" ")
     if scheme.lower() != "bearer":
-        raise InvalidToken(f"authorization scheme {show(scheme, 20)} is not supported: use Bearer")
+        raise InvalidToken(_unsupported(scheme))
     token = credentials.strip()
     if not token:
         raise InvalidToken("Bearer with no token")
     if not _B64TOKEN.fullmatch(token):
         raise InvalidToken("malformed Bearer credentials")
     return token
+
+
+def _unsupported(scheme: str) -> str:
+    known = _KNOWN_SCHEMES.get(scheme.lower())
+    if known is not None:
+        return f"authorization scheme {known} is not supported: use 'Authorization: Bearer <jwt>'"
+    return "the Authorization header is not 'Bearer <jwt>' (its content is not shown)"

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import socket
 import ssl
-from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from .addresses import AddressPolicy
+from .addresses import AddressPolicy, AddressRefused, socket_factory
 
 MAX_BODY_BYTES = 1024 * 1024
 DEADLINE_SECONDS = 5.0
@@ -38,25 +36,6 @@ class Fetcher(Protocol):
     async def get(self, url: str, *, allow_private_network: bool) -> bytes: ...
 
     async def aclose(self) -> None: ...
-
-
-class AddressRefused(OSError):
-    """Raised at connect time for an address the policy refuses; no packet is sent to it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(errno.EACCES, reason)
-        self.reason = reason
-
-
-def _socket_factory(policy: AddressPolicy) -> Callable[[tuple], socket.socket]:  # type: ignore[type-arg]
-    def make(addr_info: tuple) -> socket.socket:  # type: ignore[type-arg]
-        family, type_, proto, _, sockaddr = addr_info
-        reason = policy.refusal(str(sockaddr[0]))
-        if reason is not None:
-            raise AddressRefused(reason)
-        return socket.socket(family=family, type=type_, proto=proto)
-
-    return make
 
 
 class HttpFetcher:
@@ -101,7 +80,7 @@ class HttpFetcher:
         session = self._sessions.get(policy)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(
-                resolver=self._resolver, socket_factory=_socket_factory(policy), use_dns_cache=False,
+                resolver=self._resolver, socket_factory=socket_factory(policy), use_dns_cache=False,
                 force_close=True, ssl=self._ssl, limit=32)
             session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, trust_env=False,

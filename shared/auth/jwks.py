@@ -245,7 +245,8 @@ class KeySource:
                 state = "fetched"
             current = self.usable(self._mono())
             if current is None:
-                raise Refused("key", self._unavailable())
+                raise Refused("key", self._unavailable(),
+                              "the identity provider's signing keys are unavailable")
         else:
             if now - current.mono > self._policy.ttl:
                 state = "stale"
@@ -260,7 +261,7 @@ class KeySource:
                 current = self.usable(self._mono()) or current
                 key = self._find(current.keyset, kid)
         if key is None:
-            raise Refused("key", self._why_not(kid, current.keyset))
+            raise Refused("key", *self._why_not(kid, current.keyset))
         return KeyHit(key, current.jwks_uri, state, self._mono() - current.mono)
 
     def holds(self, kid: str | None, thumbprint: str) -> bool:
@@ -285,18 +286,21 @@ class KeySource:
         return (f"signing keys of identity provider {name!r} are unavailable: "
                 f"{self.last_error or 'not fetched yet'}")
 
-    def _why_not(self, kid: str | None, keyset: KeySet) -> str:
+    def _why_not(self, kid: str | None, keyset: KeySet) -> tuple[str, str]:
+        """The reason (for the log and explain) and its public form (for the caller)."""
         name = self.source.provider
         if kid is None:
             return (f"token has no kid and identity provider {name!r} has {len(keyset)} keys: "
-                    "a kid is required to choose one")
+                    "a kid is required to choose one", "token has no kid and its issuer has several keys")
         if kid in keyset.refused:
-            return f"key {show(kid)} of identity provider {name!r} is not usable: {keyset.refused[kid]}"
+            return (f"key {show(kid)} of identity provider {name!r} is not usable: {keyset.refused[kid]}",
+                    "the key with this key id is not usable")
         if self.failures:
             return (f"unknown key id {show(kid)} for identity provider {name!r}: its signing keys are "
                     f"unavailable (the last refresh failed: {self.last_error}); only "
-                    f"{len(keyset)} last-known-good keys are held")
-        return f"unknown key id {show(kid)} for identity provider {name!r}"
+                    f"{len(keyset)} last-known-good keys are held",
+                    "unknown key id (the identity provider's signing keys are unavailable)")
+        return f"unknown key id {show(kid)} for identity provider {name!r}", "unknown key id"
 
     def status(self) -> KeyStatus:
         now = self._mono()

@@ -40,8 +40,9 @@ def select(providers: Sequence[IdentityProvider], iss: object) -> Selection:
         return Selection(open_providers, False, f"{why}; trying the providers without an issuer "
                                                 f"({names}) by key id")
     if iss is None:
-        raise Refused("issuer", "token has no iss claim and every identity provider requires an issuer")
-    raise Refused("issuer", f"unknown issuer {show(iss)}" + _hint(providers, iss))
+        raise Refused("issuer", "token has no iss claim and every identity provider requires an issuer",
+                      "token has no iss claim")
+    raise Refused("issuer", f"unknown issuer {show(iss)}" + _hint(providers, iss), "unknown issuer")
 
 
 def _hint(providers: Sequence[IdentityProvider], iss: str) -> str:

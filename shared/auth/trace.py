@@ -13,12 +13,15 @@ from typing import Any
 
 class Refused(Exception):
     """One check failed. `reason` becomes `InvalidToken(reason)`: it never contains the token and
-    every attacker-controlled part of it is escaped (`redact.show`)."""
+    every attacker-controlled part of it is escaped (`redact.show`). When the reason names
+    configuration (issuers, audiences, provider names, claim names, fetch errors), `public` says the
+    same without it: that is what the caller reads; the reason goes to the log and to explain."""
 
-    def __init__(self, check: str, reason: str) -> None:
+    def __init__(self, check: str, reason: str, public: str | None = None) -> None:
         super().__init__(reason)
         self.check = check
         self.reason = reason
+        self.public = public
 
 
 @dataclass(slots=True)

@@ -76,7 +76,8 @@ class Verifier:
         candidates = self._filter(candidates, lambda p: claim_checks.unique_id(claims, p.unique_id_claim))
         if selection.by_issuer and len(candidates) > 1:
             raise Refused("issuer", "ambiguous: providers " + ", ".join(repr(p.name) for p in candidates)
-                          + " share this issuer and accept this audience")
+                          + " share this issuer and accept this audience",
+                          "ambiguous issuer: more than one identity provider accepts this token")
         if trace is not None:
             trace.passed("unique_id", ", ".join(f"{p.name}: claim {show(p.unique_id_claim)} present"
                                                 for p in candidates))
@@ -90,7 +91,8 @@ class Verifier:
                                   age_seconds=hit.age)
         if hit.key.alg != parsed.alg:
             raise Refused("key", f"token alg {show(parsed.alg)} does not match key {show(hit.key.kid)} of "
-                                 f"identity provider {provider.name!r}, which is {hit.key.alg} only")
+                                 f"identity provider {provider.name!r}, which is {hit.key.alg} only",
+                          "the token's alg does not match its key's algorithm")
         if trace is not None:
             trace.passed("key", f"key {show(hit.key.kid)} ({hit.key.alg}) of {provider.name!r}, "
                                 f"{hit.state}, {hit.age:.0f} s old")
@@ -98,7 +100,7 @@ class Verifier:
         # the key's own algorithm, equal to the header's by the check above
         if not signature.verify(hit.key.alg, hit.key.key, parsed.signing_input, parsed.signature):
             raise Refused("signature", f"signature does not verify with key {show(hit.key.kid)} of "
-                                       f"identity provider {provider.name!r}")
+                                       f"identity provider {provider.name!r}", "signature does not verify")
         if trace is not None:
             trace.passed("signature", f"{parsed.alg} signature verified")
         return Verified(provider=provider, claims=claims,
@@ -120,7 +122,7 @@ class Verifier:
                 continue
             passing.append(p)
         if not passing:
-            raise first or Refused("issuer", "no identity provider is configured")
+            raise first or Refused("issuer", "no identity provider is configured", "unknown issuer")
         return tuple(passing)
 
     async def _key(self, candidates: Sequence[IdentityProvider],
@@ -132,7 +134,7 @@ class Verifier:
         names = ", ".join(repr(p.name) for p in candidates)
         if kid is None:
             raise Refused("key", f"token has no kid, which is needed to choose among the identity "
-                                 f"providers without an issuer ({names})")
+                                 f"providers without an issuer ({names})", "token has no kid")
         results = await asyncio.gather(*(self._keys.source(p).key(kid) for p in candidates),
                                        return_exceptions=True)
         hits = [(p, r) for p, r in zip(candidates, results, strict=True) if isinstance(r, KeyHit)]
@@ -142,9 +144,9 @@ class Verifier:
         if len(hits) > 1:
             raise Refused("key", f"key id {show(kid)} is held by several identity providers without an "
                                  f"issuer ({', '.join(repr(p.name) for p, _ in hits)}): configure their "
-                                 "issuers")
+                                 "issuers", "ambiguous key id: several identity providers hold it")
         if not hits:
             reasons = "; ".join(r.reason for r in results if isinstance(r, Refused))
             raise Refused("key", f"no identity provider without an issuer holds key id {show(kid)}: "
-                                 f"{reasons}")
+                                 f"{reasons}", "unknown key id")
         return hits[0]

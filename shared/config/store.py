@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GatewayError, InvalidRequest, PreconditionFailed, Unavailable
+from ..errors import STORAGE_UNAVAILABLE, GatewayError, InvalidRequest, PreconditionFailed, Unavailable
 from ..settings import Settings
 from .entities import (
     BINDINGS_PK,
@@ -352,4 +352,5 @@ class ConfigStore:
 def _unavailable(action: str, exc: BaseException) -> Unavailable:
     detail = type(exc).__name__
     message = str(exc).splitlines()[0] if str(exc) else ""
-    return Unavailable(f"could not {action} in table storage ({detail}: {message[:200]})")
+    return Unavailable(f"could not {action} in table storage ({detail}: {message[:200]})",
+                       public=STORAGE_UNAVAILABLE)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from ..auth.addresses import AddressPolicy, AddressRefused, socket_factory
 from . import azure_sdk
 from .entra import EXCHANGE_AUDIENCE, transport_problem
 from .problem import CredentialProblem
@@ -41,6 +42,9 @@ EXCHANGE_SCOPE = EXCHANGE_AUDIENCE + "/.default"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REQUEST_SECONDS = 3600          # asked of the TokenRequest API; Entra accepts up to a day
 KUBERNETES_TIMEOUT_SECONDS = 15
+# The API server is the cluster's own: private in a pod, loopback for a local cluster (kind). Metadata,
+# link-local and the other forbidden addresses stay refused (api_server is admin input).
+KUBERNETES_ADDRESSES = AddressPolicy(allow_loopback=True, allow_private=True)
 
 
 class AssertionSource(Protocol):
@@ -197,6 +201,9 @@ def kubernetes_target(options: Mapping[str, Any],
                                     "in the environment (not running in a pod?): set api_server",
                                     field="assertion.api_server")
         api_server = f"https://{_host(host)}:{port}"
+    if not str(api_server).lower().startswith("https://"):
+        raise CredentialProblem("auth.assertion.api_server must be an https URL (the pod's service-account "
+                                "token is sent there)", field="assertion.api_server")
     return KubernetesTarget(namespace=str(options["namespace"]),
                             service_account=str(options["service_account"]),
                             api_server=str(api_server).rstrip("/"),
@@ -227,8 +234,9 @@ class KubernetesAssertion:
             if self._session is not None:
                 await self._session.close()
             context = await _cluster_ssl(target.ca_path)
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=context),
+            self._session = aiohttp.ClientSession(   # the pod's token goes there: never to metadata
+                connector=aiohttp.TCPConnector(ssl=context,
+                                               socket_factory=socket_factory(KUBERNETES_ADDRESSES)),
                 timeout=aiohttp.ClientTimeout(total=KUBERNETES_TIMEOUT_SECONDS))
             self._ca_path = target.ca_path
         return self._session
@@ -250,6 +258,10 @@ class KubernetesAssertion:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
+            if isinstance(getattr(exc, "os_error", None), AddressRefused):
+                raise CredentialProblem(f"the Kubernetes API server at {target.api_server} is refused by the "
+                                        f"address policy: {exc.os_error.reason}",   # type: ignore[union-attr]
+                                        field="assertion.api_server") from None
             field = ("assertion.ca_path" if isinstance(exc, aiohttp.ClientConnectorCertificateError)
                      else "assertion.api_server")
             raise transport_problem(exc, target.api_server, "the Kubernetes API server", field) from None

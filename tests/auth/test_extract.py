@@ -45,8 +45,10 @@ def test_missing() -> None:
      "more than one token: a header and the access_token query parameter"),
     ([("api-key", JWT)], "access_token=x", "more than one token: a header and the access_token"),
     ([], f"access_token={JWT}", "tokens in the URL (access_token) are not accepted"),
-    ([("Authorization", f"Basic {JWT}")], "", "authorization scheme 'Basic' is not supported: use Bearer"),
-    ([("Authorization", f"Token {JWT}")], "", "authorization scheme 'Token' is not supported"),
+    ([("Authorization", f"Basic {JWT}")], "", "authorization scheme Basic is not supported: use "
+     "'Authorization: Bearer <jwt>'"),
+    ([("Authorization", f"Token {JWT}")], "", "authorization scheme Token is not supported"),
+    ([("Authorization", "sk-proj-abcdef")], "", "the Authorization header is not 'Bearer <jwt>'"),
     ([("Authorization", f"Bearer {JWT} extra")], "", "malformed Bearer credentials"),
     ([("Authorization", "Bearer a\x7fb")], "", "malformed Bearer credentials"),
     ([("Authorization", "Bearer " + "a" * 9000)], "", "Authorization header is larger than 8 KB"),
