@@ -39,7 +39,7 @@ class Gateway:
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         service = service_from_settings(settings)   # one client for every table
-        store = ConfigStore(service, settings.table_prefix)
+        store = ConfigStore(service, settings.table_prefix, admins=settings.admins)
         health = HealthStore(service, settings.table_prefix)
         credentials = Credentials()
         return cls(

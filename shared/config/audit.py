@@ -1,10 +1,11 @@
-"""The audit trail: one entity per change in `<prefix>audit`, written with the change it records.
+"""The audit trail: one entity per change in `<prefix>audit`, written by the store with the change it
+records, read by /manage/audit and `python -m shared audit`.
 
 Every change set (a /manage request, an `apply`) gets one id; each of its entity changes is a row
 with who made it (a principal, or `os:<user>` from the CLI), what (action, kind, key), the documents
 before and after, and when. Rows sort by time: RowKey is the change time in nanoseconds then the
 change-set id and a sequence number, all in one partition, so a change set is written in one
-entity-group transaction (up to 100 rows at a time).
+entity-group transaction (up to 100 rows at a time), and a page of the trail is a key range.
 """
 
 from __future__ import annotations
@@ -13,17 +14,44 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Unavailable
+from .kinds import split_resource
 
 if TYPE_CHECKING:
-    from ..config.entities import Applied
-    from ..config.store import ConfigStore
+    from .entities import Applied
+    from .tables import Table
 
 PARTITION = "a"
 BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which rows a reader wants: at or after `since` (epoch seconds), about `resource` (its document
+    or its collaborators), made by `principal` or changing its roles."""
+
+    since: float | None = None
+    resource: str | None = None                 # model:gpt-4o, gateway:default, ...
+    principal: str | None = None
+
+    def start(self) -> str:
+        seconds = min(max(self.since or 0.0, 0.0), 1e11)     # keys hold 20 digits of nanoseconds
+        return f"{int(seconds * 1e9):020d}"
+
+    def admits(self, entry: dict[str, Any]) -> bool:
+        bound = entry["key"].partition("\n") if entry["kind"] == "collaborators" else None
+        if self.resource is not None:
+            found = split_resource(self.resource)
+            own = found is not None and entry["kind"] == found[0].section and entry["key"] == found[1]
+            if not own and (bound is None or bound[0] != self.resource):
+                return False
+        if self.principal is not None and self.principal != entry["actor"] and \
+                (bound is None or bound[2] != self.principal):
+            return False
+        return True
 
 
 def _action(before: object, after: object) -> str:
@@ -34,7 +62,7 @@ def _json(value: Any) -> str:
     return "" if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-async def record(store: ConfigStore, actor: str, applied: Iterable[Applied]) -> None:
+async def record(table: Table, actor: str, applied: Iterable[Applied]) -> None:
     changes = [a for a in applied if a.before != a.after]
     if not changes:
         return
@@ -46,9 +74,8 @@ async def record(store: ConfigStore, actor: str, applied: Iterable[Applied]) -> 
                      "at": datetime.fromtimestamp(now / 1e9, UTC).isoformat(timespec="milliseconds"),
                      "actor": actor, "change_set": change_set, "action": _action(a.before, a.after),
                      "kind": a.section, "key": a.key, "before": _json(a.before), "after": _json(a.after)})
-    table = store.table("audit")
     for start in range(0, len(rows), BATCH):
-        await table.submit_transaction([("create", row) for row in rows[start:start + BATCH]])
+        await table.transaction([("create", row) for row in rows[start:start + BATCH]])
 
 
 def _entry(entity: dict[str, Any]) -> dict[str, Any]:
@@ -58,31 +85,33 @@ def _entry(entity: dict[str, Any]) -> dict[str, Any]:
             "after": json.loads(entity["after"]) if entity.get("after") else None}
 
 
-async def read(store: ConfigStore, since: float | None = None) -> list[dict[str, Any]]:
-    """Every recorded change at or after `since` (epoch seconds), oldest first."""
-    await store.ensure_tables()
-    table = store.table("audit")
-    params: dict[str, Any] = {"pk": PARTITION, "rk": f"{int((since or 0) * 1e9):020d}"}
-    try:
-        return [_entry(e) async for e in
-                table.query_entities("PartitionKey eq @pk and RowKey ge @rk", parameters=params)]
-    except Exception as exc:
-        raise Unavailable(f"could not read the audit table ({type(exc).__name__})") from exc
+async def page(table: Table, wanted: Filter, after: str | None, count: int
+               ) -> tuple[list[dict[str, Any]], str | None]:
+    """The wanted entries among the next `count` rows after row `after` (or from `since`), oldest
+    first, and the row to continue after (None at the end). At most count + 1 rows are read, so a
+    page may hold fewer than `count` entries when a filter leaves rows out."""
+    if after is None:
+        query, params = "PartitionKey eq @pk and RowKey ge @rk", {"pk": PARTITION, "rk": wanted.start()}
+    else:
+        query, params = "PartitionKey eq @pk and RowKey gt @rk", {"pk": PARTITION, "rk": after}
+    rows = await table.query(query, params, limit=count + 1)
+    entries = [e for e in (_entry(r) for r in rows[:count]) if wanted.admits(e)]
+    return entries, (str(rows[count - 1]["RowKey"]) if len(rows) > count else None)
 
 
-def render(entries: list[dict[str, Any]]) -> str:
-    lines = []
-    for e in entries:
-        label = e["key"].replace("\n", " -> ")
-        what = f"{e['action']} {e['kind']} {label}"
-        if e["kind"] == "collaborators":
-            what += f" ({(e['before'] or {}).get('role', '-')} => {(e['after'] or {}).get('role', '-')})"
-        lines.append(f"{e['at']}  {e['actor']}  {what}")
-    return "\n".join(lines)
+async def read(table: Table, since: float | None = None) -> list[dict[str, Any]]:
+    """Every recorded change at or after `since` (epoch seconds), oldest first (the CLI)."""
+    out: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        entries, after = await page(table, Filter(since=since), after, 1000)
+        out += entries
+        if after is None:
+            return out
 
 
 def parse_since(text: str) -> float:
-    """`--since`: an ISO date or time (UTC unless it says), or a duration back from now: 30m, 12h, 7d."""
+    """`since`: an ISO date or time (UTC unless it says), or a duration back from now: 30m, 12h, 7d."""
     text = text.strip()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text[:-1].isdigit() and text[-1:] in units:
@@ -90,8 +119,7 @@ def parse_since(text: str) -> float:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--since {text!r}: use an ISO date or time, or a duration like 30m, 12h, 7d") \
-            from None
+        raise ValueError(f"{text!r}: use an ISO date or time, or a duration like 30m, 12h, 7d") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
