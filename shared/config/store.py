@@ -150,7 +150,12 @@ class ConfigStore:
     async def _read_collaborators(self) -> tuple[Collaborator, ...]:
         out = []
         for e in await self.table(BINDINGS_TABLE).query():
-            out += [Collaborator(resource=e["RowKey"], principal=p, role=r) for p, r in unpack(e).items()]
+            try:
+                roles = unpack(e)
+            except ValueError as exc:
+                log.error("skipping the invalid stored bindings of %r: %s", e.get("RowKey"), exc)
+                continue
+            out += [Collaborator(resource=e["RowKey"], principal=p, role=r) for p, r in roles.items()]
         return tuple(sorted(out, key=lambda c: (c.resource, c.principal)))
 
     async def get(self, section: str, key: str) -> tuple[dict[str, Any], str] | None:
