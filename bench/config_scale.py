@@ -77,7 +77,7 @@ async def seed(store: ConfigStore) -> float:
 
     async def batch(table: str, rows: list[tuple[str, str, dict[str, object]]]) -> None:
         async with gate:
-            await store.table(table).submit_transaction(
+            await store.table(table).transaction(
                 [("upsert", {"PartitionKey": pk, "RowKey": rk, **props}) for pk, rk, props in rows])
 
     jobs = []

@@ -1,15 +1,22 @@
-"""Decides a principal's effective role on a resource (SPEC §6); pure, no I/O."""
+"""Decides a principal's effective role on a resource; pure, no I/O.
+
+Resources are `<kind>:<name>` of the access kinds in shared.config.kinds (models, MCP servers, agents,
+accounts, workspaces) and gateway:default. The effective role is the highest over all of the caller's
+principals, counting bindings on the resource, on its workspace, and `admin` on gateway:default (or a
+principal in GATEWAY_ADMINS). No binding, no access.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .config.kinds import GATEWAY, STORED
 from .config.model import Config
 
 RANK: dict[str, int] = {"viewer": 1, "editor": 2, "manager": 3, "admin": 4}
 ROLE_OF_RANK: dict[int, str] = {v: k for k, v in RANK.items()}
-GATEWAY = "gateway:default"
+ADMIN = RANK["admin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,16 +31,20 @@ class Policy:
     def __init__(self, config: Config, admins: frozenset[str]) -> None:
         self._admins = admins
         self._bindings: dict[str, dict[str, int]] = {}
+        reach: dict[str, set[str]] = {}
         for c in config.collaborators:
             self._bindings.setdefault(c.resource, {})[c.principal] = RANK[c.role]
+            reach.setdefault(c.principal, set()).add(c.resource.partition(":")[0])
+        self._reach = {p: frozenset(kinds) for p, kinds in reach.items()}
         self._workspace: dict[str, str] = {}
-        for kind, items in (("model", config.models), ("mcp-server", config.mcp_servers),
-                            ("agent", config.agents)):
-            for item in items:
-                if item.workspace:
-                    self._workspace[f"{kind}:{item.name}"] = item.workspace
+        for kind in STORED:
+            if kind.in_workspace and kind.section:
+                for item in getattr(config, kind.section):
+                    if item.workspace:
+                        self._workspace[f"{kind.prefix}:{item.name}"] = item.workspace
 
     def decide(self, principals: Iterable[str], resource: str) -> Decision:
+        """The effective role, counting the workspace this configuration puts the resource in."""
         principals = tuple(principals)
         if any(p in self._admins for p in principals):
             return Decision("admin", "GATEWAY_ADMINS")
@@ -48,11 +59,35 @@ class Policy:
                 continue
             for p in principals:
                 rank = bound.get(p, 0)
-                if scope == GATEWAY and rank != RANK["admin"]:
+                if scope == GATEWAY and rank != ADMIN:
                     continue  # only admin on gateway:default reaches other resources
                 if rank > best:
                     best, via = rank, scope
         return Decision(ROLE_OF_RANK.get(best), via)
+
+    def rank_on(self, principals: Iterable[str], scope: str) -> int:
+        """The rank bound on exactly `scope` (its workspace not counted), or admin's anywhere."""
+        principals = tuple(principals)
+        if any(p in self._admins for p in principals):
+            return ADMIN
+        bound, gateway = self._bindings.get(scope, {}), self._bindings.get(GATEWAY, {})
+        best = 0
+        for p in principals:
+            if gateway.get(p) == ADMIN:
+                return ADMIN
+            best = max(best, bound.get(p, 0))
+        return best
+
+    def reach(self, principals: Iterable[str]) -> frozenset[str]:
+        """The kinds (model, workspace, gateway, ...) the principals hold some role on: a caller
+        whose reach misses a kind can see none of it, which is known without reading storage."""
+        principals = tuple(principals)
+        if any(p in self._admins for p in principals):
+            return frozenset({"gateway"})
+        out: frozenset[str] = frozenset()
+        for p in principals:
+            out |= self._reach.get(p, frozenset())
+        return out
 
     def allows(self, principals: Iterable[str], resource: str, needed: str) -> bool:
         role = self.decide(principals, resource).role

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .auth.trace import Trace
-from .config.schema import RESOURCE_RE
+from .config.kinds import RESOURCE_FORMS, split_resource
 from .errors import InvalidToken
 
 if TYPE_CHECKING:
@@ -16,15 +16,12 @@ if TYPE_CHECKING:
 def _resource_problem(resource: str, gw_view: Any) -> str | None:
     if resource == "gateway:default":
         return None
-    match = RESOURCE_RE.match(resource)
-    if not match:
-        return (f"{resource!r} is not a resource: use model:, mcp-server:, agent:, workspace:<name> "
-                "or gateway:default")
-    kind, name = match.groups()
-    section = {"model": "models", "mcp-server": "mcp_servers", "agent": "agents",
-               "workspace": "workspaces"}[kind]
-    if name not in {item.name for item in getattr(gw_view.config, section)}:
-        return f"no {kind} named {name!r} is configured"
+    found = split_resource(resource)
+    if found is None or found[0].section is None:
+        return f"{resource!r} is not a resource: use {RESOURCE_FORMS}"
+    kind, name = found
+    if name not in {item.name for item in getattr(gw_view.config, kind.section)}:
+        return f"no {kind.singular} named {name!r} is configured"
     return None
 
 

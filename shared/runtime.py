@@ -41,7 +41,7 @@ class Gateway:
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         service = service_from_settings(settings)   # one client for every table
-        store = ConfigStore(service, settings.table_prefix)
+        store = ConfigStore(service, settings.table_prefix, admins=settings.admins)
         health = HealthStore(service, settings.table_prefix)
         allowlist = Allowlist.from_settings(settings)   # what accounts may name: read once
         credentials = Credentials(allowlist=allowlist)

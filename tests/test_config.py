@@ -1,4 +1,4 @@
-"""The configuration file (SPEC §4) and the CLI that applies it, against Azurite."""
+"""The configuration file and the CLI that applies it, against Azurite."""
 
 from __future__ import annotations
 
@@ -73,6 +73,11 @@ def mutate(path: list[Any], value: Any) -> dict[str, Any]:
     (["collaborators", 0, "role"], "admin", "collaborators[0].role"),
     (["collaborators", 0, "resource"], "model:ghost", "collaborators[0].resource"),
     (["collaborators", 0, "principal"], "bob", "collaborators[0].principal"),
+    (["collaborators", 0, "principal"], "identity:partner-ap", "collaborators[0].principal"),   # typo
+    (["collaborators", 0, "principal"], "user:okta-dev/00u1abcd", "collaborators[0].principal"),
+    (["collaborators", 0, "resource"], "gateway:default", "collaborators[0].role"),   # only admin there
+    (["collaborators", 0, "resource"], "account:ghost", "collaborators[0].resource"),
+    (["collaborators", 0, "resource"], "team:x", "collaborators[0].resource"),
     (["collaborators", 1], dict(EXAMPLE["collaborators"][0]), "collaborators[1]"),
     (["models"], "gpt-4o", "models"),
     (["surprise"], [], "surprise"),
@@ -81,6 +86,34 @@ def test_invalid_documents_name_the_field(path: list[Any], value: Any, field: st
     with pytest.raises(ConfigError) as caught:
         parse(mutate(path, value))
     assert caught.value.field == field
+
+
+def test_a_binding_on_an_account_is_a_binding_on_a_resource() -> None:
+    doc = mutate(["collaborators"], [*EXAMPLE["collaborators"], {
+        "resource": "account:aoai-eastus", "principal": "identity:partner-app", "role": "viewer"}])
+    assert ("account:aoai-eastus", "viewer") in {(c.resource, c.role) for c in parse(doc).collaborators}
+
+
+def test_every_kind_is_known_to_every_layer() -> None:
+    """One table of kinds: the file format, the store, access, /manage and its document agree."""
+    from shared.config.kinds import KINDS, NAMED, RESOURCE_RE, STORED, split_resource
+    from shared.config.model import Config
+    from shared.config.plan import ORDER
+    from shared.config.schema import PARSERS
+    from shared.config.store import SECTION_TABLE
+    from shared.manage.openapi import document
+    from shared.manage.resources import SCHEMAS
+
+    sections = [k.section for k in STORED]
+    assert list(SECTION_TABLE) == sections == list(ORDER[:-1])
+    assert set(PARSERS) == set(SCHEMAS) == set(sections)
+    assert set(Config.__dataclass_fields__) == {*sections, "collaborators"}
+    assert {k.prefix for k in KINDS} >= {"model", "mcp-server", "agent", "workspace", "account", "gateway"}
+    for kind in NAMED:
+        assert RESOURCE_RE.match(f"{kind.prefix}:x") and split_resource(f"{kind.prefix}:x") == (kind, "x")
+        assert f"/manage/{kind.path}/{{name}}" in document()["paths"]
+    assert document()["components"]["schemas"]["Binding"]["properties"]["resource"]["pattern"].count("|") \
+        == len(NAMED)
 
 
 def test_export_of_a_parsed_file_is_the_file() -> None:
@@ -145,3 +178,29 @@ def test_missing_table_settings_are_named(tmp_path: Path) -> None:
                             text=True, env={**env, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert result.returncode == 2
     assert "GATEWAY_TABLES_CONNECTION" in result.stderr
+
+
+def test_roles_left_by_a_crashed_writer_are_void_when_the_name_is_created_again(tables: Tables) -> None:
+    """A process that dies between writing a grant and checking its resource can leave a binding set
+    on a resource that does not exist; a resource created under that name later starts with no roles."""
+    import asyncio
+
+    from shared.config.entities import Write, pack
+    from shared.config.store import ConfigStore
+    from shared.settings import load
+
+    tables.apply(EXAMPLE)
+    model = {"name": "reborn", "targets": [{"account": "aoai-eastus", "deployment": "d"}]}
+
+    async def work() -> list[tuple[str, str]]:
+        store = ConfigStore.from_settings(load(tables.env))
+        try:
+            await store.table("bindings").replace({"PartitionKey": "b", "RowKey": "model:reborn",
+                                                   **pack({"identity:partner-app": "manager"})})
+            await store.write([Write("models", "reborn", model)])
+            config, _ = await store.load()
+        finally:
+            await store.aclose()
+        return [(c.principal, c.role) for c in config.collaborators if c.resource == "model:reborn"]
+
+    assert asyncio.run(work()) == []

@@ -192,9 +192,9 @@ def test_attack_storage_down_503_names_no_storage_host(world: dict[str, Any],
         answer = call(gw, "POST", "/v1/chat/completions", {"Authorization": f"Bearer {world['admin']}"},
                       {"model": "gpt-4o", "messages": []}, timeout=110)
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable"
-        assert "127.0.0.1:9" not in answer.text and "table storage" not in answer.text
+        assert "127.0.0.1:9" not in answer.text and "table" not in answer.text
         assert "try again later" in answer.json()["error"]["message"]
         time.sleep(0.3)
-        assert "table storage" in gw.logs()
+        assert "127.0.0.1:9" in gw.logs()      # the details are for the operator
     finally:
         gw.stop()

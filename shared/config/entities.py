@@ -9,7 +9,7 @@ reads and writes what this module describes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 BINDINGS_PK = "b"
@@ -22,7 +22,7 @@ MAX_SPEC_CHARS = 32 * 1024     # Azure Tables: a string property holds at most 6
 class Write:
     """One entity-level change: `document` None means delete."""
 
-    section: str                 # a KINDS section, or "collaborators"
+    section: str                 # a stored kind's section, or "collaborators"
     key: str                     # resource name, or "<resource>\n<principal>" for collaborators
     document: dict[str, Any] | None
 
@@ -40,7 +40,11 @@ class Applied:
 
 @dataclass(slots=True)
 class Step:
-    """One entity about to be written: as read (`before`, properties only) and as it will be."""
+    """One entity about to be written: as read (`before`, properties only) and as it will be.
+
+    A binding set's step collects the batch's role changes and packs them at `finish_step`. `reset`
+    marks the binding set of a resource the batch creates ("create": roles left by an earlier life
+    of the name are void and dropped) or deletes ("delete": its roles go with it)."""
 
     section: str
     table: Any
@@ -50,23 +54,33 @@ class Step:
     etag_before: str | None
     after: dict[str, Any] | None = None
     etag_after: str | None = None
-    roles: dict[str, str] | None = None     # a binding set being changed
-    _before_roles: dict[str, str] | None = None
+    changes: dict[str, str | None] = field(default_factory=dict)   # principal -> new role, None: revoke
+    reset: str | None = None
+    roles_before: dict[str, str] = field(default_factory=dict)
+    roles_after: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.is_bindings and self.before:
+            self.roles_before = unpack(self.before)
+
+    @property
+    def is_bindings(self) -> bool:
+        return self.section == "collaborators"
 
     def before_of(self, w: Write) -> dict[str, Any] | None:
         """The document `w` replaces, as it was read."""
         if self.before is None:
             return None
         if w.section == "collaborators":
-            if self._before_roles is None:
-                self._before_roles = unpack(self.before)
+            if self.reset == "create":
+                return None
             resource, _, principal = w.key.partition("\n")
-            role = self._before_roles.get(principal)
+            role = self.roles_before.get(principal)
             return None if role is None else {"resource": resource, "principal": principal, "role": role}
         return dict(json.loads(self.before["spec"]))
 
     def describe(self) -> str:
-        if self.section == "collaborators":
+        if self.is_bindings:
             return f"the bindings of {self.rk}"
         return f"{self.section} {self.rk!r}"
 
@@ -91,23 +105,41 @@ def unpack(entity: Any) -> dict[str, str]:
 
 
 def apply_write(step: Step, w: Write) -> None:
-    """Make `w` on the entity the step will write (a binding set is unpacked once, packed at the end)."""
+    """Make `w` on the entity the step will write (a binding set is packed once, at the end)."""
     if w.section != "collaborators":
         step.after = None if w.document is None else {
             "PartitionKey": step.pk, "RowKey": step.rk, "spec": encode_spec(w.document)}
         return
-    if step.roles is None:
-        step.roles = unpack(step.before) if step.before else {}
     principal = w.key.partition("\n")[2]
-    if w.document is None:
-        step.roles.pop(principal, None)
-    else:
-        step.roles[principal] = str(w.document["role"])
+    step.changes[principal] = None if w.document is None else str(w.document["role"])
 
 
 def finish_step(step: Step) -> None:
-    if step.roles is not None:
-        step.after = {"PartitionKey": step.pk, "RowKey": step.rk, **pack(step.roles)} if step.roles else None
+    """Pack a binding set's roles: those read (none after a reset), with the batch's changes made."""
+    if not step.is_bindings:
+        return
+    roles = {} if step.reset else dict(step.roles_before)
+    for principal, role in step.changes.items():
+        if role is None:
+            roles.pop(principal, None)
+        else:
+            roles[principal] = role
+    step.roles_after = roles
+    step.after = {"PartitionKey": step.pk, "RowKey": step.rk, **pack(roles)} if roles else None
+
+
+def implied_revocations(step: Step) -> list[Write]:
+    """The bindings a resource's deletion takes with it beyond those the batch revokes itself."""
+    if step.reset != "delete":
+        return []
+    return [Write("collaborators", collaborator_key(step.rk, p), None)
+            for p in sorted(step.roles_before) if p not in step.changes]
+
+
+def drops_last_admin(step: Step, gateway: str) -> bool:
+    """The step takes the last admin binding off `gateway` (there was one, and none is left)."""
+    return (step.is_bindings and step.rk == gateway and "admin" in step.roles_before.values()
+            and "admin" not in step.roles_after.values())
 
 
 def encode_spec(document: dict[str, Any]) -> str:

@@ -7,16 +7,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-# Resource kinds in file order: (file section, table suffix, resource-name prefix for access rules).
-KINDS: tuple[tuple[str, str, str | None], ...] = (
-    ("identity_providers", "identityproviders", None),
-    ("external_identities", "externalidentities", None),
-    ("accounts", "accounts", None),
-    ("workspaces", "workspaces", "workspace"),
-    ("models", "models", "model"),
-    ("mcp_servers", "mcpservers", "mcp-server"),
-    ("agents", "agents", "agent"),
-)
 ROLES: tuple[str, ...] = ("viewer", "editor", "manager", "admin")
 
 
@@ -94,7 +84,7 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class Collaborator:
-    resource: str       # model:N, mcp-server:N, agent:N, workspace:N, gateway:default
+    resource: str       # <kind>:<name> of an access resource (shared.config.kinds), or gateway:default
     principal: str      # user:<provider>/<unique id> or identity:<name>
     role: str           # viewer, editor, manager, admin
 

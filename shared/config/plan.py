@@ -7,11 +7,12 @@ from typing import Any
 
 from .document import item_document
 from .entities import Write, collaborator_key
-from .model import KINDS, Config
+from .kinds import STORED
+from .model import Config
 
 # Creates and updates in dependency order, then deletes in reverse, so that at no point does a
 # stored resource refer to one that is already gone.
-ORDER: tuple[str, ...] = (*(section for section, _, _ in KINDS), "collaborators")
+ORDER: tuple[str, ...] = (*(k.section for k in STORED if k.section), "collaborators")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .allowlist import Allowlist
+from .kinds import BY_SECTION, GATEWAY, RESOURCE_FORMS, split_resource
+from .kinds import RESOURCE_RE as RESOURCE_RE  # re-exported: derived from the kinds table there
 from .model import (
     ROLES,
     Account,
@@ -40,7 +42,6 @@ ASSERTION_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "token-file": (("path",), ()),
     "kubernetes": (("namespace", "service_account"), ("api_server", "token_path", "ca_path")),
 }
-RESOURCE_RE = re.compile(r"^(model|mcp-server|agent|workspace):(.+)$")
 STRICT = Allowlist()   # the built-in values only: what a parse without the settings' allowlist admits
 
 
@@ -248,21 +249,38 @@ def parse_principal(text: str, where: str) -> str:
     raise ConfigError(where, f"{text!r} must start with user: or identity:")
 
 
+def principal_reference(principal: str) -> tuple[str, str]:
+    """(section, name) of what a parsed principal names: its identity provider or external identity."""
+    if principal.startswith("identity:"):
+        return "external_identities", principal.removeprefix("identity:")
+    return "identity_providers", principal.removeprefix("user:").partition("/")[0]
+
+
+def unknown_reference(section: str, name: str) -> str:
+    """The one wording of a reference to something absent (or that the caller may not see)."""
+    return f"unknown {BY_SECTION[section].singular} {name!r}"
+
+
+def parse_resource(text: str, where: str) -> str:
+    """An access resource: <kind>:<name> of a stored kind, or gateway:default."""
+    found = split_resource(text)
+    if found is None:
+        raise ConfigError(where, f"{text!r} must be {RESOURCE_FORMS}")
+    if found[0].section:
+        _name(found[1], where)
+    return text
+
+
 def parse_collaborator(raw: Any, where: str) -> Collaborator:
     d = _obj(raw, where, ("resource", "principal", "role"), ())
-    resource = str(_str(d["resource"], f"{where}.resource"))
-    if resource != "gateway:default":
-        m = RESOURCE_RE.match(resource)
-        if not m:
-            raise ConfigError(f"{where}.resource",
-                              f"{resource!r} must be model:, mcp-server:, agent:, workspace:<name> "
-                              "or gateway:default")
-        _name(m.group(2), f"{where}.resource")
+    resource = parse_resource(str(_str(d["resource"], f"{where}.resource")), f"{where}.resource")
     role = d["role"]
     if role not in ROLES:
         raise ConfigError(f"{where}.role", f"must be one of {', '.join(ROLES)}")
-    if role == "admin" and resource != "gateway:default":
-        raise ConfigError(f"{where}.role", "admin is only granted on gateway:default")
+    if role == "admin" and resource != GATEWAY:
+        raise ConfigError(f"{where}.role", f"admin is only granted on {GATEWAY}")
+    if role != "admin" and resource == GATEWAY:
+        raise ConfigError(f"{where}.role", f"only admin is granted on {GATEWAY}")
     return Collaborator(resource=resource,
                         principal=parse_principal(str(_str(d["principal"], f"{where}.principal")),
                                                   f"{where}.principal"),
@@ -334,12 +352,14 @@ def check_references(config: Config) -> None:
         for j, target in enumerate(model.targets):
             if target.account not in names["accounts"]:
                 raise ConfigError(f"models[{i}].targets[{j}].account", f"unknown account {target.account!r}")
-    kinds = {"model": "models", "mcp-server": "mcp_servers", "agent": "agents", "workspace": "workspaces"}
     seen: set[tuple[str, str]] = set()
     for i, c in enumerate(config.collaborators):
-        m = RESOURCE_RE.match(c.resource)
-        if m and m.group(2) not in names[kinds[m.group(1)]]:
+        kind, name = split_resource(c.resource) or (None, "")
+        if kind is not None and kind.section and name not in names[kind.section]:
             raise ConfigError(f"collaborators[{i}].resource", f"unknown resource {c.resource!r}")
+        section, named = principal_reference(c.principal)
+        if named not in names[section]:
+            raise ConfigError(f"collaborators[{i}].principal", unknown_reference(section, named))
         if (c.resource, c.principal) in seen:
             raise ConfigError(f"collaborators[{i}]", f"{c.principal} already has a role on {c.resource}")
         seen.add((c.resource, c.principal))

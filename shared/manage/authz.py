@@ -1,20 +1,27 @@
-"""Who may do what through /manage (SPEC §3, §6): pure decisions over the snapshot's Policy.
+"""Who may do what through /manage: pure decisions over the snapshot's Policy.
 
     operation                                   needs
-    read a model, MCP server, agent, workspace  viewer on it (or on its workspace)
-    change it (PUT)                             editor; moving it into workspace W also editor on W
+    read a model, MCP server, agent,            viewer on it (or on its workspace)
+      workspace or account
+    change it (PUT)                             editor
+    move it to another workspace (or in or      manager on the workspace it leaves and on the one it
+      out of one)                                 enters (a side with no workspace: on the resource)
+    point a model at an account it did not      viewer on account:N (the same answer as for an account
+      target before                               that does not exist)
     create one (PUT of a new name)              editor on the workspace named in the body; else admin
     delete it (its bindings go with it)         manager
     list / bind / unbind its collaborators      manager
-    workspaces (create), identity providers,    gateway admin: a principal in GATEWAY_ADMINS, or admin
-    external identities, accounts (read and       on gateway:default
-    write), admin bindings, /manage/status,
-    /manage/explain
+    change or delete an account                 gateway admin: its endpoint and credentials make the
+                                                  gateway act with its own identity
+    identity providers, external identities,    gateway admin: a principal in GATEWAY_ADMINS, or admin
+    bindings on gateway:default, the audit        on gateway:default
+    trail, /manage/status, /manage/explain
 
 A resource the caller has no role on answers 404 exactly as one that does not exist; a kind only
 admins manage answers 403 whatever the name, so neither reveals what exists. Roles come from the
 snapshot, so a role granted or revoked takes effect within GATEWAY_CONFIG_REFRESH_SECONDS; the
-resource's own workspace is read fresh from storage with the resource.
+resource's own workspace is read fresh from storage with the resource, and roles are counted on
+exactly the stored workspace, not the one the snapshot last saw.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..access import GATEWAY, RANK, Policy
+from ..access import ADMIN, RANK, Policy
+from ..config.kinds import GATEWAY, Kind
 from ..errors import NotFound, PermissionDenied
-from .resources import Kind
+
+ADMIN_WRITES = frozenset({"accounts"})   # sections whose resources only admins change
 
 
 def not_found(kind_singular: str, name: str) -> NotFound:
@@ -43,15 +52,28 @@ class Caller:
 
     @property
     def is_admin(self) -> bool:
-        return self.policy.decide(self.principals, GATEWAY).role == "admin"
+        return self.policy.rank_on(self.principals, GATEWAY) == ADMIN
 
     def rank(self, resource: str, workspace: str | None = None) -> int:
-        """The effective role's rank on `resource`, also counting `workspace` (the stored one)."""
-        best = RANK.get(self.policy.decide(self.principals, resource).role or "", 0)
+        """The rank on `resource`, also counting `workspace` (the stored one), and no other."""
+        best = self.policy.rank_on(self.principals, resource)
         if workspace:
-            best = max(best, RANK.get(self.policy.decide(self.principals, f"workspace:{workspace}").role
-                                      or "", 0))
+            best = max(best, self.policy.rank_on(self.principals, f"workspace:{workspace}"))
         return best
+
+    def effective(self, resource: str) -> int:
+        """The rank counting the workspace the snapshot puts `resource` in: for lists, where the
+        stored workspace of every row is not at hand."""
+        return RANK.get(self.policy.decide(self.principals, resource).role or "", 0)
+
+    def may_see_any(self, kind: Kind) -> bool:
+        """False when the snapshot shows the caller can see nothing of `kind` (no storage read needed)."""
+        reach = self.policy.reach(self.principals)
+        return "gateway" in reach or kind.prefix in reach or (kind.in_workspace and "workspace" in reach)
+
+    def manages_any(self) -> bool:
+        """False when the caller manages nothing (the collaborators list is then empty)."""
+        return bool(self.policy.reach(self.principals))
 
 
 def require_admin(caller: Caller, what: str) -> None:
@@ -59,32 +81,54 @@ def require_admin(caller: Caller, what: str) -> None:
         raise PermissionDenied(f"only gateway admins may {what}")
 
 
+def _workspace(doc: dict[str, object] | None) -> str | None:
+    value = (doc or {}).get("workspace")
+    return value if isinstance(value, str) else None
+
+
 def check_resource(caller: Caller, kind: Kind, name: str, operation: str,
                    stored: dict[str, object] | None, desired: dict[str, object] | None = None) -> None:
     """`operation`: read, write (PUT) or delete. Raises NotFound or PermissionDenied."""
     if caller.is_admin:
         return
-    if kind.prefix is None:
-        raise PermissionDenied(f"only gateway admins manage {kind.path.replace('-', ' ')}")
-    resource = f"{kind.prefix}:{name}"
+    resource = kind.resource(name)
+    if resource is None:
+        raise PermissionDenied(f"only gateway admins manage {(kind.path or '').replace('-', ' ')}")
     if stored is None:
-        target = (desired or {}).get("workspace") if kind.has_workspace else None
-        if operation == "write" and isinstance(target, str) and \
-                caller.rank(f"workspace:{target}") >= RANK["editor"]:
+        target = _workspace(desired) if kind.in_workspace else None
+        if operation == "write" and target and caller.rank(f"workspace:{target}") >= RANK["editor"]:
             return
         raise not_found(kind.singular, name)
-    workspace = stored.get("workspace") if kind.has_workspace else None
-    rank = caller.rank(resource, workspace if isinstance(workspace, str) else None)
+    source = _workspace(stored) if kind.in_workspace else None
+    rank = caller.rank(resource, source)
     if rank == 0:
         raise not_found(kind.singular, name)
+    if operation != "read" and kind.section in ADMIN_WRITES:
+        raise PermissionDenied(f"only gateway admins change or delete {kind.path}")
     needed = {"read": "viewer", "write": "editor", "delete": "manager"}[operation]
     if rank < RANK[needed]:
         raise PermissionDenied(f"changing {resource} needs {needed}" if operation != "read" else
                                f"reading {resource} needs viewer")
-    target = (desired or {}).get("workspace") if kind.has_workspace else None
-    if operation == "write" and isinstance(target, str) and target != workspace and \
-            caller.rank(f"workspace:{target}") < RANK["editor"]:
-        raise PermissionDenied(f"moving {resource} into workspace:{target} needs editor on that workspace")
+    if operation == "write" and kind.in_workspace and _workspace(desired) != source:
+        _check_move(caller, resource, source, _workspace(desired))
+
+
+def _check_move(caller: Caller, resource: str, source: str | None, target: str | None) -> None:
+    """Moving between workspaces hands the resource from one set of managers to another: it needs
+    manager on both sides, so an editor cannot carry it to where they are manager."""
+    def side(workspace: str | None) -> int:
+        return caller.rank(f"workspace:{workspace}") if workspace else caller.rank(resource)
+
+    if side(source) < RANK["manager"] or side(target) < RANK["manager"]:
+        where = (f"from workspace:{source}" if source else "") + (f" into workspace:{target}" if target
+                                                                  else " out of its workspace")
+        raise PermissionDenied(f"moving {resource} {where.strip()} needs manager on the workspace it "
+                               "leaves and on the one it enters")
+
+
+def may_target(caller: Caller, account: str) -> bool:
+    """May the caller point a model at this account (viewer on account:N, or admin)?"""
+    return caller.is_admin or caller.rank(f"account:{account}") >= RANK["viewer"]
 
 
 def can_read(caller: Caller, kind: Kind, name: str, stored: dict[str, object]) -> bool:
@@ -95,11 +139,14 @@ def can_read(caller: Caller, kind: Kind, name: str, stored: dict[str, object]) -
     return True
 
 
-def check_bindings(caller: Caller, resource: str) -> None:
-    """Listing, granting or revoking roles on `resource` needs manager on it (admin on gateway)."""
+def check_bindings(caller: Caller, resource: str, workspace: str | None) -> None:
+    """Listing, granting or revoking roles on `resource` (in its stored `workspace`) needs manager
+    on it; on gateway:default, admin."""
     if caller.is_admin:
         return
-    rank = caller.rank(resource)
+    if resource == GATEWAY:
+        raise PermissionDenied(f"only gateway admins manage the collaborators of {GATEWAY}")
+    rank = caller.rank(resource, workspace)
     if rank == 0:
         raise NotFound(f"resource {resource!r} does not exist or you do not have access to it",
                        param="resource")
@@ -108,4 +155,4 @@ def check_bindings(caller: Caller, resource: str) -> None:
 
 
 def manages(caller: Caller, resource: str) -> bool:
-    return caller.is_admin or caller.rank(resource) >= RANK["manager"]
+    return caller.is_admin or (resource != GATEWAY and caller.effective(resource) >= RANK["manager"])

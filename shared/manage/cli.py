@@ -8,9 +8,9 @@ import json
 import sys
 from typing import Any
 
+from ..config import audit
 from ..config.store import ConfigStore
 from ..settings import load
-from . import audit
 
 
 def register(sub: Any) -> None:
@@ -21,17 +21,28 @@ def register(sub: Any) -> None:
     p.set_defaults(run=cmd_audit)
 
 
+def render(entries: list[dict[str, Any]]) -> str:
+    lines = []
+    for e in entries:
+        label = e["key"].replace("\n", " -> ")
+        what = f"{e['action']} {e['kind']} {label}"
+        if e["kind"] == "collaborators":
+            what += f" ({(e['before'] or {}).get('role', '-')} => {(e['after'] or {}).get('role', '-')})"
+        lines.append(f"{e['at']}  {e['actor']}  {what}")
+    return "\n".join(lines)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     try:
         since = audit.parse_since(args.since) if args.since else None
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: --since {exc}", file=sys.stderr)
         return 2
 
     async def work() -> list[dict[str, object]]:
         store = ConfigStore.from_settings(load(), operator=True)
         try:
-            return await audit.read(store, since)
+            return await store.audit_trail(since)
         finally:
             await store.aclose()
 
@@ -40,7 +51,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps(entry, sort_keys=True))
     elif entries:
-        print(audit.render(entries))
+        print(render(entries))
     else:
         print("no changes recorded" + (" since then" if since else ""))
     return 0

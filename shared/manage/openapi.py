@@ -6,13 +6,17 @@ import copy
 from functools import cache
 from typing import Any
 
-from .resources import BINDING, ERROR, EXPLAIN, KINDS, NAME, UNBINDING
+from ..config.kinds import MANAGED
+from .pages import DEFAULT_LIMIT, MAX_LIMIT
+from .resources import AUDIT_ENTRY, BINDING, ERROR, EXPLAIN, NAME, UNBINDING, schema_of
 
 _ERRORS = {
     "400": "invalid input; error.param names the field", "401": "no token, or an invalid one",
     "403": "a known resource, but the caller's role does not allow this",
     "404": "no such resource, or the caller has no role on it (the same answer)",
-    "409": "the resource is still referred to", "412": "If-Match / If-None-Match did not hold",
+    "409": "the resource is still referred to; or the change would remove the last admin binding on "
+           "gateway:default; or the resource was deleted meanwhile",
+    "412": "If-Match / If-None-Match did not hold",
     "413": "body too large",
     "500": "a defect in the gateway; the log has the request id", "503": "configuration storage unavailable",
 }
@@ -44,23 +48,42 @@ def _body(ref: str) -> dict[str, Any]:
 
 
 def _list(ref: str) -> dict[str, Any]:
-    return {"type": "object", "required": ["items"],
-            "properties": {"items": {"type": "array", "items": {"$ref": ref}}}}
+    return {"type": "object", "required": ["items", "next_cursor"], "additionalProperties": False,
+            "properties": {"items": {"type": "array", "items": {"$ref": ref}},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "?cursor= of the next page; null: the end"}}}
+
+
+_PAGE = [{"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+          "description": "at most this many items (a page may hold fewer and still have a next_cursor)"},
+         {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+          "description": "the previous page's next_cursor; anything else is 400"}]
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+            "description": description}
 
 
 @cache
 def _document() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Error": ERROR, "Binding": BINDING, "Unbinding": UNBINDING, "Explain": EXPLAIN}
+    schemas: dict[str, Any] = {"Error": ERROR, "Binding": BINDING, "Unbinding": UNBINDING, "Explain": EXPLAIN,
+                               "AuditEntry": AUDIT_ENTRY}
     paths: dict[str, Any] = {}
-    for kind in KINDS:
+    for kind in MANAGED:
+        assert kind.path is not None
         title = "".join(part.capitalize() for part in kind.path.split("-"))
-        schemas[title] = kind.schema
+        schemas[title] = schema_of(kind)
         ref = f"#/components/schemas/{title}"
         who = ("gateway admins only" if kind.prefix is None else
-               f"items the caller has a role on ({kind.prefix}:<name>, or its workspace)")
+               f"items the caller has a role on ({kind.prefix}:<name>"
+               + (", or its workspace)" if kind.in_workspace else ")"))
         paths[f"/manage/{kind.path}"] = {"get": {
-            "operationId": f"list_{kind.ident}", "summary": f"every {kind.singular} ({who})",
-            "responses": {"200": _json(_list(ref), f"the {kind.path}"), **_errors("401", "403", "503")}}}
+            "operationId": f"list_{kind.ident}", "summary": f"a page of {kind.path} ({who}), by name",
+            "parameters": _PAGE,
+            "responses": {"200": _json(_list(ref), f"the {kind.path}"),
+                          **_errors("400", "401", "403", "503")}}}
         name = {"name": "name", "in": "path", "required": True, "schema": NAME}
         paths[f"/manage/{kind.path}/{{name}}"] = {
             "parameters": [name],
@@ -83,11 +106,9 @@ def _document() -> dict[str, Any]:
     binding = "#/components/schemas/Binding"
     paths["/manage/collaborators"] = {
         "get": {"operationId": "list_collaborators",
-                "summary": "bindings of the resources the caller manages",
-                "parameters": [{"name": "resource", "in": "query", "required": False,
-                                "schema": {"type": "string"}},
-                               {"name": "principal", "in": "query", "required": False,
-                                "schema": {"type": "string"}}],
+                "summary": "a page of the bindings of the resources the caller manages",
+                "parameters": [_query("resource", "only this resource's"),
+                               _query("principal", "only this principal's"), *_PAGE],
                 "responses": {"200": _json(_list(binding), "the bindings"),
                               **_errors("400", "401", "403", "404", "503")}},
         "put": {"operationId": "put_collaborator", "summary": "grant (or change) one principal's role",
@@ -95,14 +116,21 @@ def _document() -> dict[str, Any]:
                 "requestBody": _body(binding),
                 "responses": {"200": _json({"$ref": binding}, "changed", _ETAG),
                               "201": _json({"$ref": binding}, "granted", _ETAG),
-                              **_errors("400", "401", "403", "404", "412", "413", "503")}},
+                              **_errors("400", "401", "403", "404", "409", "412", "413", "503")}},
         "delete": {"operationId": "delete_collaborator", "summary": "revoke one binding (role optional)",
                    "parameters": _IF,
                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
                        "$ref": "#/components/schemas/Unbinding"}}}},
                    "responses": {"204": {"description": "revoked"},
-                                 **_errors("400", "401", "403", "404", "412", "413", "503")}},
+                                 **_errors("400", "401", "403", "404", "409", "412", "413", "503")}},
     }
+    paths["/manage/audit"] = {"get": {
+        "operationId": "audit", "summary": "a page of the change trail, oldest first (admins)",
+        "parameters": [_query("since", "an ISO date or time (UTC), or a duration back: 30m, 12h, 7d"),
+                       _query("resource", "changes of this resource or its collaborators"),
+                       _query("principal", "changes made by this principal, or to its roles"), *_PAGE],
+        "responses": {"200": _json(_list("#/components/schemas/AuditEntry"), "the changes"),
+                      **_errors("400", "401", "403", "503")}}}
     report = {"type": "object"}
     paths["/manage/status"] = {"get": {
         "operationId": "status", "summary": "keys per identity provider, tokens per account (admins)",
@@ -119,7 +147,7 @@ def _document() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "AI gateway management API", "version": "1",
-                 "description": "SPEC §3. Every error is {\"error\": {message, type, code, param}}."},
+                 "description": "Every error is {\"error\": {message, type, code, param}}."},
         "paths": paths,
         "components": {"schemas": schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},

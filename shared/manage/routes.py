@@ -1,9 +1,11 @@
-"""The /manage API (SPEC §3): CRUD for every resource kind and for collaborator bindings, with ETags,
-plus status, explain and the OpenAPI document.
+"""The /manage API: CRUD for every resource kind and for collaborator bindings, with ETags, paged
+lists, the audit trail, plus status, explain and the OpenAPI document.
 
 Reads go to storage (fresh, with each entity's ETag); authorization uses the snapshot's Policy plus
-GATEWAY_ADMINS (authz.py). Every change goes through `ConfigStore.write`: all or nothing, audited
-with the caller's principal, and the configuration version moved on so every process reloads.
+GATEWAY_ADMINS (authz.py), and decides before storage is read when it can. Every change goes
+through `ConfigStore.write`: all or nothing, audited with the caller's principal, the store's
+invariants kept (no binding on a deleted resource, the last admin stays), and the configuration
+version moved on so every process reloads.
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -18,14 +20,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
+from ..config.audit import Filter, parse_since
 from ..config.document import item_document
 from ..config.entities import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
-from ..config.schema import NAME_RE, RESOURCE_RE, ConfigError, parse_collaborator, parse_item
-from ..config.schema import parse_principal as _parse_principal
+from ..config.kinds import MANAGED, NAMED, Kind, split_resource
+from ..config.schema import (
+    NAME_RE,
+    ConfigError,
+    parse_collaborator,
+    parse_item,
+    parse_principal,
+    parse_resource,
+    principal_reference,
+    unknown_reference,
+)
 from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge
 from ..http import Call, Route, route
-from . import authz
-from .resources import BY_PREFIX, KINDS, Kind
+from . import authz, pages
 
 if TYPE_CHECKING:
     from ..runtime import Gateway
@@ -77,19 +88,34 @@ def _handler(name: str, work: Callable[[Request], Awaitable[Response]]) -> Work:
 
 # -- resources -------------------------------------------------------------------------------------
 
+def _unknown(field: str, section: str, name: str) -> InvalidRequest:
+    """A reference to something absent, worded the same whether it is absent or hidden from the caller."""
+    return InvalidRequest(f"{field}: {unknown_reference(section, name)}", param=field)
+
+
 async def _references(gw: Gateway, kind: Kind, item: Any) -> None:
     """Every resource the new document names must exist in storage (400 naming the field)."""
-    store = gw.store
     needed: list[tuple[str, str, str]] = []   # (field, section, name)
     if kind.section == "external_identities":
         needed.append(("identity_provider", "identity_providers", item.identity_provider))
     if kind.section == "models":
         needed += [(f"targets[{i}].account", "accounts", t.account) for i, t in enumerate(item.targets)]
-    if kind.has_workspace and getattr(item, "workspace", None):
+    if kind.in_workspace and getattr(item, "workspace", None):
         needed.append(("workspace", "workspaces", item.workspace))
     for field, section, name in needed:
-        if await store.get(section, name) is None:
-            raise InvalidRequest(f"{field}: unknown {section[:-1].replace('_', ' ')} {name!r}", param=field)
+        if await gw.store.get(section, name) is None:
+            raise _unknown(field, section, name)
+
+
+def _check_targets(caller: authz.Caller, kind: Kind, item: Any, stored: dict[str, Any] | None) -> None:
+    """A target on an account the model did not use before needs viewer on that account; without it
+    the answer is the one for an account that does not exist."""
+    if kind.section != "models":
+        return
+    had = {t.get("account") for t in (stored or {}).get("targets", []) if isinstance(t, dict)}
+    for i, target in enumerate(item.targets):
+        if target.account not in had and not authz.may_target(caller, target.account):
+            raise _unknown(f"targets[{i}].account", "accounts", target.account)
 
 
 async def _referrers(gw: Gateway, kind: Kind, name: str) -> list[str]:
@@ -103,21 +129,35 @@ async def _referrers(gw: Gateway, kind: Kind, name: str) -> list[str]:
         found += [f"model {d['name']}" for d, _ in await gw.store.list_section("models")
                   if any(t.get("account") == name for t in d.get("targets", []))]
     if kind.section == "workspaces":
-        for other in KINDS:
-            if other.has_workspace:
+        for other in NAMED:
+            if other.in_workspace and other.section:
                 members = await gw.store.list_section(other.section)
                 found += [f"{other.singular} {d['name']}" for d, _ in members if d.get("workspace") == name]
+    if kind.section in ("identity_providers", "external_identities"):
+        sets, _ = await gw.store.binding_sets(None, inclusive=True, count=10**9)
+        found += [f"the role of {p} on {r}" for r, roles in sets for p in sorted(roles)
+                  if principal_reference(p) == (kind.section, name)]
     return found
 
 
+def _after(page: pages.Page) -> str | None:
+    return page.after[0] if page.after and isinstance(page.after[0], str) else None
+
+
 def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
+    label = (kind.path or "").replace("-", " ")
+
     async def collection(req: Request) -> Response:
         gw, caller = await _caller(req)
         if kind.prefix is None:
-            authz.require_admin(caller, f"read {kind.path.replace('-', ' ')}")
-        items = [doc for doc, _ in await gw.store.list_section(kind.section)
-                 if authz.can_read(caller, kind, doc["name"], doc)]
-        return JSONResponse({"items": items})
+            authz.require_admin(caller, f"read {label}")
+        page = pages.page_of(req)
+        if not caller.is_admin and not caller.may_see_any(kind):   # decided without reading storage
+            return JSONResponse(pages.answer([], None))
+        assert kind.section is not None
+        rows, more = await gw.store.page(kind.section, _after(page), page.limit)
+        items = [doc for doc, _ in rows if authz.can_read(caller, kind, doc["name"], doc)]
+        return JSONResponse(pages.answer(items, page.cursor(rows[-1][0]["name"]) if more else None))
 
     async def item(req: Request) -> Response:
         gw, caller = await _caller(req)
@@ -125,6 +165,7 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
         valid = bool(NAME_RE.match(name))
         if req.method == "PUT":
             return await _put(req, gw, caller, name, valid)
+        assert kind.section is not None
         found = await gw.store.get(kind.section, name) if valid else None
         stored = found[0] if found else None
         if req.method == "GET":
@@ -137,13 +178,14 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
     async def _put(req: Request, gw: Gateway, caller: authz.Caller, name: str, valid: bool) -> Response:
         condition = _precondition(req)
         if kind.prefix is None:  # before looking at the body: nothing about it is any of their business
-            authz.require_admin(caller, f"manage {kind.path.replace('-', ' ')}")
+            authz.require_admin(caller, f"manage {label}")
         doc = await _body(req)
         if not valid:
             raise InvalidRequest(f"name: {name!r} must be letters, digits and hyphens (at most 64)",
                                  param="name")
         if doc.setdefault("name", name) != name:
             raise InvalidRequest(f"name: the body names {doc['name']!r} but the path {name!r}", param="name")
+        assert kind.section is not None
         try:
             parsed = parse_item(kind.section, doc, "body", allowlist=gw.allowlist)
         except ConfigError as exc:
@@ -153,11 +195,12 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
             raise RequestTooLarge(f"the {kind.singular} is over {MAX_SPEC_CHARS // 1024} KiB of JSON")
         found = await gw.store.get(kind.section, name)
         authz.check_resource(caller, kind, name, "write", found[0] if found else None, document)
+        _check_targets(caller, kind, parsed, found[0] if found else None)
         await _references(gw, kind, parsed)
         expected = {(kind.section, name): condition["etag"]} if condition else None
         applied = await gw.store.write([Write(kind.section, name, document)], actor=caller.name,
                                        expected=expected)
-        return JSONResponse(document, status_code=200 if found else 201,
+        return JSONResponse(document, status_code=201 if applied[0].before is None else 200,
                             headers=_etag_headers(applied[0].etag))
 
     async def _delete(req: Request, gw: Gateway, caller: authz.Caller, name: str,
@@ -170,14 +213,10 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
         if referrers:
             raise Conflict(f"{kind.singular} {name!r} is still used by {', '.join(referrers[:10])}"
                            f"{' and more' if len(referrers) > 10 else ''}: change those first")
-        writes = []
-        resource = kind.resource(name)
-        if resource:  # its bindings go first, so no binding ever names a missing resource
-            writes += [Write("collaborators", collaborator_key(d["resource"], d["principal"]), None)
-                       for d, _ in await gw.store.bindings(resource=resource)]
-        writes.append(Write(kind.section, name, None))
+        assert kind.section is not None
         expected = {(kind.section, name): condition["etag"]} if condition else None
-        await gw.store.write(writes, actor=caller.name, expected=expected)
+        # the store takes the resource's collaborator bindings with it, in the same change set
+        await gw.store.write([Write(kind.section, name, None)], actor=caller.name, expected=expected)
         return Response(status_code=204)
 
     return (_handler(f"manage_{kind.ident}", collection), _handler(f"manage_{kind.ident}_item", item))
@@ -186,79 +225,126 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
 # -- collaborators ---------------------------------------------------------------------------------
 
 def _resource_param(value: str, field: str) -> str:
-    if value != "gateway:default":
-        m = RESOURCE_RE.match(value)
-        if not m or not NAME_RE.match(m.group(2)):
-            raise InvalidRequest(f"{field}: {value!r} must be model:, mcp-server:, agent:, workspace:<name> "
-                                 "or gateway:default", param=field)
-    return value
-
-
-def _principal_param(value: str, field: str) -> str:
     try:
-        return _parse_principal(value, field)
+        return parse_resource(value, field)
     except ConfigError as exc:
         raise _invalid(exc) from None
 
 
-async def _resource_exists(gw: Gateway, resource: str) -> bool:
-    if resource == "gateway:default":
-        return True
-    m = RESOURCE_RE.match(resource)
-    assert m is not None
-    return await gw.store.get(BY_PREFIX[m.group(1)].section, m.group(2)) is not None
+def _principal_param(value: str, field: str) -> str:
+    try:
+        return parse_principal(value, field)
+    except ConfigError as exc:
+        raise _invalid(exc) from None
 
 
-async def _collaborators_work(req: Request) -> Response:
-    gw, caller = await _caller(req)
-    if req.method == "GET":
-        resource = req.query_params.get("resource")
-        principal = req.query_params.get("principal")
-        if resource is not None:
-            authz.check_bindings(caller, _resource_param(resource, "resource"))
-        if principal is not None:
-            _principal_param(principal, "principal")
-        found = await gw.store.bindings(resource=resource, principal=principal)
-        return JSONResponse({"items": [d for d, _ in found if authz.manages(caller, d["resource"])]})
-    condition = _precondition(req)
-    doc = await _body(req)
+async def _stored(gw: Gateway, resource: str) -> tuple[bool, str | None]:
+    """Whether the resource exists in storage, and its stored workspace."""
+    found = split_resource(resource)
+    assert found is not None
+    kind, name = found
+    if kind.section is None:
+        return True, None
+    entity = await gw.store.get(kind.section, name)
+    workspace = entity[0].get("workspace") if entity and kind.in_workspace else None
+    return entity is not None, workspace if isinstance(workspace, str) else None
+
+
+async def _list_collaborators(req: Request, gw: Gateway, caller: authz.Caller) -> Response:
+    """A page of bindings by (resource, principal); the cursor is the last one given, or
+    (resource, null) when the page ended between two resources."""
+    resource, principal = req.query_params.get("resource"), req.query_params.get("principal")
+    if resource is not None:
+        resource = _resource_param(resource, "resource")
+        authz.check_bindings(caller, resource, (await _stored(gw, resource))[1])
+    if principal is not None:
+        principal = _principal_param(principal, "principal")
+    page = pages.page_of(req, resource, principal)
+    if not caller.is_admin and not caller.manages_any():      # decided without reading storage
+        return JSONResponse(pages.answer([], None))
+    after = page.after if page.after and len(page.after) == 2 and isinstance(page.after[0], str) else None
+    sets, more = await gw.store.binding_sets(after[0] if after else None, inclusive=bool(after and after[1]),
+                                             count=page.limit, only=resource)
+    items: list[dict[str, str]] = []
+    for bound, roles in sets:
+        if not authz.manages(caller, bound):
+            continue
+        for who in sorted(roles):
+            if (after and (bound, who) <= (after[0], after[1] or "")) or principal not in (None, who):
+                continue
+            if len(items) == page.limit:
+                last = items[-1]
+                return JSONResponse(pages.answer(items, page.cursor(last["resource"], last["principal"])))
+            items.append({"resource": bound, "principal": who, "role": roles[who]})
+    next_cursor = page.cursor(sets[-1][0], None) if more else None
+    return JSONResponse(pages.answer(items, next_cursor))
+
+
+def _binding_of(req: Request, doc: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(resource, principal, role) of a PUT (role required) or DELETE (role optional) body."""
     if req.method == "PUT":
         try:
             binding = parse_collaborator(doc, "body")
         except ConfigError as exc:
             raise _invalid(exc) from None
-        resource, principal, role = binding.resource, binding.principal, binding.role
-    else:
-        extra = sorted(set(doc) - {"resource", "principal", "role"})
-        if extra:
-            raise InvalidRequest(f"{extra[0]}: unknown field", param=extra[0])
-        for field in ("resource", "principal"):
-            if not isinstance(doc.get(field), str):
-                raise InvalidRequest(f"{field}: is required", param=field)
-        resource = _resource_param(doc["resource"], "resource")
-        principal = _principal_param(doc["principal"], "principal")
-        role = doc.get("role")
-        if role is not None and role not in ("viewer", "editor", "manager", "admin"):
-            raise InvalidRequest("role: must be one of viewer, editor, manager, admin", param="role")
-    authz.check_bindings(caller, resource)
+        return binding.resource, binding.principal, binding.role
+    extra = sorted(set(doc) - {"resource", "principal", "role"})
+    if extra:
+        raise InvalidRequest(f"{extra[0]}: unknown field", param=extra[0])
+    for field in ("resource", "principal"):
+        if not isinstance(doc.get(field), str):
+            raise InvalidRequest(f"{field}: is required", param=field)
+    role = doc.get("role")
+    if role is not None and role not in ("viewer", "editor", "manager", "admin"):
+        raise InvalidRequest("role: must be one of viewer, editor, manager, admin", param="role")
+    return _resource_param(doc["resource"], "resource"), _principal_param(doc["principal"], "principal"), role
+
+
+async def _collaborators_work(req: Request) -> Response:
+    gw, caller = await _caller(req)
+    if req.method == "GET":
+        return await _list_collaborators(req, gw, caller)
+    condition = _precondition(req)
+    resource, principal, role = _binding_of(req, await _body(req))
+    exists, workspace = await _stored(gw, resource)
+    authz.check_bindings(caller, resource, workspace)
     key = collaborator_key(resource, principal)
     expected = {("collaborators", key): condition["etag"]} if condition else None
     if req.method == "PUT":
-        if not await _resource_exists(gw, resource):
+        if not exists:
             raise InvalidRequest(f"resource: unknown resource {resource!r}", param="resource")
-        if role == "admin" and not caller.is_admin:
-            raise authz.PermissionDenied("only gateway admins may grant admin")
+        section, name = principal_reference(principal)
+        if await gw.store.get(section, name) is None:
+            raise _unknown("principal", section, name)
         document = {"resource": resource, "principal": principal, "role": role}
-        existed = await gw.store.get("collaborators", key)
         applied = await gw.store.write([Write("collaborators", key, document)], actor=caller.name,
                                        expected=expected)
-        return JSONResponse(document, status_code=200 if existed else 201,
+        return JSONResponse(document, status_code=201 if applied[0].before is None else 200,
                             headers=_etag_headers(applied[0].etag))
     existing = await gw.store.get("collaborators", key)
     if existing is None or (role is not None and existing[0]["role"] != role):
         raise NotFound(f"{principal} has no {role or 'role'} on {resource}")
     await gw.store.write([Write("collaborators", key, None)], actor=caller.name, expected=expected)
     return Response(status_code=204)
+
+
+# -- the audit trail -------------------------------------------------------------------------------
+
+async def _audit_work(req: Request) -> Response:
+    gw, caller = await _caller(req)
+    authz.require_admin(caller, "read the audit trail")
+    query = req.query_params
+    since = None
+    if query.get("since") is not None:
+        try:
+            since = parse_since(query["since"])
+        except ValueError as exc:
+            raise InvalidRequest(f"since: {exc}", param="since") from None
+    resource = _resource_param(query["resource"], "resource") if "resource" in query else None
+    principal = _principal_param(query["principal"], "principal") if "principal" in query else None
+    page = pages.page_of(req, query.get("since"), resource, principal)
+    entries, after = await gw.store.audit_page(Filter(since, resource, principal), _after(page), page.limit)
+    return JSONResponse(pages.answer(entries, page.cursor(after) if after else None))
 
 
 # -- operator tools --------------------------------------------------------------------------------
@@ -295,13 +381,14 @@ async def _openapi_work(req: Request) -> Response:
 
 def _routes() -> tuple[Route, ...]:
     out: list[Route] = []
-    for kind in KINDS:
+    for kind in MANAGED:
         collection, item = _resource_handlers(kind)
         out.append(route(f"manage/{kind.path}", ("GET",), collection.__name__, collection))
         out.append(route(f"manage/{kind.path}/{{name}}", ("GET", "PUT", "DELETE"), item.__name__, item))
     for template, methods, work in (
             ("manage/collaborators", ("GET", "PUT", "DELETE"),
              _handler("manage_collaborators", _collaborators_work)),
+            ("manage/audit", ("GET",), _handler("manage_audit", _audit_work)),
             ("manage/status", ("GET",), _handler("manage_status", _status_work)),
             ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
             ("manage/openapi.json", ("GET",), _handler("manage_openapi", _openapi_work))):

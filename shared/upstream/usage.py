@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..config.tables import Table
 from ..telemetry import count_tokens
 
 if TYPE_CHECKING:
-    from azure.data.tables.aio import TableClient, TableServiceClient
+    from azure.data.tables.aio import TableServiceClient
 
     from .outbound import Outbound
 
@@ -126,13 +127,14 @@ class UsageRecorder:
             await asyncio.sleep(self._flush_seconds)
             await self.flush()
 
-    async def _table(self) -> TableClient:
+    async def _table(self) -> Table:
         if self._service is None:
             self._service = self._factory()
+        table = Table(self._service.get_table_client(self.table_name))
         if not self._table_ready:
-            await self._service.create_table_if_not_exists(self.table_name)
+            await table.ensure()
             self._table_ready = True
-        return self._service.get_table_client(self.table_name)
+        return table
 
     async def flush(self) -> bool:
         """Write every pending count; what cannot be written stays pending. True when nothing is left."""
@@ -155,7 +157,7 @@ class UsageRecorder:
                             total = Counts(**vars_of(self._written.get(key, Counts())))
                             total.add(batch[key])
                             totals[key] = total
-                        await table.submit_transaction(
+                        await table.transaction(
                             [("upsert", self._entity(key, totals[key]), {"mode": _replace()})
                              for key in group])
                         self._written.update(totals)
@@ -220,19 +222,13 @@ def _yesterday(day: str) -> str:
 async def read_usage(service: TableServiceClient, prefix: str,
                      since: str | None = None) -> list[dict[str, Any]]:
     """Every process's rows summed per day, principal and model, sorted."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    table = service.get_table_client(f"{prefix}{TABLE_SUFFIX}")
+    table = Table(service.get_table_client(f"{prefix}{TABLE_SUFFIX}"))
     sums: dict[Key, Counts] = {}
-    entities = (table.query_entities("PartitionKey ge @since", parameters={"since": since}) if since
-                else table.list_entities())
-    try:
-        async for e in entities:
-            key = (e["PartitionKey"], str(e.get("principal", "")), str(e.get("model", "")))
-            sums.setdefault(key, Counts()).add(Counts(**{n: _int(getattr(e.get(n), "value", e.get(n)))
-                                                          for n in COUNTERS}))
-    except ResourceNotFoundError:
-        return []
+    entities = await (table.query("PartitionKey ge @since", {"since": since}) if since else table.query())
+    for e in entities:
+        key = (e["PartitionKey"], str(e.get("principal", "")), str(e.get("model", "")))
+        sums.setdefault(key, Counts()).add(Counts(**{n: _int(getattr(e.get(n), "value", e.get(n)))
+                                                      for n in COUNTERS}))
     return [{"day": day, "principal": principal, "model": model, **vars_of(c)}
             for (day, principal, model), c in sorted(sums.items())]
 
@@ -258,7 +254,6 @@ def cmd_usage(args: argparse.Namespace) -> int:
     import json
 
     from ..config.tables import service_from_settings
-    from ..errors import Unavailable
     from ..settings import load
 
     settings = load()
@@ -267,9 +262,6 @@ def cmd_usage(args: argparse.Namespace) -> int:
         service = service_from_settings(settings, operator=True)
         try:
             return await read_usage(service, settings.table_prefix, args.since)
-        except Exception as exc:
-            raise Unavailable(f"could not read table {settings.table_prefix}{TABLE_SUFFIX} "
-                              f"({type(exc).__name__})") from exc
         finally:
             await service.close()
 

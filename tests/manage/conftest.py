@@ -38,6 +38,20 @@ class Api:
         return call
 
 
+def every_item(api: Api, path: str, **params: str) -> list[dict[str, Any]]:
+    """A whole /manage list, page after page (a page may hold fewer items than its limit)."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(1000):
+        answer = api.get(path, params={**params, **({"cursor": cursor} if cursor else {})})
+        assert answer.status_code == 200, answer.text
+        items += answer.json()["items"]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError(f"{path}: more than 1000 pages")
+
+
 def wait_until(condition: Callable[[], bool], seconds: float = 20) -> bool:
     """Poll `condition` (a change reaching a process) until it holds or `seconds` pass."""
     deadline = time.monotonic() + seconds

@@ -246,6 +246,11 @@ def test_a_role_on_a_workspace_applies_to_its_resources(world: dict[str, Any],
     changed = wendy.put("models/in-lab", {**DOCS["models"], "workspace": "lab",
                                           "targets": [{"account": "emulator", "deployment": "d9"}]})
     assert changed.status_code == 200, changed.text
+    refused = wendy.put("models/lab-new", {**DOCS["models"], "workspace": "lab"})   # no role on the account
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "targets[0].account"
+    assert admin.put("collaborators", {"resource": "account:emulator", "principal": "user:dev/wendy",
+                                       "role": "viewer"}).status_code == 201
+    assert wait_until(lambda: wendy.get("accounts/emulator").status_code == 200)
     created = wendy.put("models/lab-new", {**DOCS["models"], "workspace": "lab"})
     assert created.status_code == 201, created.text
     assert wendy.put("models/elsewhere", DOCS["models"]).status_code == 404       # no workspace: admins

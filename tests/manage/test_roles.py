@@ -1,4 +1,4 @@
-"""The whole role x operation matrix of /manage (SPEC §3, §6), as each caller sees it."""
+"""The whole role x operation matrix of /manage, as each caller sees it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from tests.conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
-from tests.manage.conftest import ROOT_ADMIN, Api
+from tests.manage.conftest import ROOT_ADMIN, Api, every_item
 
 ROLES = ("nobody", "viewer", "editor", "manager", "admin", "env-admin")
 TARGET = {"targets": [{"account": "emulator", "deployment": "d"}]}
+ACCOUNT = {"endpoint": "https://a.openai.azure.com", "auth": {"type": "managed-identity"}}
 
 # operation -> (request maker over the case's own model name, expected status per role in ROLES order)
 OPERATIONS: dict[str, tuple[Any, tuple[int, ...]]] = {
@@ -32,15 +33,25 @@ OPERATIONS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "create a model": (lambda api, m: api.put(f"models/{m}-new", TARGET), (404, 404, 404, 404, 201, 201)),
     "create a workspace": (lambda api, m: api.put(f"workspaces/{m}-ws", {}), (404, 404, 404, 404, 201, 201)),
     "read identity providers": (lambda api, m: api.get("identity-providers"), (403, 403, 403, 403, 200, 200)),
-    "read an account": (lambda api, m: api.get("accounts/emulator"), (403, 403, 403, 403, 200, 200)),
-    "create an account": (lambda api, m: api.put(f"accounts/{m}", {"endpoint": "https://a.openai.azure.com",
-                                                                       "auth": {"type": "managed-identity"}}),
-                          (403, 403, 403, 403, 201, 201)),
+    "read an account": (lambda api, m: api.get("accounts/emulator"), (404, 404, 404, 404, 200, 200)),
+    "create an account": (lambda api, m: api.put(f"accounts/{m}-new", ACCOUNT),
+                          (404, 404, 404, 404, 201, 201)),
+    # on an account of the case's own, the role bound on account:<it>
+    "read its account": (lambda api, m: api.get(f"accounts/{m}"), (404, 200, 200, 200, 200, 200)),
+    "change its account": (lambda api, m: api.put(f"accounts/{m}", ACCOUNT), (404, 403, 403, 403, 200, 200)),
+    "delete its account": (lambda api, m: api.delete(f"accounts/{m}"), (404, 403, 403, 403, 204, 204)),
+    "grant on its account": (lambda api, m: api.put("collaborators", {"resource": f"account:{m}",
+                                                                      "principal": "user:dev/new",
+                                                                      "role": "viewer"}),
+                             (404, 403, 403, 201, 201, 201)),
+    "target its account": (lambda api, m: api.put(f"models/{m}", {"targets": [{"account": m,
+                                                                               "deployment": "d"}]}),
+                           (404, 200, 400, 200, 200, 200)),
     "read external identities": (lambda api, m: api.get("external-identities/developers"),
                                  (403, 403, 403, 403, 200, 200)),
     "grant admin": (lambda api, m: api.put("collaborators", {"resource": "gateway:default",
                                                              "principal": f"user:dev/{m}", "role": "admin"}),
-                    (404, 404, 404, 404, 201, 201)),
+                    (403, 403, 403, 403, 201, 201)),
     "status": (lambda api, m: api.get("status"), (403, 403, 403, 403, 200, 200)),
     "explain": (lambda api, m: api.post("explain", {"token": "x", "resource": f"model:{m}"}),
                 (403, 403, 403, 403, 200, 200)),
@@ -55,16 +66,31 @@ def case_model(role: str, operation: str) -> str:
 def callers(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Api]]:
     tables = Tables(azurite, unique_prefix())
-    models, bindings = [], [{"resource": "gateway:default", "principal": "user:dev/admin", "role": "admin"}]
+    models, accounts = [], []
+    bindings = [{"resource": "gateway:default", "principal": "user:dev/admin", "role": "admin"}]
     for role in ROLES:
         for operation in OPERATIONS:
             name = case_model(role, operation)
             models.append({"name": name, **TARGET})
-            bindings.append({"resource": f"model:{name}", "principal": "user:dev/old", "role": "viewer"})
-            if role in ("viewer", "editor", "manager"):
-                bindings.append({"resource": f"model:{name}", "principal": f"user:dev/{role}", "role": role})
+            bound = role in ("viewer", "editor", "manager")
+            resource = f"account:{name}" if "its account" in operation else f"model:{name}"
+            bindings.append({"resource": resource, "principal": "user:dev/old", "role": "viewer"})
+            if "its account" not in operation:
+                if bound:
+                    bindings.append({"resource": resource, "principal": f"user:dev/{role}", "role": role})
+                continue
+            accounts.append({"name": name, **ACCOUNT})
+            if operation == "target its account":
+                # everyone bound may change the model; the editor row holds no role on the account
+                if bound:
+                    bindings.append({"resource": f"model:{name}", "principal": f"user:dev/{role}",
+                                     "role": "editor"})
+                bound = role in ("viewer", "manager")
+            if bound:
+                bindings.append({"resource": resource, "principal": f"user:dev/{role}", "role": role})
     doc = sandbox_config(idp, emulator)
     doc["models"] += models
+    doc["accounts"] += accounts
     doc["collaborators"] += bindings
     tables.apply(doc)
     gw = GatewayProcess(gateway_env(tables, GATEWAY_ADMINS=ROOT_ADMIN),
@@ -92,14 +118,14 @@ def test_role_x_operation(callers: dict[str, Api], role: str, operation: str) ->
 @pytest.mark.parametrize("role", ROLES)
 def test_lists_show_only_what_the_caller_may_see(callers: dict[str, Api], role: str) -> None:
     mine = case_model(role, "read model")
-    names = [m["name"] for m in callers[role].get("models").json()["items"]]
+    names = [m["name"] for m in every_item(callers[role], "models")]
     if role == "nobody":
         assert names == []
     else:
         assert mine in names
     if role in ("viewer", "editor"):
         assert "secret-model" not in names
-        assert callers[role].get("collaborators").json()["items"] == []
+        assert every_item(callers[role], "collaborators") == []
     if role == "manager":
-        seen = {b["resource"] for b in callers[role].get("collaborators").json()["items"]}
-        assert seen and all(r.startswith("model:m-manager-") for r in seen)
+        seen = {b["resource"] for b in every_item(callers[role], "collaborators")}
+        assert seen and all(r.partition(":")[2].startswith("m-manager-") for r in seen)
