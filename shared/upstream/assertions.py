@@ -78,10 +78,10 @@ async def allowed_file(allowlist: Allowlist, path: str, field: str) -> str:
         raise CredentialProblem(f"auth.{field} {exc.problem}", field=field) from None
 
 
-async def read_token_file(path: str, field: str, what: str, *, opened: str | None = None) -> str:
-    """The token in `path` (read from `opened`, what allowed_file() resolved it to)."""
+async def read_token_file(path: str, field: str, what: str, *, opened: str) -> str:
+    """The token auth.`field` names as `path`, read from `opened`: what allowed_file() resolved it to."""
     try:
-        text = (await _read_text(opened or path)).strip()
+        text = (await _read_text(opened)).strip()
     except FileNotFoundError:
         raise CredentialProblem(f"{what} file {path} does not exist: check auth.{field}",
                                 field=field) from None
