@@ -7,7 +7,10 @@ sub `system:serviceaccount:<ns>:<sa>` and the requested audiences) and `status.e
 Refusals are Kubernetes `Status` objects. The server is also the cluster's OIDC issuer
 (`/.well-known/openid-configuration`, `/openid/v1/jwks`), so the fake Entra verifies its tokens the way
 Entra verifies an AKS or EKS cluster's. `projected_token` mints what the kubelet would write to a
-token file. Development tooling only.
+token file. A gateway reaches it only once its https origin (`url`) is listed in
+GATEWAY_KUBERNETES_API_SERVERS, and the token and CA files its tests write only once their directory is
+listed in GATEWAY_CREDENTIAL_FILE_DIRS, as for any API server other than the in-cluster one.
+Development tooling only.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config.allowlist import DEFAULT_SECRET_PREFIX, host_name, https_origin
+from .config.allowlist import DEFAULT_SECRET_PREFIX, credential_dir, host_name, https_origin
 
 
 class SettingsError(ValueError):
@@ -82,6 +82,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Local host: largest request head (request line and headers); larger ones get 431.", False),
     Setting("GATEWAY_SERVER_MAX_CONNECTIONS", "1000",
             "Local host: most open connections; further ones are closed at once.", False),
+    Setting("GATEWAY_KUBERNETES_API_SERVERS", "",
+            "Comma-separated https origins a kubernetes assertion's api_server may name besides the "
+            "in-cluster API server.", False),
+    Setting("GATEWAY_CREDENTIAL_FILE_DIRS", "",
+            "Comma-separated absolute directories credential files (token_path, ca_path, a token file, "
+            "certificate_path) may be read from besides /var/run/secrets/.", False),
 )
 
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,29}$")
@@ -114,6 +120,9 @@ class Settings:
     server_keepalive_seconds: float = 5.0
     server_max_header_bytes: int = 32768
     server_max_connections: int = 1000
+    kubernetes_api_servers: frozenset[str] = frozenset()
+    kubernetes_in_cluster_api_server: str = ""
+    credential_file_dirs: frozenset[str] = frozenset()
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -188,6 +197,27 @@ def _origin(text: str) -> str:
         raise ValueError(f"{text!r} {exc}") from None
 
 
+def _directory(text: str) -> str:
+    try:
+        return credential_dir(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} {exc}") from None
+
+
+def _in_cluster_api_server(source: Mapping[str, str]) -> str:
+    """The API server of the cluster this pod runs in, as the kubelet announces it (not an operator's
+    setting): the one a kubernetes assertion may always name. Empty outside a pod, or when they do not
+    make an https origin (then only the listed ones may be named)."""
+    host = source.get("KUBERNETES_SERVICE_HOST", "").strip()
+    port = source.get("KUBERNETES_SERVICE_PORT", "").strip() or "443"
+    if not host or not port.isdigit():
+        return ""
+    try:
+        return https_origin(f"https://{f'[{host}]' if ':' in host else host}:{port}")
+    except ValueError:
+        return ""
+
+
 def local_settings_values(path: Path = Path("local.settings.json")) -> dict[str, str]:
     """`Values` of local.settings.json, which Core Tools would put in the environment."""
     try:
@@ -245,6 +275,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                                             minimum=1024)),
         server_max_connections=int(_number(merged, "GATEWAY_SERVER_MAX_CONNECTIONS", integer=True,
                                            minimum=1)),
+        kubernetes_api_servers=_list(merged, "GATEWAY_KUBERNETES_API_SERVERS", _origin),
+        kubernetes_in_cluster_api_server=_in_cluster_api_server(source),
+        credential_file_dirs=_list(merged, "GATEWAY_CREDENTIAL_FILE_DIRS", _directory),
     )
 
 

@@ -46,6 +46,7 @@ SECRET = {"type": "client-secret", "tenant_id": TENANT, "client_id": CLIENT,
 MI = {"type": "managed-identity"}
 WI = {"type": "workload-identity", "tenant_id": TENANT, "client_id": CLIENT,
       "assertion": {"source": "managed-identity", "client_id": CLIENT}}
+KUBE = {"source": "kubernetes", "namespace": "ai", "service_account": "gateway"}
 
 
 def acct(endpoint: str = "https://acme.openai.azure.com", kind: str = "azure-openai",
@@ -184,6 +185,12 @@ def test_settings_add_hosts_scopes_and_authorities() -> None:
     ("GATEWAY_ENTRA_SCOPES", "not a scope"),
     ("GATEWAY_AUTHORITY_HOSTS", "http://login.corp.example"),
     ("GATEWAY_AUTHORITY_HOSTS", "https://login.corp.example/tenant"),
+    ("GATEWAY_KUBERNETES_API_SERVERS", "http://127.0.0.1:6443"),
+    ("GATEWAY_KUBERNETES_API_SERVERS", "https://k8s.corp.example/api"),
+    ("GATEWAY_KUBERNETES_API_SERVERS", "k8s.corp.example"),
+    ("GATEWAY_CREDENTIAL_FILE_DIRS", "/"),
+    ("GATEWAY_CREDENTIAL_FILE_DIRS", "secrets"),
+    ("GATEWAY_CREDENTIAL_FILE_DIRS", "/var/run/secrets/../.."),
 ])
 def test_allowlist_settings_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -244,6 +251,15 @@ ATTACKS: list[tuple[dict[str, Any], str]] = [
     (acct("https://x.openai.azure.com@evil.example"), "endpoint"),
     (acct("https://x.openai.azure.com.evil.example"), "endpoint"),
     (acct(**{**SECRET, "authority_host": "https://evil.example"}), "auth.authority_host"),
+    (acct(**{**WI, "assertion": {**KUBE, "api_server": "https://evil.example"}}),
+     "auth.assertion.api_server"),
+    (acct(**{**WI, "assertion": {**KUBE, "token_path": "/etc/passwd"}}), "auth.assertion.token_path"),
+    (acct(**{**WI, "assertion": {**KUBE, "ca_path": "/var/run/secrets/../../etc/passwd"}}),
+     "auth.assertion.ca_path"),
+    (acct(**{**WI, "assertion": {"source": "token-file", "path": "/var/run/secrets/../../etc/passwd"}}),
+     "auth.assertion.path"),
+    (acct(type="certificate", tenant_id=TENANT, client_id=CLIENT, certificate_path="/etc/passwd"),
+     "auth.certificate_path"),
 ]
 
 
@@ -266,6 +282,7 @@ def test_attack_through_manage_is_refused_naming_the_field(admin_gateway: dict[s
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == field and error["message"].startswith(f"{field}: ")
+    assert "evil" not in error["message"] and "passwd" not in error["message"]   # the value is not echoed
     assert admin_gateway["admin"].get("accounts/hijack").status_code == 404
 
 

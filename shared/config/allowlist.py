@@ -1,12 +1,15 @@
 """Where an account may make the gateway act with its own identity, and which secrets it may read.
 
 An account names an environment variable (`key_env`, `secret_env`) the gateway reads, an Entra scope
-and authority it asks for a token (as its managed identity or app registration), and an endpoint it
-sends that key or token to. Left open, whoever may edit an account could have the gateway read the
-tables' connection string, get a token for Azure Storage or Resource Manager, and send either to a host
-of their choosing. So each is held to built-in values plus additions only the operator can make
-(settings): checked when a file is applied or /manage writes an account, when a stored configuration is
-loaded, and again where a credential is built.
+and authority it asks for a token (as its managed identity or app registration), an endpoint it sends
+that key or token to, files it reads a credential from (`certificate_path`, a workload-identity
+assertion's `path`, `token_path`, `ca_path`) and a Kubernetes API server it sends the pod's own
+service-account token to (`api_server`). Left open, whoever may edit an account could have the gateway
+read the tables' connection string or any file on disk, get a token for Azure Storage or Resource
+Manager, and send any of them (or the pod's Kubernetes identity) to a host of their choosing. So each
+is held to built-in values plus additions only the operator can make (settings): checked when a file is
+applied or /manage writes an account, when a stored configuration is loaded, and again where a
+credential is built (for files, once more after their symbolic links are resolved).
 
 Errors never repeat the offending value (it is the caller's text); they say what is allowed.
 """
@@ -14,8 +17,9 @@ Errors never repeat the offending value (it is the caller's text); they say what
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -36,6 +40,11 @@ ENTRA_SCOPES = frozenset({"https://cognitiveservices.azure.com/.default",
 AUTHORITY_HOSTS = frozenset({"https://login.microsoftonline.com", "https://login.microsoftonline.us",
                              "https://login.chinacloudapi.cn", "https://login.partner.microsoftonline.cn"})
 ENV_FIELDS = ("key_env", "secret_env")
+# Where Kubernetes projects a pod's service-account token and cluster CA, and AKS workload identity its
+# federated token (/var/run/secrets/azure/tokens): credential files are read from here, or from a
+# directory listed in GATEWAY_CREDENTIAL_FILE_DIRS, and nowhere else.
+CREDENTIAL_FILE_DIR = "/var/run/secrets/"
+ASSERTION_FILE_FIELDS = ("path", "token_path", "ca_path")
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _LABEL_RE = re.compile(rf"^{_LABEL}$")
@@ -99,6 +108,27 @@ def https_origin(text: str) -> str:
     return f"https://{host}" + (f":{url.port}" if url.port not in (None, 443) else "")
 
 
+def _plain_absolute(path: str) -> bool:
+    """An absolute POSIX path whose every segment names something: no empty, `.` or `..` segment, no
+    NUL or other control character, so what it names is what it says, before any link is followed."""
+    if not path.startswith("/") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return False
+    return all(segment not in ("", ".", "..") for segment in path[1:].split("/"))
+
+
+def credential_dir(text: str) -> str:
+    """An absolute directory as an operator lists it in a setting, ending with `/`; ValueError otherwise
+    (a relative path, `.` or `..` segments, or `/` itself, which would admit every file)."""
+    directory = text.strip().rstrip("/")
+    if not directory or not _plain_absolute(directory):
+        raise ValueError("must be an absolute directory other than / without . or .. segments")
+    return directory + "/"
+
+
+def _under(path: str, directories: frozenset[str]) -> bool:
+    return any(path.startswith(directory) and len(path) > len(directory) for directory in directories)
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -126,12 +156,18 @@ class Allowlist:
     scopes: frozenset[str] = frozenset()
     authority_hosts: frozenset[str] = frozenset()
     http_loopback: bool = False
+    kubernetes_api_servers: frozenset[str] = frozenset()   # https origins, as https_origin() gives them
+    in_cluster_api_server: str = ""                        # https://$KUBERNETES_SERVICE_HOST:$..._PORT
+    credential_dirs: frozenset[str] = frozenset()          # absolute, ending with /, as credential_dir()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Allowlist:
         return cls(secret_prefix=settings.secret_env_prefix, upstream_hosts=settings.upstream_hosts,
                    scopes=settings.entra_scopes, authority_hosts=settings.authority_hosts,
-                   http_loopback=settings.allow_http_loopback)
+                   http_loopback=settings.allow_http_loopback,
+                   kubernetes_api_servers=settings.kubernetes_api_servers,
+                   in_cluster_api_server=settings.kubernetes_in_cluster_api_server,
+                   credential_dirs=settings.credential_file_dirs)
 
     def check_env_name(self, name: str) -> None:
         """A variable the configuration names for a secret (key_env, secret_env, headers_env values)."""
@@ -177,6 +213,43 @@ class Allowlist:
                              ".services.ai.azure.com (or the .azure.us and .azure.cn equivalents), in lower "
                              "case, or a host listed in GATEWAY_UPSTREAM_HOSTS")
 
+    def check_api_server(self, api_server: str) -> str:
+        """The Kubernetes API server a TokenRequest goes to, as an origin: it carries the pod's own
+        service-account token, so only the in-cluster one or one the operator listed; never plain http."""
+        try:
+            origin = https_origin(api_server)
+        except ValueError:
+            origin = ""
+        if not origin or (origin != self.in_cluster_api_server and origin not in self.kubernetes_api_servers):
+            raise NotAllowed("must be the in-cluster API server (https://$KUBERNETES_SERVICE_HOST:"
+                             "$KUBERNETES_SERVICE_PORT, used when api_server is left out) or an https origin "
+                             "listed in GATEWAY_KUBERNETES_API_SERVERS")
+        return origin
+
+    def _file_dirs(self) -> frozenset[str]:
+        return self.credential_dirs | {CREDENTIAL_FILE_DIR}
+
+    def check_credential_file(self, path: str) -> None:
+        """A file the gateway reads a credential from, as written: absolute, plainly named, and under
+        /var/run/secrets/ or a directory listed in GATEWAY_CREDENTIAL_FILE_DIRS."""
+        if not _plain_absolute(path):
+            raise NotAllowed("must be an absolute path without empty, . or .. segments")
+        if not _under(path, self._file_dirs()):
+            raise NotAllowed(f"must be a file under {CREDENTIAL_FILE_DIR} or under a directory listed in "
+                             "GATEWAY_CREDENTIAL_FILE_DIRS")
+
+    def credential_file(self, path: str) -> str:
+        """The file to open for `path`: its symbolic links resolved, and checked again against the
+        directories (resolved too: /var/run is often a link to /run), so a link inside an allowed
+        directory cannot lead out of it. Touches the file system: call it off the event loop, just
+        before the file is read, and read the path it returns."""
+        self.check_credential_file(path)
+        real = os.path.realpath(path)
+        if not _under(real, frozenset(os.path.join(os.path.realpath(d), "") for d in self._file_dirs())):
+            raise NotAllowed(f"must not lead (through a symbolic link) out of {CREDENTIAL_FILE_DIR} and the "
+                             "directories listed in GATEWAY_CREDENTIAL_FILE_DIRS")
+        return real
+
     def _known_host(self, host: str) -> bool:
         if not _HOST_RE.match(host):
             return False
@@ -192,10 +265,16 @@ class Allowlist:
         def endpoint(value: str) -> None:
             self.check_endpoint(value, foundry=account.kind == "ai-foundry")
 
-        checks: list[tuple[str, Callable[[str], None], object]] = [("endpoint", endpoint, account.endpoint)]
+        assertion = options.get("assertion")
+        assertion = assertion if isinstance(assertion, Mapping) else {}
+        checks: list[tuple[str, Callable[[str], object], object]] = [("endpoint", endpoint, account.endpoint)]
         checks += [(f"auth.{key}", self.check_env_name, options.get(key)) for key in ENV_FIELDS]
         checks += [("auth.scope", self.check_scope, options.get("scope")),
-                   ("auth.authority_host", self.check_authority, options.get("authority_host"))]
+                   ("auth.authority_host", self.check_authority, options.get("authority_host")),
+                   ("auth.certificate_path", self.check_credential_file, options.get("certificate_path")),
+                   ("auth.assertion.api_server", self.check_api_server, assertion.get("api_server"))]
+        checks += [(f"auth.assertion.{key}", self.check_credential_file, assertion.get(key))
+                   for key in ASSERTION_FILE_FIELDS]
         for field, check, value in checks:
             if value is None:
                 continue

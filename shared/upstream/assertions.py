@@ -1,4 +1,4 @@
-"""Where a workload-identity account's client assertion comes from (SPEC §4 `assertion.source`).
+"""Where a workload-identity account's client assertion comes from (its `auth.assertion.source`).
 
 Each source returns a fresh JWT for audience api://AzureADTokenExchange whenever asked, so the
 assertion is never older than the Entra token request it serves:
@@ -10,6 +10,9 @@ assertion is never older than the Entra token request it serves:
 - `kubernetes`: the TokenRequest API, authenticated with the pod's own service-account token (re-read
   every time too) and trusting the cluster CA.
 
+The pod's token goes out as a bearer and a token file's content as the client assertion, so every file
+and API server is held to the allowlist here too, before anything is read or sent: a file only under the
+allowed directories once its links are resolved, an API server only the in-cluster or a listed one.
 Failures are CredentialProblems naming the `auth.assertion.*` field to fix.
 """
 
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from ..auth.addresses import AddressPolicy, AddressRefused, socket_factory
+from ..config.allowlist import Allowlist, NotAllowed
 from . import azure_sdk
 from .entra import EXCHANGE_AUDIENCE, transport_problem
 from .problem import CredentialProblem
@@ -69,9 +73,19 @@ async def _read_text(path: str) -> str:
     return await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
 
 
-async def read_token_file(path: str, field: str, what: str) -> str:
+async def allowed_file(allowlist: Allowlist, path: str, field: str) -> str:
+    """The file to open for auth.`field`, links resolved, if the allowlist admits it (the refusal
+    names the field, never the path: it is the configuration's text)."""
     try:
-        text = (await _read_text(path)).strip()
+        return await asyncio.to_thread(allowlist.credential_file, path)
+    except NotAllowed as exc:
+        raise CredentialProblem(f"auth.{field} {exc.problem}", field=field) from None
+
+
+async def read_token_file(path: str, field: str, what: str, *, opened: str) -> str:
+    """The token auth.`field` names as `path`, read from `opened`: what allowed_file() resolved it to."""
+    try:
+        text = (await _read_text(opened)).strip()
     except FileNotFoundError:
         raise CredentialProblem(f"{what} file {path} does not exist: check auth.{field}",
                                 field=field) from None
@@ -86,11 +100,13 @@ async def read_token_file(path: str, field: str, what: str) -> str:
 class TokenFileAssertion:
     """A projected service-account token (AKS workload identity: AZURE_FEDERATED_TOKEN_FILE)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, allowlist: Allowlist) -> None:
         self.path = path
+        self._allowlist = allowlist
 
     async def assertion(self) -> str:
-        return await read_token_file(self.path, "assertion.path", "the assertion token")
+        opened = await allowed_file(self._allowlist, self.path, "assertion.path")
+        return await read_token_file(self.path, "assertion.path", "the assertion token", opened=opened)
 
     async def aclose(self) -> None:
         return None
@@ -189,11 +205,18 @@ class KubernetesTarget:
     ca_path: str
 
 
-def kubernetes_target(options: Mapping[str, Any],
-                      environ: Callable[[], Mapping[str, str]]) -> KubernetesTarget:
-    """The TokenRequest endpoint and the pod's credentials; defaults are the in-cluster ones."""
+def kubernetes_target(options: Mapping[str, Any], environ: Callable[[], Mapping[str, str]],
+                      allowlist: Allowlist) -> KubernetesTarget:
+    """The TokenRequest endpoint and the pod's credentials; defaults are the in-cluster ones. A named
+    api_server must be one the allowlist admits (its origin is what is used)."""
     api_server = options.get("api_server")
-    if not api_server:
+    if api_server:
+        try:
+            api_server = allowlist.check_api_server(str(api_server))
+        except NotAllowed as exc:
+            raise CredentialProblem(f"auth.assertion.api_server {exc.problem}",
+                                    field="assertion.api_server") from None
+    else:
         env = environ()
         host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
@@ -221,37 +244,42 @@ def _host(host: str) -> str:
 class KubernetesAssertion:
     """A service-account token for api://AzureADTokenExchange from the TokenRequest API."""
 
-    def __init__(self, options: Mapping[str, Any], environ: Callable[[], Mapping[str, str]]) -> None:
+    def __init__(self, options: Mapping[str, Any], environ: Callable[[], Mapping[str, str]],
+                 allowlist: Allowlist) -> None:
         self._options = options
         self._environ = environ
+        self._allowlist = allowlist
         self._session: aiohttp.ClientSession | None = None
-        self._ca_path: str | None = None
+        self._ca_file: str | None = None
 
-    async def _client(self, target: KubernetesTarget) -> aiohttp.ClientSession:
+    async def _client(self, target: KubernetesTarget, ca_file: str) -> aiohttp.ClientSession:
         import aiohttp
 
-        if self._session is None or self._session.closed or self._ca_path != target.ca_path:
+        if self._session is None or self._session.closed or self._ca_file != ca_file:
             if self._session is not None:
                 await self._session.close()
-            context = await _cluster_ssl(target.ca_path)
+            context = await _cluster_ssl(target.ca_path, ca_file)
             self._session = aiohttp.ClientSession(   # the pod's token goes there: never to metadata
                 connector=aiohttp.TCPConnector(ssl=context,
                                                socket_factory=socket_factory(KUBERNETES_ADDRESSES)),
                 timeout=aiohttp.ClientTimeout(total=KUBERNETES_TIMEOUT_SECONDS))
-            self._ca_path = target.ca_path
+            self._ca_file = ca_file
         return self._session
 
     async def assertion(self) -> str:
         import aiohttp
 
-        target = kubernetes_target(self._options, self._environ)
+        # every field is checked before the first file is read or the first byte is sent
+        target = kubernetes_target(self._options, self._environ, self._allowlist)
+        token_file = await allowed_file(self._allowlist, target.token_path, "assertion.token_path")
+        ca_file = await allowed_file(self._allowlist, target.ca_path, "assertion.ca_path")
         pod_token = await read_token_file(target.token_path, "assertion.token_path",
-                                          "the pod's service-account token")
+                                          "the pod's service-account token", opened=token_file)
         url = (f"{target.api_server}/api/v1/namespaces/{quote(target.namespace, safe='')}/serviceaccounts/"
                f"{quote(target.service_account, safe='')}/token")
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"audiences": [EXCHANGE_AUDIENCE], "expirationSeconds": TOKEN_REQUEST_SECONDS}}
-        session = await self._client(target)
+        session = await self._client(target, ca_file)
         try:
             async with session.post(url, json=body, headers={"Authorization": f"Bearer {pod_token}",
                                                              "Accept": "application/json"}) as resp:
@@ -279,9 +307,10 @@ class KubernetesAssertion:
             self._session = None
 
 
-async def _cluster_ssl(ca_path: str) -> ssl.SSLContext:
+async def _cluster_ssl(ca_path: str, ca_file: str) -> ssl.SSLContext:
+    """Trusting the cluster CA in `ca_file` (what allowed_file() resolved auth.assertion.ca_path to)."""
     try:
-        return await asyncio.to_thread(ssl.create_default_context, cafile=ca_path)
+        return await asyncio.to_thread(ssl.create_default_context, cafile=ca_file)
     except FileNotFoundError:
         raise CredentialProblem(f"the cluster CA file {ca_path} does not exist: check auth.assertion.ca_path",
                                 field="assertion.ca_path") from None
@@ -326,14 +355,14 @@ def _kubernetes_refusal(status: int, text: str, target: KubernetesTarget) -> Cre
 
 
 def build_assertion_source(options: Mapping[str, Any], environ: Callable[[], Mapping[str, str]],
-                           managed_identity: Callable[[str], AsyncTokenCredential] | None = None
-                           ) -> AssertionSource:
+                           managed_identity: Callable[[str], AsyncTokenCredential] | None = None, *,
+                           allowlist: Allowlist) -> AssertionSource:
     source = options.get("source")
     if source == "managed-identity":
         return ManagedIdentityAssertion(str(options["client_id"]), managed_identity)
     if source == "token-file":
-        return TokenFileAssertion(str(options["path"]))
+        return TokenFileAssertion(str(options["path"]), allowlist)
     if source == "kubernetes":
-        return KubernetesAssertion(options, environ)
+        return KubernetesAssertion(options, environ, allowlist)
     raise CredentialProblem(f"auth.assertion.source {source!r} is not one of managed-identity, token-file, "
                             "kubernetes", field="assertion.source")

@@ -161,9 +161,10 @@ class Credentials:
 
     Collaborators (all optional; `Credentials(allowlist=<the settings' allowlist>)` is the production
     wiring):
-    - allowlist: what an account may name (secret variables, scope, authority, endpoint); an account
-      outside it gets no credential at all, so nothing is read, fetched or sent for it. Defaults to the
-      built-in values only.
+    - allowlist: what an account may name (secret variables, scope, authority, endpoint, credential
+      files, Kubernetes API server); an account outside it gets no credential at all, so nothing is
+      read, fetched or sent for it (files are checked again, links resolved, as they are read).
+      Defaults to the built-in values only.
     - environ: the environment, read lazily (the Kubernetes service host and port); defaults to
       `shared.settings.environment()`. Secrets are read through `shared.settings.secret`.
     - http: transport settings for Entra (a private CA file, retries, timeouts).

@@ -112,7 +112,8 @@ class EntraSource:
         self._assertion_options: Mapping[str, Any] = o.get("assertion") or {}
         self._assertions: AssertionSource | None = None
         if self._type == "workload-identity":
-            self._assertions = build_assertion_source(self._assertion_options, environ, managed_identity)
+            self._assertions = build_assertion_source(self._assertion_options, environ, managed_identity,
+                                                      allowlist=allowlist)
         self._credential: AsyncTokenCredential | None = None
         self._base = Attempt(auth_type=self._type, tenant_id=str(o.get("tenant_id", "")),
                              client_id=str(o.get("client_id", "")),
@@ -146,8 +147,15 @@ class EntraSource:
             raise CredentialProblem(f"invalid settings: {exc}", field=field) from None
 
     def _certificate(self, tenant_id: str, client_id: str, path: str, authority: str) -> AsyncTokenCredential:
+        """The certificate credential, reading the file only once the allowlist admits where its links
+        lead (the key is sent to Entra as a signed assertion: an arbitrary file must never be)."""
         try:
-            return azure_sdk.certificate(tenant_id, client_id, path, authority=authority, http=self._http)
+            opened = self._allowlist.credential_file(path)
+        except NotAllowed as exc:
+            raise CredentialProblem(f"auth.certificate_path {exc.problem}",
+                                    field="certificate_path") from None
+        try:
+            return azure_sdk.certificate(tenant_id, client_id, opened, authority=authority, http=self._http)
         except FileNotFoundError:
             raise CredentialProblem(f"certificate file {path} does not exist: check auth.certificate_path",
                                     field="certificate_path") from None

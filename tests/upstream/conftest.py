@@ -19,6 +19,7 @@ from sandbox.entra import FakeEntra, Signer
 from sandbox.kubernetes import FakeKubernetes
 from sandbox.managed_identity import ManagedIdentityEndpoint
 from shared.config.allowlist import Allowlist
+from shared.settings import load
 from shared.upstream.azure_sdk import AzureHttp
 from shared.upstream.credentials import Credentials
 from shared.upstream.tokens import RefreshPolicy
@@ -98,10 +99,17 @@ def entra_http(tls: TLSFiles) -> AzureHttp:
 
 def allowlist_for(request: pytest.FixtureRequest, scopes: Iterable[str] = ()) -> Allowlist:
     """What a test gateway's settings would allow: the emulator on http loopback
-    (GATEWAY_DEV_ALLOW_HTTP_LOOPBACK), the test's fake Entra (GATEWAY_AUTHORITY_HOSTS) and `scopes`
-    (GATEWAY_ENTRA_SCOPES)."""
+    (GATEWAY_DEV_ALLOW_HTTP_LOOPBACK), the test's fake Entra (GATEWAY_AUTHORITY_HOSTS), `scopes`
+    (GATEWAY_ENTRA_SCOPES), the test's fake Kubernetes API server (GATEWAY_KUBERNETES_API_SERVERS) and
+    pytest's temporary directories, where the tests write token, CA and certificate files
+    (GATEWAY_CREDENTIAL_FILE_DIRS)."""
     authorities = {request.getfixturevalue("entra").url} if "entra" in request.fixturenames else set()
-    return Allowlist(http_loopback=True, authority_hosts=frozenset(authorities), scopes=frozenset(scopes))
+    api_servers = {request.getfixturevalue("kube").url} if "kube" in request.fixturenames else set()
+    temporary = str(request.getfixturevalue("tmp_path_factory").getbasetemp())
+    return Allowlist.from_settings(load({
+        "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK": "true", "GATEWAY_AUTHORITY_HOSTS": ",".join(authorities),
+        "GATEWAY_ENTRA_SCOPES": ",".join(scopes), "GATEWAY_KUBERNETES_API_SERVERS": ",".join(api_servers),
+        "GATEWAY_CREDENTIAL_FILE_DIRS": temporary}))
 
 
 @pytest.fixture
