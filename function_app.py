@@ -1,7 +1,7 @@
 """Azure Functions entry point: registers the gateway's routes, its timer and its warm-up; nothing else."""
 
 import azure.functions as func
-import azurefunctions.extensions.http.fastapi  # noqa: F401  (streaming HTTP types, NOTES N1)
+import azurefunctions.extensions.http.fastapi  # noqa: F401  (Starlette request/response types: streaming)
 from azure.functions.warmup import WarmUpContext
 
 from shared import prewarm, routes

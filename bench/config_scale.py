@@ -8,7 +8,7 @@ gateway process does on start and on each change), the memory the loaded snapsho
 (tracemalloc, and the process's peak RSS), and the latency of an authorization decision
 (Policy.decide, p50/p99/max over N decisions with a caller of one user and three identities).
 The load time is the median of three loads; memory is measured on a fourth.
-Targets (issue 4): load <= 3 s, <= 150 MB, decision p99 <= 20 us.
+Targets: load <= 3 s, <= 150 MB, decision p99 <= 20 us.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ INFRA_PIP           := $(INFRA_PYTHON) -m pip --disable-pip-version-check
 .PHONY: test-infra infra-venv
 
 # checkov 3.3.30 pins pycep-parser 0.5.1, which cannot parse Bicep's `extension` keyword: 0.7.1 is
-# installed over it with --no-deps, after checkov (NOTES N5).
+# installed over it with --no-deps, after checkov.
 $(INFRA_STAMP): requirements-infra.txt infra/infra.mk
 	@test -x $(INFRA_PYTHON) || python3 -m venv $(INFRA_VENV)
 	$(INFRA_PIP) install --quiet -r requirements-infra.txt

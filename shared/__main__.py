@@ -1,4 +1,4 @@
-"""The command line: `python -m shared <command>` (SPEC §3), on the same tables as the app."""
+"""The command line: `python -m shared <command>`, on the same tables as the app."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Proxy hygiene (NOTES N3) as a caller and the upstream see it: what is refused, what is never passed
+"""Proxy hygiene as a caller and the upstream see it: what is refused, what is never passed
 on, the body cap, and the request id that ties the three together."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # Optional (`create_entra_app`): an Entra app registration whose only credential is the managed identity
-# (Workload Identity Federation with a managed identity as the federated credential, NOTES N4): the
+# (Workload Identity Federation with a managed identity as the federated credential): the
 # gateway gets a token for api://AzureADTokenExchange with the identity and presents it as the app's
 # client assertion. No secret, no certificate.
 #

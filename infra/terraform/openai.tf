@@ -1,6 +1,6 @@
 # Azure OpenAI with one model deployment. Local (API key) authentication is off: only Entra tokens are
-# accepted, which the gateway gets with the managed identity or through Workload Identity Federation
-# (NOTES N4). The custom subdomain is what Entra authentication needs.
+# accepted, which the gateway gets with the managed identity or through Workload Identity Federation.
+# The custom subdomain is what Entra authentication needs.
 
 locals {
   openai_name            = "oai-${local.resource_token}"

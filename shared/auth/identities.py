@@ -1,4 +1,4 @@
-"""The principal a verified token yields, and the external identities its claims match (SPEC section 5).
+"""The principal a verified token yields, and the external identities its claims match.
 
 The user principal is scoped by provider, so the same unique id from two providers is two users. An
 external identity of the token's provider matches when every one of its claim conditions holds; every

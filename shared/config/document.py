@@ -1,4 +1,4 @@
-"""Writes configuration values back as the file format (SPEC §4): defaults left out, so that
+"""Writes configuration values back as the file format (docs/configuration.md): defaults left out, so that
 `export` gives back what `apply` read, and plans compare documents rather than objects."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Reads the configuration file format (SPEC §4) into frozen values, naming the field at fault."""
+"""Reads the configuration file format (docs/configuration.md) into frozen values, naming the field
+at fault."""
 
 from __future__ import annotations
 

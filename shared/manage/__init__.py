@@ -1,1 +1,1 @@
-"""The control plane: the /manage API (SPEC §3), its authorization, OpenAPI document and audit trail."""
+"""The control plane: the /manage API, its authorization, OpenAPI document and audit trail."""

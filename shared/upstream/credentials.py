@@ -1,6 +1,7 @@
 """Gives each upstream account the headers that authenticate the gateway to it.
 
-Every auth kind of SPEC §4 sits behind one interface, `UpstreamCredential`. `Credentials` builds one
+Every auth kind of the configuration (docs/configuration.md) sits behind one interface,
+`UpstreamCredential`. `Credentials` builds one
 per account (an api key, or a bearer token kept by a `TokenKeeper` over a token source), rebuilds it
 when the account's configuration changes, runs the timer's canary (`refresh_all`) and reports each
 account's token health (`status`). A credential that cannot be had becomes `Unavailable` (503) whose

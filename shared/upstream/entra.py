@@ -1,7 +1,7 @@
 """Turns what Entra ID (and azure-identity on its behalf) answers into words naming the field to fix.
 
 Entra's errors carry an AADSTS code; users fight with them because the text rarely says which value
-was wrong (NOTES N4). `explain` maps each code we know to the field at fault and quotes the values the
+was wrong. `explain` maps each code we know to the field at fault and quotes the values the
 gateway presented (the assertion's iss/sub/aud, read unverified), so the 503 body and `status()` say,
 for instance, which subject no federated credential matched. Nothing here ever quotes a token, a
 secret or an assertion.

@@ -1,4 +1,4 @@
-"""One token source per account that gets an Entra token (every auth type of SPEC §4 but api-key).
+"""One token source per account that gets an Entra token (every auth type but api-key; docs/configuration.md).
 
 A source fetches a NEW token each time it is asked (TokenKeeper decides when) through
 azure-identity's async credential for its auth type, built lazily on the first fetch so that a bad

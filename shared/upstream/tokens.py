@@ -1,6 +1,6 @@
 """Holds one account's access token: served from memory, refreshed ahead of expiry in the background.
 
-The rules users of other gateways asked for (NOTES N4): a token is refreshed while it is still good
+The rules users of other gateways asked for: a token is refreshed while it is still good
 (when less than `ahead_seconds` or `ahead_fraction` of its lifetime remains, at most half of it), by
 one background fetch at a time while requests keep getting the current token; a failed refresh keeps
 the still-valid token; an expired one (or one about to expire) is never handed out. Only a request

@@ -1,4 +1,5 @@
-"""The hostile-token corpus of NOTES N2, one parametrized case each, with real keys and real tokens.
+"""The hostile-token corpus (the token rules of docs/security.md), one parametrized case each, with
+real keys and real tokens.
 
 Every token goes through `Authenticator.authenticate` against a development identity provider on a
 loopback socket. A refusal must carry the expected words in its reason (the `error_description`);

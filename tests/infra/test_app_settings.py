@@ -13,7 +13,7 @@ import pytest
 
 from shared.settings import SETTINGS, SettingsError, load
 
-# The host's own settings (NOTES N1): identity-based AzureWebJobsStorage, Application Insights with
+# The Functions host's own settings: identity-based AzureWebJobsStorage, Application Insights with
 # Entra authentication, and worker indexing for the HTTP streaming extension. Nothing else.
 HOST_SETTINGS = frozenset({
     "AzureWebJobsStorage__accountName",

@@ -1,4 +1,4 @@
-"""The security baseline (NOTES N5), enforced by checkov 3.3.30 on both stacks, offline.
+"""The security baseline (infra/README.md), enforced by checkov 3.3.30 on both stacks, offline.
 
 - checkov must parse every file: it exits 0 on a Bicep file it cannot parse, so `parsing_errors` of its
   JSON report is read, and a deliberately broken file proves the detection works.

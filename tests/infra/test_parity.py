@@ -62,7 +62,7 @@ ROLE_IDS = {
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
-    "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",  # NOTES N4
+    "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
 }
 # (role, scope, principal, optional)
 EXPECTED_ROLES = {
@@ -427,7 +427,7 @@ def test_monitoring_accepts_entra_only(bicep, terraform, helpers):
     assert helpers.unwrap(workspace_tf["local_authentication_enabled"]) is False
 
 
-# ---- federated credentials (NOTES N4) --------------------------------------------------------------
+# ---- federated credentials -----------------------------------------------------------------------
 
 
 def test_the_entra_app_trusts_the_managed_identity(bicep, terraform, helpers):

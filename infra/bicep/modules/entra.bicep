@@ -1,6 +1,6 @@
 // Optional (main.bicep `createEntraApp`): an Entra app registration whose only credential is the
-// managed identity (Workload Identity Federation with a managed identity as the federated credential,
-// NOTES N4): the gateway gets a token for api://AzureADTokenExchange with the identity and presents it
+// managed identity (Workload Identity Federation with a managed identity as the federated credential):
+// the gateway gets a token for api://AzureADTokenExchange with the identity and presents it
 // as the app's client assertion. No secret, no certificate.
 //
 // Needs the Microsoft Graph Bicep extension (bicepconfig.json) and, for whoever deploys, the right to

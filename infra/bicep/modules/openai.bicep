@@ -1,6 +1,6 @@
 // Azure OpenAI with one model deployment. Local (API key) authentication is off: only Entra tokens
 // are accepted, which the gateway gets with the managed identity or through Workload Identity
-// Federation (NOTES N4). The custom subdomain is what Entra authentication needs.
+// Federation. The custom subdomain is what Entra authentication needs.
 
 param location string
 param tags object
