@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import re
+import signal
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -524,6 +525,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-interval", type=float, default=0.02)
     parser.add_argument("--model-name", default="gpt-4o-2024-08-06")
     args = parser.parse_args(argv)
+    # Ctrl-C stops it even when started by a process that ignores SIGINT (an ignored signal stays
+    # ignored across exec, and Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
 

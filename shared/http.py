@@ -38,7 +38,7 @@ from .errors import (
 )
 from .telemetry import REFUSALS, REQUESTS, tracer
 
-log = logging.getLogger("gateway.request")
+log = logging.getLogger("gateway.http")
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # Anything a URL library could later decode or normalise into a different path than the one routed:

@@ -21,7 +21,7 @@ from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
 from .upstream.usage import UsageRecorder
 
-log = logging.getLogger("gateway")
+log = logging.getLogger("gateway.runtime")
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from .settings import Settings
 
-log = logging.getLogger("gateway.server")
+log = logging.getLogger("gateway.server_protocol")
 
 _IDLE, _HEAD, _BODY, _APP, _LINGER = 0, 1, 2, 3, 4   # what the connection waits for (see the class)
 _MIN_REARM = 0.01

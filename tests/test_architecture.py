@@ -7,6 +7,7 @@ remove it); only imports under `if TYPE_CHECKING:` are left out, since they neve
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,12 @@ def test_planes_depend_downwards(module: str) -> None:
         assert theirs not in TOP, f"{module} imports {used}: only the composition root may"
         assert mine is None or theirs == mine, f"plane {mine} imports plane {theirs} ({module} -> {used})"
         assert mine is not None, f"{module} is below the planes but imports {used}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_logger_names_follow_the_package(module: str) -> None:
+    """So an operator can tune one subsystem: shared/auth/jwks.py logs as gateway.auth.jwks."""
+    source = MODULES[module].read_text(encoding="utf-8")
+    names = re.findall(r'^\w+ = logging\.getLogger\("([^"]*)"\)', source, flags=re.M)
+    expected = "gateway" + module.removeprefix("shared").removesuffix(".__init__")
+    assert all(name == expected for name in names), (module, names)

@@ -29,7 +29,7 @@ from .verifier import Verifier
 if TYPE_CHECKING:
     from ..settings import Settings
 
-log = logging.getLogger("gateway.auth")
+log = logging.getLogger("gateway.auth.authenticator")
 
 
 class Authenticator:

@@ -24,7 +24,7 @@ from .allowlist import Allowlist
 from .model import Account, Config, Model
 from .store import ConfigStore
 
-log = logging.getLogger("gateway.config")
+log = logging.getLogger("gateway.config.snapshot")
 
 
 @dataclass(frozen=True, slots=True)

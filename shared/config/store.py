@@ -68,7 +68,7 @@ from .tables import Raced, Table, etag_of, service_from_settings
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
 
-log = logging.getLogger("gateway.config")
+log = logging.getLogger("gateway.config.store")
 
 SECTION_TABLE = {k.section: k.table for k in STORED if k.section and k.table}
 BINDINGS_TABLE = "bindings"     # one entity per resource: its principal -> role map, packed

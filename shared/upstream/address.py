@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from ..config.model import Account, Target
 from ..errors import Unavailable
 
-log = logging.getLogger("gateway.upstream")
+log = logging.getLogger("gateway.upstream.address")
 
 # Operations Azure serves only on its v1 surface (model named in the body), whatever the account's style.
 V1_ONLY = frozenset({"responses"})

@@ -25,7 +25,7 @@ from .failover import combined_failure
 from .outbound import Outbound, UsageSink, request_headers
 from .usage_scan import injects_usage, with_usage_requested
 
-log = logging.getLogger("gateway.upstream")
+log = logging.getLogger("gateway.upstream.forward")
 
 
 class Forwarder:
@@ -46,8 +46,11 @@ class Forwarder:
         for target in out.model.targets:
             account = accounts.get(target.account)
             if account is None:
+                # Missing, or refused at load for breaking the allowlist (status and the log say why).
                 failures.append(Unavailable(f"model {out.model.name}: account {target.account!r} is not "
-                                            "configured"))
+                                            "configured or not usable",
+                                            public="the model's upstream account is not usable now; the "
+                                                   "gateway's status and log say why"))
                 continue
             try:
                 return await self._transport.attempt(out, account, target, headers, injected, sink)

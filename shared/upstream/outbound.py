@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..config.model import Model
 
-log = logging.getLogger("gateway.upstream")
+log = logging.getLogger("gateway.upstream.outbound")
 
 # Caller headers worth passing on; everything else (credentials, cookies, identity headers, hop-by-hop
 # headers) is dropped.

@@ -30,7 +30,7 @@ from .usage_scan import EventScanner, strip_null_usage
 if TYPE_CHECKING:
     import aiohttp
 
-log = logging.getLogger("gateway.upstream")
+log = logging.getLogger("gateway.upstream.relay")
 
 DRAIN_SECONDS = 2.0
 """How long a stream whose caller left is still read, to learn its usage."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from .outbound import Outbound
 
-log = logging.getLogger("gateway.usage")
+log = logging.getLogger("gateway.upstream.usage")
 
 TABLE_SUFFIX = "usage"
 FLUSH_SECONDS = 10.0
