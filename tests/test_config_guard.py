@@ -355,3 +355,54 @@ def test_attack_stored_bad_account_is_not_used(azurite: Azurite, idp: DevIdentit
     assert azurite.connection_string.split("AccountKey=")[1].split(";")[0] not in logs
     ok = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert ok.choices[0].message.content and len(fresh_emulator.requests) == 1   # the rest still works
+
+
+# -- deployments and api versions: segments of the URL the gateway calls with its own identity --------
+
+TRAVERSALS = ["..", ".", "../../openai/files", "x/../../y", "dep%2F..", "dep?x=1", "dep#x", " dep", ""]
+
+
+@pytest.mark.parametrize("deployment", TRAVERSALS)
+def test_attack_deployment_path_traversal_is_refused_at_apply(deployment: str) -> None:
+    doc = {"accounts": [{"name": "a", "endpoint": "https://x.openai.azure.com",
+                         "auth": {"type": "managed-identity"}}],
+           "models": [{"name": "m", "targets": [{"account": "a", "deployment": deployment}]}]}
+    with pytest.raises(ConfigError) as caught:
+        parse(doc)
+    assert caught.value.field == "models[0].targets[0].deployment"
+
+
+@pytest.mark.parametrize("version", ["2024-10-21&x=y", "../files", "latest", ""])
+def test_attack_account_api_version_smuggling_is_refused(version: str) -> None:
+    doc = {"accounts": [{"name": "a", "endpoint": "https://x.openai.azure.com",
+                         "auth": {"type": "managed-identity"}, "api_version": version}]}
+    with pytest.raises(ConfigError) as caught:
+        parse(doc)
+    assert caught.value.field == "accounts[0].api_version"
+
+
+def test_attack_stored_deployment_traversal_is_never_called(azurite: Azurite, idp: DevIdentityProvider,
+                                                          fresh_emulator: AzureOpenAIEmulator,
+                                                          start_gateway: Any) -> None:
+    """A model written straight to the tables with a deployment that walks up the upstream's paths
+    (to reach other APIs of the account with the gateway's identity) is skipped, never called."""
+    tables = Tables(azurite, unique_prefix())
+    doc = sandbox_config(idp, fresh_emulator)
+    doc["accounts"][0]["endpoint"] = fresh_emulator.url
+    doc["models"].append({"name": "walker", "targets": [{"account": "emulator", "deployment": "d"}]})
+    doc["collaborators"].append({"resource": "model:walker", "principal": "identity:developers",
+                                 "role": "viewer"})
+    tables.apply(doc)
+
+    async def overwrite(store: Any) -> None:
+        await store.write([Write("models", "walker", {"name": "walker", "targets": [
+            {"account": "emulator", "deployment": ".."}]})])   # upstream: /openai/chat/completions
+
+    tables._run(overwrite)
+    gw = start_gateway(gateway_env(tables))
+    token = idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=token, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="walker", messages=[{"role": "user", "content": "hi"}])
+    assert fresh_emulator.requests == []
+    assert "targets[0].deployment" in gw.logs()

@@ -30,6 +30,10 @@ from .model import (
 )
 
 NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
+# Azure's own rules for deployment names, and nothing a URL library could read as a path step: the
+# deployment is a segment of the upstream URL the gateway calls with its own identity.
+DEPLOYMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+API_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:-preview)?$")
 AUTH_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # type: (required fields, optional fields); authority_host and scope apply to Entra types
     "workload-identity": (("tenant_id", "client_id", "assertion"), ("authority_host", "scope")),
@@ -184,6 +188,13 @@ def _auth(raw: Any, where: str) -> AccountAuth:
     return AccountAuth(type=kind, options=frozen_mapping(d))
 
 
+def _matching(value: Any, where: str, pattern: re.Pattern[str], rule: str) -> str:
+    text = str(_str(value, where))
+    if not pattern.match(text):
+        raise ConfigError(where, rule)
+    return text
+
+
 def _account(raw: Any, where: str) -> Account:
     d = _obj(raw, where, ("name", "endpoint"), ("kind", "auth", "api_style", "api_version"))
     kind = d.get("kind", "azure-openai")
@@ -197,7 +208,8 @@ def _account(raw: Any, where: str) -> Account:
     return Account(name=_name(d["name"], f"{where}.name"), kind=kind, endpoint=endpoint.rstrip("/"),
                    auth=_auth(d.get("auth", {"type": "workload-identity"}), f"{where}.auth"),
                    api_style=style,
-                   api_version=str(_str(d.get("api_version", "2024-10-21"), f"{where}.api_version")))
+                   api_version=_matching(d.get("api_version", "2024-10-21"), f"{where}.api_version",
+                                         API_VERSION_RE, "must look like 2024-10-21 or 2025-04-01-preview"))
 
 
 def _model(raw: Any, where: str) -> Model:
@@ -209,7 +221,9 @@ def _model(raw: Any, where: str) -> Model:
     for i, t in enumerate(targets):
         td = _obj(t, f"{where}.targets[{i}]", ("account", "deployment"), ())
         parsed.append(Target(account=_name(td["account"], f"{where}.targets[{i}].account"),
-                             deployment=str(_str(td["deployment"], f"{where}.targets[{i}].deployment"))))
+                             deployment=_matching(td["deployment"], f"{where}.targets[{i}].deployment",
+                                                  DEPLOYMENT_RE, "must be letters, digits, '.', '_' and '-', "
+                                                  "starting with a letter or digit (at most 64)")))
     workspace = d.get("workspace")
     return Model(name=_name(d["name"], f"{where}.name"), targets=tuple(parsed),
                  workspace=_name(workspace, f"{where}.workspace") if workspace is not None else None)

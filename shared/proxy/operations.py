@@ -7,15 +7,11 @@ caller text. Anything else is 404 `not_found` and is not forwarded.
 
 from __future__ import annotations
 
-import re
-
+from ..config.schema import API_VERSION_RE
 from ..errors import InvalidRequest, NotFound
 
 OPERATIONS: dict[str, str] = {op: op for op in ("chat/completions", "completions", "embeddings", "responses")}
 """Operation as the caller spells it -> the constant the gateway sends upstream."""
-
-# Azure's api-version values: a date, optionally with a `-preview` suffix (2024-10-21, 2025-04-01-preview).
-_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(?:-preview)?$")
 
 
 def operation(name: str) -> str:
@@ -28,7 +24,7 @@ def operation(name: str) -> str:
 def api_version(value: str | None) -> str:
     if value is None:
         raise InvalidRequest("missing query parameter api-version", param="api-version")
-    if not _API_VERSION.match(value):
+    if not API_VERSION_RE.match(value):
         raise InvalidRequest("api-version must look like 2024-10-21 or 2025-04-01-preview",
                              param="api-version")
     return value

@@ -4,12 +4,12 @@ text), the body for the account's API style, and the rule that upstream traffic 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import logging
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
+from ..config.allowlist import is_loopback_host
 from ..config.model import Account, Target
 from ..errors import Unavailable
 
@@ -17,15 +17,6 @@ log = logging.getLogger("gateway.upstream.address")
 
 # Operations Azure serves only on its v1 surface (model named in the body), whatever the account's style.
 V1_ONLY = frozenset({"responses"})
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @functools.lru_cache(maxsize=1024)

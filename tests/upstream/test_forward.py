@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from shared.config.schema import parse, parse_item
+from shared.config.model import Target
+from shared.config.schema import parse_item
 from shared.errors import Unavailable
 from shared.upstream.address import check_endpoint, upstream_body, upstream_url
 from shared.upstream.answer import hide_deployment, passed_on
@@ -39,10 +40,7 @@ def test_plain_http_only_on_loopback_with_the_bypass(endpoint: str, allow: bool,
 
 def test_deployment_style_keeps_the_callers_bytes() -> None:
     a = account("https://x.openai.azure.com")
-    target = parse({"accounts": [{"name": "a", "endpoint": "https://x.openai.azure.com",
-                                  "auth": {"type": "api-key", "key_env": "GATEWAY_SECRET_K"}}],
-                    "models": [{"name": "m", "targets": [{"account": "a", "deployment": "dep/1"}]}]}
-                   ).models[0].targets[0]
+    target = Target(account="a", deployment="dep/1")   # the schema refuses it; the URL still quotes it
     assert upstream_url(a, target, "chat/completions", {"api-version": "2025-01-01", "x": "y"}) == (
         "https://x.openai.azure.com/openai/deployments/dep%2F1/chat/completions?api-version=2025-01-01")
     assert upstream_url(a, target, "embeddings", {}).endswith("?api-version=2024-10-21")
