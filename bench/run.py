@@ -297,6 +297,7 @@ def machine() -> dict[str, str]:
 VARIANTS = {
     "fast": "httptools + uvloop (from .venv-bench) for the same code",
     "patch": "every bench/patches/*.diff applied to a copy of shared/",
+    "base": "shared/ as of git revision BENCH_BASE (default: the previous commit), for before/after",
 }
 
 
@@ -327,7 +328,23 @@ def patched_tree(out: Path) -> Path:
     return tree
 
 
+def base_tree(out: Path, revision: str) -> Path:
+    """shared/ as it was at `revision`, extracted beside the run: the "before" of a before/after."""
+    tree = (out / "base").resolve()
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", revision, "shared"], cwd=ROOT, capture_output=True,
+                             timeout=60, check=False)
+    if archive.returncode:
+        raise SystemExit(f"BENCH_BASE={revision}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True, timeout=60)
+    return tree
+
+
 def variant_launch(name: str, out: Path) -> tuple[dict[str, str], Path]:
+    if name == "base":
+        tree = base_tree(out, os.environ.get("BENCH_BASE", "HEAD~1"))
+        return {"PYTHONPATH": str(tree)}, tree
     if name == "fast":
         return {"PYTHONPATH": str(bench_site_packages())}, ROOT
     if name == "patch":
