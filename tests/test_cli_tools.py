@@ -12,8 +12,7 @@ import pytest
 
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-
-from .conftest import EMULATOR_KEY_ENV, ROOT, Tables, gateway_env, sandbox_config
+from tests.harness import EMULATOR_KEY_ENV, ROOT, Tables, gateway_env, sandbox_config
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

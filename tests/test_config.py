@@ -14,8 +14,7 @@ import yaml
 
 from shared.config.document import to_document
 from shared.config.schema import ConfigError, parse
-
-from .conftest import ROOT, Tables
+from tests.harness import ROOT, Tables
 
 EXAMPLE: dict[str, Any] = {
     "identity_providers": [{"name": "okta-prod", "jwks_uri": "https://acme.okta.com/oauth2/default/v1/keys",

@@ -25,18 +25,18 @@ from shared.config.schema import ConfigError, parse, parse_item
 from shared.errors import Unavailable
 from shared.settings import SettingsError, load, secret
 from shared.upstream.credentials import Credentials
-
-from .conftest import (
+from tests.harness import (
     EMULATOR_KEY,
     EMULATOR_KEY_ENV,
     ROOT,
-    GatewayProcess,
+    NewWorld,
     Tables,
+    World,
     gateway_env,
     sandbox_config,
     unique_prefix,
 )
-from .manage.conftest import ROOT_ADMIN, Api
+from tests.manage.conftest import ROOT_ADMIN
 
 TENANT = "00000000-0000-0000-0000-000000000000"
 CLIENT = "11111111-1111-1111-1111-111111111111"
@@ -264,36 +264,32 @@ ATTACKS: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.fixture(scope="module")
-def admin_gateway(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, emulator))
-    env = gateway_env(tables, GATEWAY_ADMINS=ROOT_ADMIN, GATEWAY_UPSTREAM_HOSTS="models.corp.example")
-    gw = GatewayProcess(env, tmp_path_factory.mktemp("guard") / "gateway.log")
-    yield {"gw": gw, "tables": tables, "env": env, "admin": Api(gw.url, idp, "root")}
-    gw.stop()
+def admin_gateway(new_world: NewWorld) -> Iterator[World]:
+    env = {"GATEWAY_ADMINS": ROOT_ADMIN, "GATEWAY_UPSTREAM_HOSTS": "models.corp.example"}
+    with new_world(env=env) as world:
+        yield world
 
 
 @pytest.mark.parametrize(("account", "field"), ATTACKS)
-def test_attack_through_manage_is_refused_naming_the_field(admin_gateway: dict[str, Any],
+def test_attack_through_manage_is_refused_naming_the_field(admin_gateway: World,
                                                            account: dict[str, Any], field: str) -> None:
     body = {k: v for k, v in account.items() if k != "name"}
-    response = admin_gateway["admin"].put("accounts/hijack", body)
+    response = admin_gateway.api("root").put("accounts/hijack", body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == field and error["message"].startswith(f"{field}: ")
     assert "evil" not in error["message"] and "passwd" not in error["message"]   # the value is not echoed
-    assert admin_gateway["admin"].get("accounts/hijack").status_code == 404
+    assert admin_gateway.api("root").get("accounts/hijack").status_code == 404
 
 
-def test_manage_takes_the_hosts_the_settings_add(admin_gateway: dict[str, Any]) -> None:
+def test_manage_takes_the_hosts_the_settings_add(admin_gateway: World) -> None:
     body = {"kind": "azure-openai", "endpoint": "https://models.corp.example", "auth": API_KEY}
-    assert admin_gateway["admin"].put("accounts/corp", body).status_code == 201
+    assert admin_gateway.api("root").put("accounts/corp", body).status_code == 201
 
 
 @pytest.mark.parametrize(("account", "field"), ATTACKS[::3])
 def test_attack_through_apply_is_refused_and_changes_nothing(
-        admin_gateway: dict[str, Any], idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+        admin_gateway: World, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
         tmp_path: Path, account: dict[str, Any], field: str) -> None:
     doc = sandbox_config(idp, emulator)
     doc["accounts"].append({**account, "name": "hijack"})
@@ -301,11 +297,11 @@ def test_attack_through_apply_is_refused_and_changes_nothing(
     source.write_text(yaml.safe_dump(doc), encoding="utf-8")
     for command in ("diff", "apply"):
         result = subprocess.run([sys.executable, "-m", "shared", command, "-f", str(source)], cwd=ROOT,
-                                capture_output=True, text=True, env={**os.environ, **admin_gateway["env"]},
+                                capture_output=True, text=True, env={**os.environ, **admin_gateway.env},
                                 timeout=60)
         assert result.returncode == 2, result.stdout + result.stderr
         assert f"accounts[1].{field}: " in result.stderr
-    assert "hijack" not in {a.name for a in admin_gateway["tables"].load().accounts}
+    assert "hijack" not in {a.name for a in admin_gateway.tables.load().accounts}
 
 
 @pytest.fixture

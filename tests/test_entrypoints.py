@@ -8,8 +8,7 @@ from starlette.routing import Route as StarletteRoute
 
 from shared import prewarm, routes
 from shared.server import build_app
-
-from .conftest import ROOT
+from tests.harness import ROOT
 
 
 def test_functions_app_and_local_server_share_the_route_functions() -> None:

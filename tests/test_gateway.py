@@ -17,53 +17,46 @@ import aiohttp
 import openai
 import pytest
 
-from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
-from sandbox.idp import DevIdentityProvider
-
-from .conftest import EMULATOR_KEY, GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import EMULATOR_KEY, GatewayProcess, NewWorld, Tables, World, sandbox_config
 
 API_VERSION = "2024-10-21"
 MESSAGES = [{"role": "user", "content": "How are you today?"}]
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, emulator))
-    gw = GatewayProcess(gateway_env(tables, GATEWAY_MAX_BODY_BYTES="65536"),
-                        tmp_path_factory.mktemp("gw") / "gateway.log")
-    yield {"gw": gw, "tables": tables, "idp": idp, "emulator": emulator}
-    gw.stop()
+def world(new_world: NewWorld) -> Iterator[World]:
+    with new_world(env={"GATEWAY_MAX_BODY_BYTES": "65536"},
+                   tokens={"alice": {"groups": ["developers", "staff"]}}) as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
-def token(world: dict[str, Any]) -> str:
-    return world["idp"].mint("alice", claims={"groups": ["developers", "staff"]}, audience="api://ai-gateway")
+def token(world: World) -> str:
+    return world.token
 
 
 def direct_azure(emulator: AzureOpenAIEmulator) -> openai.AzureOpenAI:
     return openai.AzureOpenAI(azure_endpoint=emulator.url, api_key=EMULATOR_KEY, api_version=API_VERSION)
 
 
-def test_openai_client_gets_the_emulators_answer_byte_for_byte(world: dict[str, Any], token: str) -> None:
-    client = openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token)
+def test_openai_client_gets_the_emulators_answer_byte_for_byte(world: World, token: str) -> None:
+    client = openai.OpenAI(base_url=world.url + "/v1", api_key=token)
     through = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
-    direct = direct_azure(world["emulator"]).chat.completions.with_raw_response.create(
+    direct = direct_azure(world.emulator).chat.completions.with_raw_response.create(
         model="gpt-4o-dep", messages=MESSAGES)
     assert through.http_response.content == direct.http_response.content
     assert through.parse().choices[0].message.content.startswith("Hello from the emulator")
-    assert world["emulator"].requests[-1].deployment == "gpt-4o-dep"
+    assert world.emulator.requests[-1].deployment == "gpt-4o-dep"
 
 
-def test_openai_client_streams_byte_for_byte(world: dict[str, Any], token: str) -> None:
-    client = openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token)
+def test_openai_client_streams_byte_for_byte(world: World, token: str) -> None:
+    client = openai.OpenAI(base_url=world.url + "/v1", api_key=token)
     with client.chat.completions.with_streaming_response.create(
             model="gpt-4o", messages=MESSAGES, stream=True) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         through = b"".join(response.iter_bytes())
-    with direct_azure(world["emulator"]).chat.completions.with_streaming_response.create(
+    with direct_azure(world.emulator).chat.completions.with_streaming_response.create(
             model="gpt-4o-dep", messages=MESSAGES, stream=True) as response:
         direct = b"".join(response.iter_bytes())
     assert through == direct and through.endswith(b"data: [DONE]\n\n")
@@ -73,8 +66,8 @@ def test_openai_client_streams_byte_for_byte(world: dict[str, Any], token: str) 
 
 
 @pytest.mark.parametrize("style", ["azure_ad_token", "api_key"])
-def test_azure_openai_client_with_deployments_route(world: dict[str, Any], token: str, style: str) -> None:
-    client = openai.AzureOpenAI(azure_endpoint=world["gw"].url, api_version=API_VERSION, **{style: token})
+def test_azure_openai_client_with_deployments_route(world: World, token: str, style: str) -> None:
+    client = openai.AzureOpenAI(azure_endpoint=world.url, api_version=API_VERSION, **{style: token})
     answer = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert answer.choices[0].message.content.endswith("You said: How are you today?")
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
@@ -83,17 +76,17 @@ def test_azure_openai_client_with_deployments_route(world: dict[str, Any], token
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 8
 
 
-def test_azure_v1_route_and_responses(world: dict[str, Any], token: str) -> None:
-    client = openai.OpenAI(base_url=world["gw"].url + "/openai/v1", api_key=token)
+def test_azure_v1_route_and_responses(world: World, token: str) -> None:
+    client = openai.OpenAI(base_url=world.url + "/openai/v1", api_key=token)
     assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content
-    v1 = openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token)
+    v1 = openai.OpenAI(base_url=world.url + "/v1", api_key=token)
     assert v1.responses.create(model="gpt-4o", input="Say hi").output_text.endswith("Say hi")
     assert v1.embeddings.create(model="embed", input="x").data[0].embedding
 
 
-async def test_async_clients_stream(world: dict[str, Any], token: str) -> None:
-    clients = [openai.AsyncOpenAI(base_url=world["gw"].url + "/v1", api_key=token),
-               openai.AsyncAzureOpenAI(azure_endpoint=world["gw"].url, api_version=API_VERSION,
+async def test_async_clients_stream(world: World, token: str) -> None:
+    clients = [openai.AsyncOpenAI(base_url=world.url + "/v1", api_key=token),
+               openai.AsyncAzureOpenAI(azure_endpoint=world.url, api_version=API_VERSION,
                                        azure_ad_token=token)]
     for client in clients:
         answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -104,9 +97,9 @@ async def test_async_clients_stream(world: dict[str, Any], token: str) -> None:
         await client.close()
 
 
-def test_stream_chunks_arrive_as_they_are_produced(world: dict[str, Any], token: str) -> None:
+def test_stream_chunks_arrive_as_they_are_produced(world: World, token: str) -> None:
     """The gateway relays each chunk when it comes, not the whole answer at the end."""
-    client = openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token)
+    client = openai.OpenAI(base_url=world.url + "/v1", api_key=token)
     long_prompt = [{"role": "user", "content": " ".join(["word"] * 40)}]
     arrivals = [time.perf_counter() for _ in client.chat.completions.create(
         model="gpt-4o", messages=long_prompt, stream=True)]
@@ -115,12 +108,12 @@ def test_stream_chunks_arrive_as_they_are_produced(world: dict[str, Any], token:
     assert arrivals[-1] - arrivals[0] > 0.15
 
 
-def test_caller_credentials_stay_at_the_gateway(world: dict[str, Any], token: str) -> None:
-    client = openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token,
+def test_caller_credentials_stay_at_the_gateway(world: World, token: str) -> None:
+    client = openai.OpenAI(base_url=world.url + "/v1", api_key=token,
                            default_headers={"x-request-id": "trace-123", "cookie": "session=abc"})
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
     assert raw.headers["x-request-id"] == "trace-123"
-    seen = world["emulator"].requests[-1].headers
+    seen = world.emulator.requests[-1].headers
     assert seen["api-key"] == EMULATOR_KEY
     assert "authorization" not in seen and "cookie" not in seen
     assert token not in json.dumps(seen)
@@ -137,16 +130,16 @@ def chat(model: str = "gpt-4o") -> dict[str, Any]:
     return {"model": model, "messages": MESSAGES}
 
 
-async def test_no_token_is_401_missing_token(world: dict[str, Any]) -> None:
-    status, headers, body = await call(world["gw"], "POST", "/v1/chat/completions", json=chat())
+async def test_no_token_is_401_missing_token(world: World) -> None:
+    status, headers, body = await call(world.gw, "POST", "/v1/chat/completions", json=chat())
     assert status == 401 and body["error"]["code"] == "missing_token"
     assert headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_bad_signature_is_401_invalid_token(world: dict[str, Any], token: str) -> None:
+async def test_bad_signature_is_401_invalid_token(world: World, token: str) -> None:
     head, payload, signature = token.split(".")
     forged = ".".join([head, payload, ("A" if signature[0] != "A" else "B") + signature[1:]])
-    status, headers, body = await call(world["gw"], "POST", "/v1/chat/completions", json=chat(),
+    status, headers, body = await call(world.gw, "POST", "/v1/chat/completions", json=chat(),
                                        headers={"Authorization": f"Bearer {forged}"})
     assert status == 401 and body["error"]["code"] == "invalid_token"
     assert headers["WWW-Authenticate"].startswith('Bearer error="invalid_token", error_description="')
@@ -154,17 +147,17 @@ async def test_bad_signature_is_401_invalid_token(world: dict[str, Any], token: 
     assert forged not in json.dumps(body) and forged not in headers["WWW-Authenticate"]
 
 
-async def test_valid_identity_without_a_role_sees_no_model(world: dict[str, Any]) -> None:
-    outsider = world["idp"].mint("mallory", claims={"groups": ["guests"]}, audience="api://ai-gateway")
+async def test_valid_identity_without_a_role_sees_no_model(world: World) -> None:
+    outsider = world.idp.mint("mallory", claims={"groups": ["guests"]}, audience="api://ai-gateway")
     auth = {"Authorization": f"Bearer {outsider}"}
-    status, _, body = await call(world["gw"], "POST", "/v1/chat/completions", json=chat(), headers=auth)
+    status, _, body = await call(world.gw, "POST", "/v1/chat/completions", json=chat(), headers=auth)
     assert status == 404 and body["error"]["code"] == "model_not_found"
-    status, _, body = await call(world["gw"], "GET", "/v1/models", headers=auth)
+    status, _, body = await call(world.gw, "GET", "/v1/models", headers=auth)
     assert status == 200 and body["data"] == []
 
 
-async def test_models_lists_exactly_the_granted_models(world: dict[str, Any], token: str) -> None:
-    status, _, body = await call(world["gw"], "GET", "/v1/models",
+async def test_models_lists_exactly_the_granted_models(world: World, token: str) -> None:
+    status, _, body = await call(world.gw, "GET", "/v1/models",
                                  headers={"Authorization": f"Bearer {token}"})
     assert status == 200 and [m["id"] for m in body["data"]] == ["embed", "gpt-4o"]
 
@@ -178,28 +171,28 @@ async def test_models_lists_exactly_the_granted_models(world: dict[str, Any], to
      "request_too_large"),
     ("/openai/deployments/gpt-4o/chat/completions", b"{}", 400, "invalid_request"),   # no api-version
 ])
-async def test_request_errors(world: dict[str, Any], token: str, path: str, payload: bytes, status: int,
+async def test_request_errors(world: World, token: str, path: str, payload: bytes, status: int,
                               code: str) -> None:
-    got, _, body = await call(world["gw"], "POST", path, data=payload,
+    got, _, body = await call(world.gw, "POST", path, data=payload,
                               headers={"Authorization": f"Bearer {token}",
                                        "Content-Type": "application/json"})
     assert (got, body["error"]["code"]) == (status, code)
 
 
-async def test_health_needs_no_token(world: dict[str, Any]) -> None:
-    assert (await call(world["gw"], "GET", "/health"))[::2] == (200, {"status": "ok"})
+async def test_health_needs_no_token(world: World) -> None:
+    assert (await call(world.gw, "GET", "/health"))[::2] == (200, {"status": "ok"})
 
 
-async def test_a_change_is_served_within_the_refresh_interval(world: dict[str, Any], token: str) -> None:
-    tables: Tables = world["tables"]
+async def test_a_change_is_served_within_the_refresh_interval(world: World, token: str) -> None:
+    tables: Tables = world.tables
     auth = {"Authorization": f"Bearer {token}"}
     grant = {"resource": "model:secret-model", "principal": "user:dev/alice", "role": "viewer"}
-    base = sandbox_config(world["idp"], world["emulator"])
+    base = sandbox_config(world.idp, world.emulator)
 
     async def models_within(seconds: float, expect: list[str]) -> float:
         started = time.monotonic()
         while True:
-            _, _, body = await call(world["gw"], "GET", "/v1/models", headers=auth)
+            _, _, body = await call(world.gw, "GET", "/v1/models", headers=auth)
             if [m["id"] for m in body["data"]] == expect:
                 return time.monotonic() - started
             assert time.monotonic() - started < seconds, f"still {body['data']}"
@@ -211,7 +204,7 @@ async def test_a_change_is_served_within_the_refresh_interval(world: dict[str, A
     await models_within(3.0, ["embed", "gpt-4o"])
 
 
-def test_logs_never_hold_the_token(world: dict[str, Any], token: str) -> None:
-    log = Path(world["gw"].log_path).read_text(errors="replace")
+def test_logs_never_hold_the_token(world: World, token: str) -> None:
+    log = Path(world.gw.log_path).read_text(errors="replace")
     assert "request_id=" in log
     assert token not in log and token.split(".")[2] not in log

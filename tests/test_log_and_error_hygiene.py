@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from sandbox.azurite import Azurite
-from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-
-from .conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import GatewayProcess, NewWorld, Tables, World, gateway_env, unique_prefix
 
 AUDIENCE = "api://ai-gateway"
 FORGED = "2030-01-01 00:00:00,000 INFO gateway.request forged line"
@@ -52,15 +50,9 @@ def call(gw: GatewayProcess, method: str, path: str, headers: dict[str, str] | N
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, emulator))
-    gw = GatewayProcess(gateway_env(tables, GATEWAY_ADMINS="user:dev/alice"),
-                        tmp_path_factory.mktemp("gw") / "gateway.log")
-    admin = idp.mint("alice", claims={"groups": ["developers"]}, audience=AUDIENCE)
-    yield {"gw": gw, "idp": idp, "admin": admin, "azurite": azurite}
-    gw.stop()
+def world(new_world: NewWorld) -> Iterator[World]:
+    with new_world(env={"GATEWAY_ADMINS": "user:dev/alice"}) as world:   # alice, the token, is an admin
+        yield world
 
 
 def lines_of(gw: GatewayProcess, request_id: str) -> list[str]:
@@ -86,47 +78,47 @@ def rid() -> str:
 
 # -- logs -----------------------------------------------------------------------------------------
 
-def test_attack_log_injection_crlf_in_path(world: dict[str, Any]) -> None:
+def test_attack_log_injection_crlf_in_path(world: World) -> None:
     """%0D%0A and %1B in the path are decoded before routing and the path is logged: escaped."""
     request_id = rid()
     forged = "gpt%0D%0A" + FORGED.replace(" ", "%20") + "%1B[31m%07%E2%80%AE"
-    answer = call(world["gw"], "POST", f"/openai/deployments/{forged}/chat/completions?api-version=1",
-                  {"Authorization": f"Bearer {world['admin']}", "x-request-id": request_id}, {})
+    answer = call(world.gw, "POST", f"/openai/deployments/{forged}/chat/completions?api-version=1",
+                  {"Authorization": f"Bearer {world.token}", "x-request-id": request_id}, {})
     assert answer.status_code in (400, 404)
-    (line,) = lines_of(world["gw"], request_id)
+    (line,) = lines_of(world.gw, request_id)
     assert "\\r\\n" + FORGED in line and "\\x1b[31m" in line and "\\x07" in line and "\\u202e" in line
-    assert_no_forgery(world["gw"])
+    assert_no_forgery(world.gw)
 
 
 @pytest.mark.parametrize("sub", [f"eve\r\n{FORGED}", "eve\x1b[31mred\x1b[0m", "eve\u2028" + FORGED],
                          ids=["crlf", "escape", "line-separator"])
-def test_attack_log_injection_escape_in_sub(world: dict[str, Any], sub: str) -> None:
+def test_attack_log_injection_escape_in_sub(world: World, sub: str) -> None:
     """A valid token whose `sub` carries CR/LF, ESC or U+2028: the request's log line names the
     principal with those escaped."""
-    token = world["idp"].mint(sub, claims={"groups": ["developers"]}, audience=AUDIENCE)
+    token = world.idp.mint(sub, claims={"groups": ["developers"]}, audience=AUDIENCE)
     request_id = rid()
-    answer = call(world["gw"], "POST", "/v1/chat/completions",
+    answer = call(world.gw, "POST", "/v1/chat/completions",
                   {"Authorization": f"Bearer {token}", "x-request-id": request_id},
                   {"model": "secret-model", "messages": []})
     assert answer.status_code == 404
-    (line,) = lines_of(world["gw"], request_id)
+    (line,) = lines_of(world.gw, request_id)
     assert "principal=user:dev/eve\\" in line
-    assert_no_forgery(world["gw"])
+    assert_no_forgery(world.gw)
 
 
 @pytest.mark.parametrize(("fields", "refusal"), [
     ({"issuer": f"https://evil.example/\r\n{FORGED}\x1b[2J"}, "token refused: unknown issuer"),
     ({"headers": {"kid": f"k\r\n{FORGED}"}}, "token refused: token header kid"),
 ], ids=["iss", "kid"])
-def test_attack_log_injection_in_refused_token_claims(world: dict[str, Any], fields: dict[str, Any],
+def test_attack_log_injection_in_refused_token_claims(world: World, fields: dict[str, Any],
                                                       refusal: str) -> None:
     """iss and kid of a refused token reach the refusal's log line (and explain): escaped."""
-    token = world["idp"].mint("eve", audience=AUDIENCE, **fields)
-    answer = call(world["gw"], "GET", "/v1/models", {"Authorization": f"Bearer {token}"})
+    token = world.idp.mint("eve", audience=AUDIENCE, **fields)
+    answer = call(world.gw, "GET", "/v1/models", {"Authorization": f"Bearer {token}"})
     assert answer.status_code == 401
     time.sleep(0.3)
-    assert refusal in world["gw"].logs()
-    assert_no_forgery(world["gw"])
+    assert refusal in world.logs()
+    assert_no_forgery(world.gw)
 
 
 # -- credentials in unsupported schemes -------------------------------------------------------------
@@ -138,16 +130,16 @@ def test_attack_log_injection_in_refused_token_claims(world: dict[str, Any], fie
     ("s3cr3tnospace", "s3cr3tnospace"),
     ("ApiKey s3cr3t=\r", "s3cr3t"),
 ], ids=["basic", "sk-key", "token-scheme", "bare", "apikey"])
-def test_attack_basic_credential_not_echoed(world: dict[str, Any], authorization: str, secret: str) -> None:
+def test_attack_basic_credential_not_echoed(world: World, authorization: str, secret: str) -> None:
     request_id = rid()
-    answer = call(world["gw"], "GET", "/v1/models",
+    answer = call(world.gw, "GET", "/v1/models",
                   {"Authorization": authorization.strip(), "x-request-id": request_id})
     assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_token"
     seen = answer.text + json.dumps(dict(answer.headers))
     assert secret not in seen and secret.lower() not in seen.lower()
     assert "Bearer" in answer.json()["error"]["message"]         # it says what to send instead
     time.sleep(0.3)
-    assert secret not in world["gw"].logs()
+    assert secret not in world.logs()
 
 
 # -- errors name the check, not the configuration ---------------------------------------------------
@@ -164,32 +156,32 @@ def _refusals(idp: DevIdentityProvider) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_attack_unauthenticated_errors_reveal_no_configuration(world: dict[str, Any]) -> None:
+def test_attack_unauthenticated_errors_reveal_no_configuration(world: World) -> None:
     """Audiences, issuers, provider and claim names and the clock skew stay out of what an
     unauthenticated caller reads; the failed check is still named. /manage/explain has the rest."""
-    idp = world["idp"]
+    idp = world.idp
     secrets = (AUDIENCE, idp.issuer, str(idp.port), "'dev'", "'sub'", "clock skew", "identity provider")
     for name, token, words in _refusals(idp):
-        answer = call(world["gw"], "GET", "/v1/models", {"Authorization": f"Bearer {token}"})
+        answer = call(world.gw, "GET", "/v1/models", {"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401, name
         message = answer.json()["error"]["message"]
         challenge = answer.headers["www-authenticate"]
         assert words in message and words in challenge, (name, message)
         for secret in secrets:
             assert secret not in message and secret not in challenge, (name, secret, message)
-    explained = call(world["gw"], "POST", "/manage/explain", {"Authorization": f"Bearer {world['admin']}"},
+    explained = call(world.gw, "POST", "/manage/explain", {"Authorization": f"Bearer {world.token}"},
                      {"token": _refusals(idp)[0][1], "resource": "model:gpt-4o"}).json()
     assert explained["allowed"] is False and f"expected one of {AUDIENCE!r}" in explained["reason"]
 
 
-def test_attack_storage_down_503_names_no_storage_host(world: dict[str, Any],
+def test_attack_storage_down_503_names_no_storage_host(world: World, azurite: Azurite,
                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     """Storage unreachable and no configuration yet: the caller gets a plain 503, the log the details."""
-    dead = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:9", world["azurite"].connection_string)
-    env = {**gateway_env(Tables(world["azurite"], unique_prefix())), "GATEWAY_TABLES_CONNECTION": dead}
+    dead = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:9", azurite.connection_string)
+    env = {**gateway_env(Tables(azurite, unique_prefix())), "GATEWAY_TABLES_CONNECTION": dead}
     gw = GatewayProcess(env, tmp_path_factory.mktemp("gw-down") / "gateway.log")
     try:
-        answer = call(gw, "POST", "/v1/chat/completions", {"Authorization": f"Bearer {world['admin']}"},
+        answer = call(gw, "POST", "/v1/chat/completions", {"Authorization": f"Bearer {world.token}"},
                       {"model": "gpt-4o", "messages": []}, timeout=110)
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "unavailable"
         assert "127.0.0.1:9" not in answer.text and "table" not in answer.text

@@ -7,81 +7,31 @@ and encodings before sending, which is exactly what an attacker does not do.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from sandbox.azurite import Azurite
-from sandbox.emulator import AzureOpenAIEmulator
-from sandbox.idp import DevIdentityProvider
-
-from .conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import NewWorld, RawAnswer, World, raw_request
 
 CHAT = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
 V = "api-version=2024-10-21"
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def error(self) -> dict[str, Any]:
-        return json.loads(self.body)["error"]
-
-
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, emulator))
-    gw = GatewayProcess(gateway_env(tables), tmp_path_factory.mktemp("gw") / "gateway.log")
-    token = idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
-    yield {"gw": gw, "emulator": emulator, "token": token}
-    gw.stop()
+def world(new_world: NewWorld) -> Iterator[World]:
+    with new_world() as world:
+        yield world
 
 
-async def _exchange(port: int, request: bytes) -> Answer:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            raw = await reader.read(-1)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if headers.get("transfer-encoding") == "chunked":
-        body = _dechunk(body)
-    return Answer(int(lines[0].split(" ", 2)[1]), headers, body)
-
-
-def _dechunk(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size_line, _, rest = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out, data = out + rest[:size], rest[size + 2:]
-    return out
-
-
-def send(world: dict[str, Any], method: str, target: bytes, body: bytes | None = None,
-         token: bool = True) -> Answer:
+def send(world: World, method: str, target: bytes, body: bytes | None = None,
+         token: bool = True) -> RawAnswer:
     lines = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
     if token:
-        lines.append(b"Authorization: Bearer " + world["token"].encode())
+        lines.append(b"Authorization: Bearer " + world.token.encode())
     if body is not None:
         lines += [b"Content-Type: application/json", b"Content-Length: " + str(len(body)).encode()]
-    return asyncio.run(_exchange(world["gw"].port, b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")))
+    return raw_request(world.port, b"\r\n".join(lines) + b"\r\n\r\n" + (body or b""))
 
 
 REFUSED_PATHS = [
@@ -108,15 +58,15 @@ REFUSED_PATHS = [
 
 
 @pytest.mark.parametrize(("case", "target"), REFUSED_PATHS, ids=[c for c, _ in REFUSED_PATHS])
-def test_attack_path_confusion_is_refused_before_routing(world: dict[str, Any], case: str,
+def test_attack_path_confusion_is_refused_before_routing(world: World, case: str,
                                                          target: bytes) -> None:
-    seen = len(world["emulator"].requests)
+    seen = len(world.emulator.requests)
     answer = send(world, "POST", target, CHAT)
     assert answer.status == 400, answer.body
     assert answer.error()["code"] == "invalid_request"
     assert "request path" in answer.error()["message"]
     assert answer.headers["x-request-id"]
-    assert len(world["emulator"].requests) == seen       # nothing was forwarded
+    assert len(world.emulator.requests) == seen       # nothing was forwarded
 
 
 @pytest.mark.parametrize("target", [
@@ -128,22 +78,22 @@ def test_attack_path_confusion_is_refused_before_routing(world: dict[str, Any], 
     b"/openai/v1/chat/completions/x",
     b"/openai/v1/Chat/Completions",
 ])
-def test_attack_unsupported_operation_is_not_forwarded(world: dict[str, Any], target: bytes) -> None:
-    seen = len(world["emulator"].requests)
+def test_attack_unsupported_operation_is_not_forwarded(world: World, target: bytes) -> None:
+    seen = len(world.emulator.requests)
     answer = send(world, "POST", target, CHAT)
     assert answer.status == 404
     assert answer.error()["code"] == "not_found" and answer.error()["type"] == "invalid_request_error"
     assert "fine_tuning" not in answer.error()["message"]          # never echoes the caller's path
-    assert len(world["emulator"].requests) == seen
+    assert len(world.emulator.requests) == seen
 
 
 @pytest.mark.parametrize("version", [b"2024-10-21%26x%3Dy", b"..%2F..", b"latest",
                                      b"2024-10-21&api-version=x"])
-def test_attack_api_version_smuggling_is_refused(world: dict[str, Any], version: bytes) -> None:
-    seen = len(world["emulator"].requests)
+def test_attack_api_version_smuggling_is_refused(world: World, version: bytes) -> None:
+    seen = len(world.emulator.requests)
     answer = send(world, "POST", b"/openai/deployments/gpt-4o/chat/completions?api-version=" + version, CHAT)
     assert answer.status == 400 and answer.error()["param"] == "api-version"
-    assert len(world["emulator"].requests) == seen
+    assert len(world.emulator.requests) == seen
 
 
 EMBED = json.dumps({"model": "embed", "input": "hi"}).encode()
@@ -165,12 +115,12 @@ UPSTREAM_URLS = [
 
 
 @pytest.mark.parametrize(("path", "body", "upstream"), UPSTREAM_URLS, ids=[p for p, _, _ in UPSTREAM_URLS])
-def test_the_upstream_receives_a_url_built_from_parsed_parts(world: dict[str, Any], path: str, body: bytes,
+def test_the_upstream_receives_a_url_built_from_parsed_parts(world: World, path: str, body: bytes,
                                                             upstream: str) -> None:
-    seen = len(world["emulator"].requests)
+    seen = len(world.emulator.requests)
     answer = send(world, "POST", path.encode() + (b"&" if "?" in path else b"?") + b"foo=bar%2F..", body)
     assert answer.status == 200, answer.body
-    [received] = world["emulator"].requests[seen:]
+    [received] = world.emulator.requests[seen:]
     assert received.path == upstream
     assert set(received.query) <= {"api-version"}          # nothing else of the caller's query
     assert received.query.get("api-version", "2024-10-21") == "2024-10-21"
@@ -191,16 +141,16 @@ STRICT_JSON = [
 
 
 @pytest.mark.parametrize(("case", "body", "problem"), STRICT_JSON, ids=[c for c, _, _ in STRICT_JSON])
-def test_attack_non_strict_json_body_is_refused(world: dict[str, Any], case: str, body: bytes,
+def test_attack_non_strict_json_body_is_refused(world: World, case: str, body: bytes,
                                                problem: str) -> None:
-    seen = len(world["emulator"].requests)
+    seen = len(world.emulator.requests)
     answer = send(world, "POST", b"/v1/chat/completions", body)
     assert answer.status == 400, answer.body
     assert answer.error()["code"] == "invalid_request" and problem in answer.error()["message"]
-    assert len(world["emulator"].requests) == seen
+    assert len(world.emulator.requests) == seen
 
 
-def test_strict_json_admits_what_callers_send(world: dict[str, Any]) -> None:
+def test_strict_json_admits_what_callers_send(world: World) -> None:
     body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "héllo 😀"}],
                        "seed": 2**63 - 1, "temperature": 0.5,
                        "tools": [{"type": "function", "function": {"name": "f", "parameters": {
@@ -208,7 +158,7 @@ def test_strict_json_admits_what_callers_send(world: dict[str, Any]) -> None:
     assert send(world, "POST", b"/v1/chat/completions", body.encode()).status == 200
 
 
-def test_the_management_plane_parses_strictly_too(world: dict[str, Any]) -> None:
+def test_the_management_plane_parses_strictly_too(world: World) -> None:
     answer = send(world, "PUT", b"/manage/workspaces/w", b'{"name": "w", "name": "x"}')
     assert answer.status in (400, 403)      # alice is no admin here: either way nothing is written
     if answer.status == 400:
@@ -224,7 +174,7 @@ def test_the_management_plane_parses_strictly_too(world: dict[str, Any]) -> None
     ("POST", b"/health", 405, "method_not_allowed"),
     ("TRACE", b"/health", 405, "method_not_allowed"),
 ])
-def test_everything_else_gets_an_openai_shaped_answer_with_a_request_id(world: dict[str, Any], method: str,
+def test_everything_else_gets_an_openai_shaped_answer_with_a_request_id(world: World, method: str,
                                                                        target: bytes, status: int,
                                                                        code: str) -> None:
     answer = send(world, method, target, token=False)
@@ -234,13 +184,13 @@ def test_everything_else_gets_an_openai_shaped_answer_with_a_request_id(world: d
         assert answer.headers["allow"]
 
 
-def test_health_carries_a_request_id(world: dict[str, Any]) -> None:
+def test_health_carries_a_request_id(world: World) -> None:
     answer = send(world, "GET", b"/health", token=False)
     assert answer.status == 200 and json.loads(answer.body) == {"status": "ok"}
     assert len(answer.headers["x-request-id"]) == 32
 
 
-def test_azure_style_model_lists_match_v1_models(world: dict[str, Any]) -> None:
+def test_azure_style_model_lists_match_v1_models(world: World) -> None:
     lists = [json.loads(send(world, "GET", path).body) for path in (b"/v1/models", b"/openai/models",
                                                                      b"/openai/v1/models")]
     assert lists[0] == lists[1] == lists[2]

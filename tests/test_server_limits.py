@@ -14,11 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sandbox.azurite import Azurite
-from sandbox.emulator import AzureOpenAIEmulator
-from sandbox.idp import DevIdentityProvider
-
-from .conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import GatewayProcess, NewWorld, World, gateway_env, parse_answer
 
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 1.5
@@ -32,14 +28,9 @@ LIMITS = {"GATEWAY_SERVER_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, emulator))
-    gw = GatewayProcess(gateway_env(tables, **LIMITS), tmp_path_factory.mktemp("gw") / "gateway.log")
-    token = idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
-    yield {"gw": gw, "token": token, "tables": tables}
-    gw.stop()
+def world(new_world: NewWorld) -> Iterator[World]:
+    with new_world(env=LIMITS) as world:
+        yield world
 
 
 async def read_until_closed(reader: asyncio.StreamReader, limit: float) -> tuple[bytes, float]:
@@ -55,11 +46,11 @@ async def read_until_closed(reader: asyncio.StreamReader, limit: float) -> tuple
 
 
 def status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
+    return parse_answer(answer).status
 
 
 def error_code(answer: bytes) -> str:
-    return json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"]
+    return str(parse_answer(answer).error()["code"])
 
 
 async def real_requests_succeed(gw: GatewayProcess, token: str) -> float:
@@ -77,11 +68,11 @@ async def real_requests_succeed(gw: GatewayProcess, token: str) -> float:
     return slowest
 
 
-async def test_attack_slow_loris_idle_and_trickled_heads_are_closed(world: dict[str, Any]) -> None:
+async def test_attack_slow_loris_idle_and_trickled_heads_are_closed(world: World) -> None:
     """500 connections: 400 send nothing, 100 trickle a request head a byte at a time. Real requests
     are served promptly meanwhile; every attacker is gone after the header deadline (408 for those
     that sent something)."""
-    gw = world["gw"]
+    gw = world.gw
     opened = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(500)]
     head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
 
@@ -92,7 +83,7 @@ async def test_attack_slow_loris_idle_and_trickled_heads_are_closed(world: dict[
 
     trickles = [asyncio.create_task(trickle(w)) for _, w in opened[400:]]
     try:
-        assert await real_requests_succeed(gw, world["token"]) < SLACK
+        assert await real_requests_succeed(gw, world.token) < SLACK
         outcomes = await asyncio.gather(*(read_until_closed(r, HEADER_TIMEOUT + 2 * SLACK)
                                           for r, _ in opened))
     finally:
@@ -104,11 +95,11 @@ async def test_attack_slow_loris_idle_and_trickled_heads_are_closed(world: dict[
     assert all(answer == b"" for answer, _ in silent)
     assert all(status_of(answer) == 408 and error_code(answer) == "request_timeout" for answer, _ in trickled)
     assert max(when for _, when in outcomes) < HEADER_TIMEOUT + SLACK
-    assert await real_requests_succeed(gw, world["token"]) < SLACK
+    assert await real_requests_succeed(gw, world.token) < SLACK
 
 
-async def test_attack_idle_keepalive_connection_is_closed(world: dict[str, Any]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", world["gw"].port)
+async def test_attack_idle_keepalive_connection_is_closed(world: World) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.port)
     try:
         writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         answer, closed_after = await read_until_closed(reader, KEEPALIVE + SLACK)
@@ -119,10 +110,10 @@ async def test_attack_idle_keepalive_connection_is_closed(world: dict[str, Any])
 
 
 @pytest.mark.parametrize("complete", [True, False], ids=["whole-head", "head-never-ends"])
-async def test_attack_oversized_request_head_gets_431(world: dict[str, Any], complete: bool) -> None:
-    head = (b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + world["token"].encode()
+async def test_attack_oversized_request_head_gets_431(world: World, complete: bool) -> None:
+    head = (b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + world.token.encode()
             + b"\r\nX-Padding: " + b"p" * (MAX_HEADER_BYTES + 100))
-    reader, writer = await asyncio.open_connection("127.0.0.1", world["gw"].port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.port)
     try:
         writer.write(head + (b"\r\n\r\n" if complete else b""))
         answer, closed_after = await read_until_closed(reader, SLACK)
@@ -132,18 +123,18 @@ async def test_attack_oversized_request_head_gets_431(world: dict[str, Any], com
     assert closed_after < HEADER_TIMEOUT        # at once, not at the header deadline
 
 
-async def test_a_head_under_the_cap_is_served(world: dict[str, Any]) -> None:
+async def test_a_head_under_the_cap_is_served(world: World) -> None:
     async with aiohttp.ClientSession() as session, session.get(
-            world["gw"].url + "/health", headers={"X-Padding": "p" * (MAX_HEADER_BYTES // 2)}) as response:
+            world.url + "/health", headers={"X-Padding": "p" * (MAX_HEADER_BYTES // 2)}) as response:
         assert response.status == 200
 
 
-async def test_attack_stalled_body_gets_408(world: dict[str, Any]) -> None:
+async def test_attack_stalled_body_gets_408(world: World) -> None:
     body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
-            + world["token"].encode() + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + world.token.encode() + b"\r\nContent-Type: application/json\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\n\r\n")
-    reader, writer = await asyncio.open_connection("127.0.0.1", world["gw"].port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", world.port)
     try:
         writer.write(head + body[:10])          # then nothing
         answer, closed_after = await read_until_closed(reader, BODY_TIMEOUT + SLACK)
@@ -152,11 +143,11 @@ async def test_attack_stalled_body_gets_408(world: dict[str, Any]) -> None:
     assert status_of(answer) == 408 and error_code(answer) == "request_timeout"
     assert BODY_TIMEOUT * 0.9 <= closed_after < BODY_TIMEOUT + SLACK
     await asyncio.sleep(0.5)                    # the handler's end is logged after the answer
-    logs = world["gw"].logs()
+    logs = world.logs()
     assert "408 the request body made no progress" in logs and "Traceback" not in logs
 
 
-async def test_a_slow_body_that_keeps_coming_is_served(world: dict[str, Any]) -> None:
+async def test_a_slow_body_that_keeps_coming_is_served(world: World) -> None:
     """The body deadline is for a body that stops, not for a slow one: pieces every BODY_TIMEOUT / 3,
     for longer than BODY_TIMEOUT in all."""
     body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -167,16 +158,16 @@ async def test_a_slow_body_that_keeps_coming_is_served(world: dict[str, Any]) ->
             await asyncio.sleep(BODY_TIMEOUT / 3)
 
     async with aiohttp.ClientSession() as session, session.post(
-            world["gw"].url + "/v1/chat/completions", data=pieces(),
-            headers={"Authorization": f"Bearer {world['token']}", "Content-Type": "application/json"}) as r:
+            world.url + "/v1/chat/completions", data=pieces(),
+            headers={"Authorization": f"Bearer {world.token}", "Content-Type": "application/json"}) as r:
         assert r.status == 200, await r.text()
 
 
 async def test_attack_connections_over_the_cap_are_refused(
-        world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
+        world: World, tmp_path_factory: pytest.TempPathFactory) -> None:
     """With room for 20 connections, the 21st is closed before anything is read; once the idle ones
     are past the header deadline, requests are served again."""
-    env = gateway_env(world["tables"], **LIMITS, GATEWAY_SERVER_MAX_CONNECTIONS="20")
+    env = gateway_env(world.tables, **LIMITS, GATEWAY_SERVER_MAX_CONNECTIONS="20")
     gw = GatewayProcess(env, tmp_path_factory.mktemp("gw-cap") / "gateway.log")
     try:
         await asyncio.sleep(0.5)   # the start-up probe's connection is gone
@@ -189,7 +180,7 @@ async def test_attack_connections_over_the_cap_are_refused(
         await asyncio.gather(*(read_until_closed(r, HEADER_TIMEOUT + SLACK) for r, _ in held))
         for _, w in held:
             w.close()
-        assert await real_requests_succeed(gw, world["token"]) < SLACK
+        assert await real_requests_succeed(gw, world.token) < SLACK
         assert "GATEWAY_SERVER_MAX_CONNECTIONS" in gw.logs()
     finally:
         gw.stop()

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from shared.settings import SETTINGS, SettingsError, load
-
-from .conftest import ROOT
+from tests.harness import ROOT
 
 
 def test_defaults() -> None:

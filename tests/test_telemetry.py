@@ -25,8 +25,7 @@ from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
 from shared import runtime
 from shared.server import build_app
-
-from .conftest import Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import Tables, gateway_env, sandbox_config, unique_prefix
 
 SPANS = InMemorySpanExporter()
 METRICS = InMemoryMetricReader()
@@ -212,7 +211,7 @@ def test_otlp_export_from_a_gateway_process(azurite: Azurite, idp: DevIdentityPr
                                             tmp_path: Any) -> None:
     import time
 
-    from .conftest import GatewayProcess
+    from tests.harness import GatewayProcess
 
     collector = Collector()
     loop.run(collector.start())

@@ -1,4 +1,5 @@
-"""A running gateway for the /manage tests, callers with real tokens from the dev IdP."""
+"""Helpers for the /manage tests: every page of a list, waiting for a change to reach a process, the CLI.
+A caller of /manage (`Api`) is in tests/harness.py."""
 
 from __future__ import annotations
 
@@ -9,33 +10,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
-from sandbox.idp import DevIdentityProvider
-from tests.conftest import ROOT
+from tests.harness import ROOT, Api
 
 ROOT_ADMIN = "user:dev/root"        # in GATEWAY_ADMINS
-
-
-class Api:
-    """/manage as a user sees it: one token, plain HTTP."""
-
-    def __init__(self, url: str, idp: DevIdentityProvider, sub: str, **claims: Any) -> None:
-        self.url = url
-        token = idp.mint(sub, claims=claims or None, audience="api://ai-gateway")
-        self.client = requests.Session()
-        self.client.headers["Authorization"] = f"Bearer {token}"
-
-    def __getattr__(self, method: str) -> Callable[..., requests.Response]:
-        if method not in ("get", "put", "delete", "post"):
-            raise AttributeError(method)
-
-        def call(path: str, body: Any = None, headers: dict[str, str] | None = None,
-                 params: dict[str, str] | None = None) -> requests.Response:
-            return self.client.request(method.upper(), f"{self.url}/manage/{path}", json=body,
-                                       headers=headers, params=params, timeout=30)
-
-        return call
 
 
 def every_item(api: Api, path: str, **params: str) -> list[dict[str, Any]]:

@@ -9,22 +9,17 @@ from typing import Any
 
 import pytest
 
-from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-from tests.conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
-from tests.manage.conftest import ROOT_ADMIN, Api, cli, wait_until
+from tests.harness import Api, NewWorld, World, sandbox_config
+from tests.manage.conftest import ROOT_ADMIN, cli, wait_until
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, emulator, workspaces=[{"name": "research"}]))
-    env = gateway_env(tables, GATEWAY_ADMINS=ROOT_ADMIN)
-    gw = GatewayProcess(env, tmp_path_factory.mktemp("gw") / "gateway.log")
-    yield {"gw": gw, "tables": tables, "env": env, "admin": Api(gw.url, idp, "root")}
-    gw.stop()
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator) -> Iterator[World]:
+    with new_world(config=sandbox_config(idp, emulator, workspaces=[{"name": "research"}]),
+                   env={"GATEWAY_ADMINS": ROOT_ADMIN}) as world:
+        yield world
 
 
 # One valid document per kind, and what each kind needs to exist first.
@@ -50,8 +45,8 @@ CHANGED: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("kind", list(DOCS))
-def test_crud_with_etags_for_every_kind(world: dict[str, Any], kind: str) -> None:
-    api: Api = world["admin"]
+def test_crud_with_etags_for_every_kind(world: World, kind: str) -> None:
+    api: Api = world.api("root")
     name = f"crud-{kind}"
     created = api.put(f"{kind}/{name}", DOCS[kind], headers={"If-None-Match": "*"})
     assert created.status_code == 201, created.text
@@ -92,9 +87,9 @@ def test_crud_with_etags_for_every_kind(world: dict[str, Any], kind: str) -> Non
     ("accounts", {"endpoint": "https://x.example.com", "auth": {"type": "magic"}}, "auth.type"),
     ("accounts", {"endpoint": "https://x.example.com", "kind": "gcp"}, "kind"),
 ])
-def test_bad_input_names_the_field_and_writes_nothing(world: dict[str, Any], kind: str, body: dict[str, Any],
+def test_bad_input_names_the_field_and_writes_nothing(world: World, kind: str, body: dict[str, Any],
                                                       param: str) -> None:
-    api: Api = world["admin"]
+    api: Api = world.api("root")
     answer = api.put(f"{kind}/bad-one", body)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
@@ -102,8 +97,8 @@ def test_bad_input_names_the_field_and_writes_nothing(world: dict[str, Any], kin
     assert api.get(f"{kind}/bad-one").status_code == 404
 
 
-def test_body_that_is_not_json_or_an_invalid_name(world: dict[str, Any]) -> None:
-    api: Api = world["admin"]
+def test_body_that_is_not_json_or_an_invalid_name(world: World) -> None:
+    api: Api = world.api("root")
     raw = api.client.put(api.url + "/manage/models/x", data=b"{not json",
                          headers={"content-type": "application/json"})
     assert raw.status_code == 400 and raw.json()["error"]["code"] == "invalid_request"
@@ -111,18 +106,18 @@ def test_body_that_is_not_json_or_an_invalid_name(world: dict[str, Any]) -> None
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "name"
 
 
-def test_requests_without_a_valid_token_are_refused(world: dict[str, Any]) -> None:
+def test_requests_without_a_valid_token_are_refused(world: World) -> None:
     import requests
 
-    anonymous = requests.get(world["gw"].url + "/manage/models", timeout=30)
+    anonymous = requests.get(world.url + "/manage/models", timeout=30)
     assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "missing_token"
-    forged = requests.get(world["gw"].url + "/manage/models", headers={"Authorization": "Bearer abc.def.ghi"},
+    forged = requests.get(world.url + "/manage/models", headers={"Authorization": "Bearer abc.def.ghi"},
                           timeout=30)
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_token"
 
 
-def test_deleting_a_model_takes_its_bindings_and_referenced_things_cannot_go(world: dict[str, Any]) -> None:
-    api: Api = world["admin"]
+def test_deleting_a_model_takes_its_bindings_and_referenced_things_cannot_go(world: World) -> None:
+    api: Api = world.api("root")
     assert api.put("models/doomed", DOCS["models"]).status_code == 201
     for who in ("user:dev/a", "identity:developers"):
         grant = api.put("collaborators", {"resource": "model:doomed", "principal": who, "role": "viewer"})
@@ -139,8 +134,8 @@ def test_deleting_a_model_takes_its_bindings_and_referenced_things_cannot_go(wor
     assert api.get("accounts/emulator").status_code == 200
 
 
-def test_collaborators_crud_filters_and_etags(world: dict[str, Any]) -> None:
-    api: Api = world["admin"]
+def test_collaborators_crud_filters_and_etags(world: World) -> None:
+    api: Api = world.api("root")
     principal = "user:dev/weird/id:with|chars#ü"
     binding = {"resource": "model:embed", "principal": principal, "role": "viewer"}
     first = api.put("collaborators", binding)
@@ -165,11 +160,11 @@ def test_collaborators_crud_filters_and_etags(world: dict[str, Any]) -> None:
     assert api.get("collaborators", params={"principal": principal}).json()["items"] == []
 
 
-def test_every_change_is_audited_with_who_what_before_and_after(world: dict[str, Any]) -> None:
-    api: Api = world["admin"]
+def test_every_change_is_audited_with_who_what_before_and_after(world: World) -> None:
+    api: Api = world.api("root")
     assert api.put("workspaces/audited", {}).status_code == 201
     assert api.delete("workspaces/audited").status_code == 204
-    result = cli(world["env"], "audit", "--json", "--since", "10m")
+    result = cli(world.env, "audit", "--json", "--since", "10m")
     assert result.returncode == 0, result.stderr
     entries = [json.loads(line) for line in result.stdout.splitlines()]
     mine = [e for e in entries if e["key"] == "audited"]
@@ -177,15 +172,15 @@ def test_every_change_is_audited_with_who_what_before_and_after(world: dict[str,
         ("create", ROOT_ADMIN, "workspaces"), ("delete", ROOT_ADMIN, "workspaces")]
     assert mine[0]["before"] is None and mine[0]["after"] == {"name": "audited"}
     assert mine[1]["before"] == {"name": "audited"} and mine[1]["after"] is None
-    text = cli(world["env"], "audit").stdout
+    text = cli(world.env, "audit").stdout
     assert f"{ROOT_ADMIN}  create workspaces audited" in text
-    later = cli(world["env"], "audit", "--since", "2999-01-01")
+    later = cli(world.env, "audit", "--since", "2999-01-01")
     assert later.stdout.strip() == "no changes recorded since then"
-    assert cli(world["env"], "audit", "--since", "yesterday-ish").returncode == 2
+    assert cli(world.env, "audit", "--since", "yesterday-ish").returncode == 2
 
 
-def test_status_explain_and_openapi(world: dict[str, Any], idp: DevIdentityProvider) -> None:
-    api: Api = world["admin"]
+def test_status_explain_and_openapi(world: World, idp: DevIdentityProvider) -> None:
+    api: Api = world.api("root")
     status = api.get("status")
     assert status.status_code == 200 and "dev" in status.json()["identity_providers"]
     token = idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
@@ -198,11 +193,11 @@ def test_status_explain_and_openapi(world: dict[str, Any], idp: DevIdentityProvi
     assert api.post("explain", {"resource": "model:gpt-4o"}).json()["error"]["param"] == "token"
     doc = api.client.get(api.url + "/manage/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/manage/models/{name}" in doc["paths"]
-    assert token not in world["gw"].logs()
+    assert token not in world.logs()
 
 
-def test_two_writers_racing_on_one_entity(world: dict[str, Any]) -> None:
-    api: Api = world["admin"]
+def test_two_writers_racing_on_one_entity(world: World) -> None:
+    api: Api = world.api("root")
     created = api.put("models/raced", DOCS["models"])
     etag = created.headers["ETag"]
     barrier = threading.Barrier(2)
@@ -233,14 +228,13 @@ def test_two_writers_racing_on_one_entity(world: dict[str, Any]) -> None:
     assert [t["deployment"] for t in api.get("models/raced").json()["targets"]] == [winner, loser]
 
 
-def test_a_role_on_a_workspace_applies_to_its_resources(world: dict[str, Any],
-                                                        idp: DevIdentityProvider) -> None:
-    admin: Api = world["admin"]
+def test_a_role_on_a_workspace_applies_to_its_resources(world: World) -> None:
+    admin: Api = world.api("root")
     assert admin.put("workspaces/lab", {}).status_code == 201
     assert admin.put("models/in-lab", {**DOCS["models"], "workspace": "lab"}).status_code == 201
     assert admin.put("collaborators", {"resource": "workspace:lab", "principal": "user:dev/wendy",
                                        "role": "editor"}).status_code == 201
-    wendy = Api(world["gw"].url, idp, "wendy")
+    wendy = world.api("wendy")
     assert wait_until(lambda: wendy.get("models/in-lab").status_code == 200)   # within the refresh interval
     assert [m["name"] for m in wendy.get("models").json()["items"]] == ["in-lab"]
     changed = wendy.put("models/in-lab", {**DOCS["models"], "workspace": "lab",

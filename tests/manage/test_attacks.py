@@ -18,8 +18,8 @@ from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from shared.config.store import ConfigStore
 from shared.settings import load
-from tests.conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
-from tests.manage.conftest import ROOT_ADMIN, Api, cli, every_item, wait_until
+from tests.harness import Api, NewWorld, Tables, World, gateway_env, sandbox_config, unique_prefix
+from tests.manage.conftest import ROOT_ADMIN, cli, every_item, wait_until
 
 TARGET = {"account": "emulator", "deployment": "d"}
 ACCOUNT = {"kind": "azure-openai", "endpoint": "https://x.openai.azure.com",
@@ -52,9 +52,7 @@ def move_caller(i: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tables = Tables(azurite, unique_prefix())
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator) -> Iterator[World]:
     doc = sandbox_config(idp, emulator, workspaces=[{"name": "w1"}, {"name": "w2"}])
     doc["accounts"] += [{"name": "secret-acct", **ACCOUNT}, {"name": "shared-acct", **ACCOUNT}]
     doc["models"] += [{"name": "retarget-me", "targets": [TARGET]}]
@@ -70,12 +68,8 @@ def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmula
         doc["collaborators"] += [{"resource": f"model:{name}" if r == "model:M" else r,
                                   "principal": f"user:dev/{move_caller(i)}", "role": role}
                                  for r, role in roles]
-    tables.apply(doc)
-    env = gateway_env(tables, GATEWAY_ADMINS=ROOT_ADMIN)
-    gw = GatewayProcess(env, tmp_path_factory.mktemp("gw") / "gateway.log")
-    yield {"gw": gw, "tables": tables, "env": env, "admin": Api(gw.url, idp, "root"),
-           "as": lambda sub: Api(gw.url, idp, sub)}
-    gw.stop()
+    with new_world(config=doc, env={"GATEWAY_ADMINS": ROOT_ADMIN}) as world:
+        yield world
 
 
 def error(answer: requests.Response) -> dict[str, Any]:
@@ -85,22 +79,22 @@ def error(answer: requests.Response) -> dict[str, Any]:
 # -- moving a resource between workspaces -----------------------------------------------------------
 
 @pytest.mark.parametrize(("i", "case"), [(i, m[0]) for i, m in enumerate(MOVES)])
-def test_attack_moving_a_model_between_workspaces_needs_manager_on_both(world: dict[str, Any], i: int,
+def test_attack_moving_a_model_between_workspaces_needs_manager_on_both(world: World, i: int,
                                                                         case: str) -> None:
     _, source, target, _, expected = MOVES[i]
     name = move_model(case)
-    caller: Api = world["as"](move_caller(i))
+    caller: Api = world.api(move_caller(i))
     answer = caller.put(f"models/{name}", {"targets": [TARGET], **({"workspace": target} if target else {})})
     assert answer.status_code == expected, answer.text
-    stored = world["admin"].get(f"models/{name}").json()
+    stored = world.api("root").get(f"models/{name}").json()
     assert stored.get("workspace") == (target if expected == 200 else source)
     if expected == 403:
         assert error(answer)["code"] == "permission_denied" and "manager" in error(answer)["message"]
 
 
 def test_attack_editor_creating_a_model_in_a_workspace_they_do_not_edit_learns_nothing(
-        world: dict[str, Any]) -> None:
-    eddie: Api = world["as"]("eddie")
+        world: World) -> None:
+    eddie: Api = world.api("eddie")
     body = {"workspace": "w1", "targets": [{"account": "shared-acct", "deployment": "d"}]}
     taken = eddie.put("models/gpt-4o", body)          # exists, no role on it
     free = eddie.put("models/no-such-model", body)    # does not exist
@@ -110,8 +104,8 @@ def test_attack_editor_creating_a_model_in_a_workspace_they_do_not_edit_learns_n
 
 # -- pointing a model at an account -----------------------------------------------------------------
 
-def test_attack_editor_retargets_a_model_to_an_account_they_cannot_see(world: dict[str, Any]) -> None:
-    eddie: Api = world["as"]("eddie")
+def test_attack_editor_retargets_a_model_to_an_account_they_cannot_see(world: World) -> None:
+    eddie: Api = world.api("eddie")
     def retarget(account: str) -> requests.Response:
         return eddie.put("models/retarget-me", {"targets": [TARGET, {"account": account, "deployment": "x"}]})
 
@@ -119,7 +113,7 @@ def test_attack_editor_retargets_a_model_to_an_account_they_cannot_see(world: di
     assert hidden.status_code == missing.status_code == 400
     assert error(hidden)["param"] == "targets[1].account"
     assert hidden.text.replace("secret-acct", "A") == missing.text.replace("ghost-acct", "A")
-    assert world["admin"].get("models/retarget-me").json()["targets"] == [TARGET]
+    assert world.api("root").get("models/retarget-me").json()["targets"] == [TARGET]
     # the settings of the targets it has may change, and an account it may view may be added
     kept = eddie.put("models/retarget-me", {"targets": [{**TARGET, "deployment": "d2"}]})
     assert kept.status_code == 200, kept.text
@@ -137,9 +131,9 @@ def test_attack_editor_retargets_a_model_to_an_account_they_cannot_see(world: di
     (lambda api, a: api.put(f"accounts/{a}", ACCOUNT), "secret-acct", "ghost-acct"),
     (lambda api, a: api.delete(f"accounts/{a}"), "secret-acct", "ghost-acct"),
 ])
-def test_attack_probing_for_accounts_reveals_nothing(world: dict[str, Any], request_of: Callable[..., Any],
+def test_attack_probing_for_accounts_reveals_nothing(world: World, request_of: Callable[..., Any],
                                                      hidden: str, missing: str) -> None:
-    mona: Api = world["as"]("mona")       # a manager of something, no role on any account
+    mona: Api = world.api("mona")       # a manager of something, no role on any account
     a, b = request_of(mona, hidden), request_of(mona, missing)
     assert a.status_code == b.status_code == 404, a.text
     assert a.text.replace(hidden, "A") == b.text.replace(missing, "A")
@@ -149,13 +143,13 @@ def test_attack_probing_for_accounts_reveals_nothing(world: dict[str, Any], requ
 # -- bindings on gateway:default, principals --------------------------------------------------------
 
 @pytest.mark.parametrize(("role", "status", "param"), [("admin", 403, None), ("viewer", 400, "role")])
-def test_attack_non_admin_grants_on_the_gateway(world: dict[str, Any], role: str, status: int,
+def test_attack_non_admin_grants_on_the_gateway(world: World, role: str, status: int,
                                                 param: str | None) -> None:
-    mona: Api = world["as"]("mona")
+    mona: Api = world.api("mona")
     answer = mona.put("collaborators", {"resource": "gateway:default", "principal": "user:dev/mona",
                                         "role": role})
     assert answer.status_code == status and error(answer)["param"] == param, answer.text
-    listed = world["admin"].get("collaborators", params={"resource": "gateway:default"}).json()["items"]
+    listed = world.api("root").get("collaborators", params={"resource": "gateway:default"}).json()["items"]
     assert all(b["principal"] != "user:dev/mona" for b in listed)
 
 
@@ -164,17 +158,17 @@ def test_attack_non_admin_grants_on_the_gateway(world: dict[str, Any], role: str
     ("identity:developerz", "unknown external identity 'developerz'"),
 ])
 @pytest.mark.parametrize("who", ["admin", "mona"])
-def test_attack_binding_a_mistyped_principal_is_refused(world: dict[str, Any], principal: str, message: str,
+def test_attack_binding_a_mistyped_principal_is_refused(world: World, principal: str, message: str,
                                                         who: str) -> None:
-    api: Api = world["admin"] if who == "admin" else world["as"]("mona")
+    api: Api = world.api("root") if who == "admin" else world.api("mona")
     answer = api.put("collaborators", {"resource": "model:gpt-4o", "principal": principal, "role": "viewer"})
     assert answer.status_code == 400 and error(answer)["param"] == "principal", answer.text
     assert message in error(answer)["message"]
-    assert world["admin"].get("collaborators", params={"principal": principal}).json()["items"] == []
+    assert world.api("root").get("collaborators", params={"principal": principal}).json()["items"] == []
 
 
-def test_deleting_an_identity_provider_that_bindings_name_is_refused(world: dict[str, Any]) -> None:
-    admin: Api = world["admin"]
+def test_deleting_an_identity_provider_that_bindings_name_is_refused(world: World) -> None:
+    admin: Api = world.api("root")
     provider = {"jwks_uri": "https://other.example.com/keys"}
     assert admin.put("identity-providers/other", provider).status_code == 201
     assert admin.put("collaborators", {"resource": "model:gpt-4o", "principal": "user:other/x",
@@ -251,8 +245,8 @@ def orphans(tables: Tables) -> list[str]:
     return sorted({c.resource for c in config.collaborators if c.resource.startswith("model:race-")} - names)
 
 
-def test_attack_racing_a_grant_against_a_delete_leaves_no_orphan(world: dict[str, Any]) -> None:
-    admin: Api = world["admin"]
+def test_attack_racing_a_grant_against_a_delete_leaves_no_orphan(world: World) -> None:
+    admin: Api = world.api("root")
     outcomes: dict[tuple[int, int], int] = {}
     for i in range(50):
         name = f"race-{i}"
@@ -278,11 +272,11 @@ def test_attack_racing_a_grant_against_a_delete_leaves_no_orphan(world: dict[str
         assert answers["delete"] == 204 and answers["grant"] in (201, 400, 409), answers
         pair = (answers["delete"], answers["grant"])
         outcomes[pair] = outcomes.get(pair, 0) + 1
-    assert orphans(world["tables"]) == [], outcomes
+    assert orphans(world.tables) == [], outcomes
 
 
-def test_concurrent_unconditional_grants_on_one_resource_all_land(world: dict[str, Any]) -> None:
-    admin: Api = world["admin"]
+def test_concurrent_unconditional_grants_on_one_resource_all_land(world: World) -> None:
+    admin: Api = world.api("root")
     assert admin.put("models/crowded", {"targets": [TARGET]}).status_code == 201
     barrier = threading.Barrier(20)
     codes: list[int] = []
@@ -302,7 +296,7 @@ def test_concurrent_unconditional_grants_on_one_resource_all_land(world: dict[st
     assert sorted(b["principal"] for b in listed) == sorted(f"user:dev/c{i}" for i in range(20))
 
 
-def test_the_store_itself_leaves_no_orphan_when_a_grant_races_a_delete(world: dict[str, Any]) -> None:
+def test_the_store_itself_leaves_no_orphan_when_a_grant_races_a_delete(world: World) -> None:
     """The same race straight on ConfigStore (asyncio tasks), where `apply` would run it."""
     from shared.config.entities import Write, collaborator_key
 
@@ -315,7 +309,7 @@ def test_the_store_itself_leaves_no_orphan_when_a_grant_races_a_delete(world: di
                              return_exceptions=True)
 
     async def run() -> list[str]:
-        store = ConfigStore.from_settings(load(world["tables"].env))
+        store = ConfigStore.from_settings(load(world.tables.env))
         try:
             for i in range(50):
                 await race(store, i)
@@ -333,13 +327,13 @@ def test_the_store_itself_leaves_no_orphan_when_a_grant_races_a_delete(world: di
 
 @pytest.mark.parametrize("limit", ["0", "1001", "-1", "abc", "1.5", "", "99999999999999999999"])
 @pytest.mark.parametrize("path", ["models", "collaborators", "audit", "accounts"])
-def test_attack_unbounded_list_limit_is_refused(world: dict[str, Any], path: str, limit: str) -> None:
-    answer = world["admin"].get(path, params={"limit": limit})
+def test_attack_unbounded_list_limit_is_refused(world: World, path: str, limit: str) -> None:
+    answer = world.api("root").get(path, params={"limit": limit})
     assert answer.status_code == 400 and error(answer)["param"] == "limit", answer.text
 
 
-def test_attack_tampered_or_foreign_cursor_is_refused(world: dict[str, Any]) -> None:
-    admin: Api = world["admin"]
+def test_attack_tampered_or_foreign_cursor_is_refused(world: World) -> None:
+    admin: Api = world.api("root")
     first = admin.get("models", params={"limit": "1"}).json()
     cursor = first["next_cursor"]
     assert len(first["items"]) == 1 and cursor
@@ -359,9 +353,9 @@ def test_attack_tampered_or_foreign_cursor_is_refused(world: dict[str, Any]) -> 
     ("collaborators", {"principal": "user:dev/p3"}, lambda item: item["resource"]),
     ("audit", {"resource": "model:paged"}, lambda item: (item["change_set"], item["key"])),
 ])
-def test_small_pages_walk_the_whole_list_once(world: dict[str, Any], path: str, params: dict[str, str],
+def test_small_pages_walk_the_whole_list_once(world: World, path: str, params: dict[str, str],
                                               key: Callable[[dict[str, Any]], Any]) -> None:
-    admin: Api = world["admin"]
+    admin: Api = world.api("root")
     if admin.get("models/paged").status_code == 404:
         assert admin.put("models/paged", {"targets": [TARGET]}).status_code == 201
         for i in range(7):
@@ -397,8 +391,8 @@ def test_attack_listing_with_no_role_reads_no_storage(idp: DevIdentityProvider, 
 
 # -- the audit trail over HTTP ----------------------------------------------------------------------
 
-def test_the_audit_trail_is_read_over_http_by_admins_only(world: dict[str, Any]) -> None:
-    admin: Api = world["admin"]
+def test_the_audit_trail_is_read_over_http_by_admins_only(world: World) -> None:
+    admin: Api = world.api("root")
     assert admin.put("workspaces/audited-ws", {}).status_code == 201
     assert admin.put("collaborators", {"resource": "workspace:audited-ws", "principal": "user:dev/aud",
                                        "role": "viewer"}).status_code == 201
@@ -409,6 +403,6 @@ def test_the_audit_trail_is_read_over_http_by_admins_only(world: dict[str, Any])
         ("delete", "workspaces", ROOT_ADMIN), ("delete", "collaborators", ROOT_ADMIN)]
     about = every_item(admin, "audit", principal="user:dev/aud")
     assert {e["action"] for e in about} == {"create", "delete"}
-    assert world["as"]("mona").get("audit").status_code == 403
+    assert world.api("mona").get("audit").status_code == 403
     bad = admin.get("audit", params={"since": "yesterday-ish"})
     assert bad.status_code == 400 and error(bad)["param"] == "since"

@@ -11,8 +11,8 @@ import requests
 
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-from tests.conftest import Tables, gateway_env, sandbox_config
-from tests.manage.conftest import ROOT_ADMIN, Api, cli, wait_until
+from tests.harness import Api, Tables, gateway_env, sandbox_config
+from tests.manage.conftest import ROOT_ADMIN, cli, wait_until
 
 
 def test_apply_that_fails_midway_leaves_nothing_written(

@@ -15,7 +15,7 @@ import requests
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from shared import routes
-from tests.conftest import Tables, gateway_env, sandbox_config
+from tests.harness import Tables, gateway_env, sandbox_config
 
 PROVIDER = "p7x2k9qz4w"
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-from tests.conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
-from tests.manage.conftest import ROOT_ADMIN, Api, every_item
+from tests.harness import Api, NewWorld, sandbox_config
+from tests.manage.conftest import ROOT_ADMIN, every_item
 
 ROLES = ("nobody", "viewer", "editor", "manager", "admin", "env-admin")
 TARGET = {"targets": [{"account": "emulator", "deployment": "d"}]}
@@ -63,9 +62,8 @@ def case_model(role: str, operation: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def callers(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Api]]:
-    tables = Tables(azurite, unique_prefix())
+def callers(new_world: NewWorld, idp: DevIdentityProvider,
+            emulator: AzureOpenAIEmulator) -> Iterator[dict[str, Api]]:
     models, accounts = [], []
     bindings = [{"resource": "gateway:default", "principal": "user:dev/admin", "role": "admin"}]
     for role in ROLES:
@@ -92,11 +90,8 @@ def callers(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmu
     doc["models"] += models
     doc["accounts"] += accounts
     doc["collaborators"] += bindings
-    tables.apply(doc)
-    gw = GatewayProcess(gateway_env(tables, GATEWAY_ADMINS=ROOT_ADMIN),
-                        tmp_path_factory.mktemp("gw") / "gateway.log")
-    yield {role: Api(gw.url, idp, "root" if role == "env-admin" else role) for role in ROLES}
-    gw.stop()
+    with new_world(config=doc, env={"GATEWAY_ADMINS": ROOT_ADMIN}) as world:
+        yield {role: world.api("root" if role == "env-admin" else role) for role in ROLES}
 
 
 @pytest.mark.parametrize("role", ROLES)

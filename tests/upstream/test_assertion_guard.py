@@ -30,8 +30,8 @@ from shared.settings import load
 from shared.upstream.assertions import build_assertion_source
 from shared.upstream.credentials import Credentials
 from shared.upstream.problem import CredentialProblem
-from tests.conftest import EMULATOR_KEY_ENV, Tables, gateway_env, sandbox_config, unique_prefix
-from tests.manage.conftest import ROOT_ADMIN, Api, cli
+from tests.harness import EMULATOR_KEY_ENV, Api, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.manage.conftest import ROOT_ADMIN, cli
 from tests.upstream.conftest import allowlist_for
 from tests.upstream.helpers import CLIENT, TENANT, TLSFiles, account
 

@@ -14,11 +14,11 @@ from typing import Any
 import openai
 import pytest
 
-from sandbox.azurite import Azurite, free_port
+from sandbox.azurite import free_port
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.conftest import EMULATOR_KEY, EMULATOR_KEY_ENV, GatewayProcess, Tables, gateway_env, unique_prefix
+from tests.harness import EMULATOR_KEY, NewWorld, World, accounts_config
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
 ANSWER = "Hello from the emulator. You said: Are you there?"
@@ -44,13 +44,8 @@ def streamer(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          primary: AzureOpenAIEmulator, streamer: AzureOpenAIEmulator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    def account(name: str, url: str) -> dict[str, Any]:
-        return {"name": name, "kind": "azure-openai", "endpoint": url,
-                "auth": {"type": "api-key", "key_env": EMULATOR_KEY_ENV}}
-
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+          primary: AzureOpenAIEmulator, streamer: AzureOpenAIEmulator) -> Iterator[World]:
     models = {
         "fo": [("primary", "p-dep"), ("backup", "b-dep")],
         "dead-first": [("dead", "x-dep"), ("backup", "b-dep")],
@@ -58,31 +53,22 @@ def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmula
         "solo": [("primary", "solo-dep")],
         "stream": [("streamer", "s-dep")],
     }
-    tables = Tables(azurite, unique_prefix())
-    tables.apply({
-        "identity_providers": [{"name": "dev", "jwks_uri": idp.jwks_uri, "issuer": idp.issuer,
-                                "audiences": ["api://ai-gateway"]}],
-        "accounts": [account("primary", primary.url), account("backup", emulator.url),
-                     account("dead", f"http://127.0.0.1:{free_port()}"), account("streamer", streamer.url)],
-        "models": [{"name": name, "targets": [{"account": a, "deployment": d} for a, d in targets]}
-                   for name, targets in models.items()],
-        "collaborators": [{"resource": f"model:{name}", "principal": "user:dev/alice", "role": "viewer"}
-                          for name in models],
-    })
-    gw = GatewayProcess(gateway_env(tables, GATEWAY_UPSTREAM_TIMEOUT_SECONDS=str(TIMEOUT)),
-                        tmp_path_factory.mktemp("gw") / "gateway.log")
-    yield {"gw": gw, "primary": primary, "backup": emulator, "streamer": streamer}
-    gw.stop()
+    endpoints = {"primary": primary.url, "backup": emulator.url, "dead": f"http://127.0.0.1:{free_port()}",
+                 "streamer": streamer.url}
+    with new_world(config=accounts_config(idp, endpoints, models),
+                   env={"GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(TIMEOUT)},
+                   upstreams={"primary": primary, "backup": emulator, "streamer": streamer}) as world:
+        yield world
 
 
 @pytest.fixture
-def client(world: dict[str, Any], idp: DevIdentityProvider) -> Iterator[openai.OpenAI]:
+def client(world: World, idp: DevIdentityProvider) -> Iterator[openai.OpenAI]:
     token = idp.mint("alice", audience="api://ai-gateway")
     # max_retries=0: the test sees what the gateway answered, not the SDK's own retries
-    with openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token, max_retries=0) as sdk:
+    with openai.OpenAI(base_url=world.url + "/v1", api_key=token, max_retries=0) as sdk:
         yield sdk
-    for name in ("primary", "backup", "streamer"):
-        world[name].faults.clear()
+    for upstream in world.upstreams.values():
+        upstream.faults.clear()
 
 
 def wait_for(check: Any, seconds: float = 10.0) -> None:
@@ -97,9 +83,9 @@ def wait_for(check: Any, seconds: float = 10.0) -> None:
     Fault(status=429, retry_after=5), Fault(status=500), Fault(status=503), Fault(status=401),
     Fault(delay=3 * TIMEOUT),
 ], ids=["429", "500", "503", "401", "timeout"])
-def test_the_next_target_answers_when_the_first_fails(world: dict[str, Any], client: openai.OpenAI,
+def test_the_next_target_answers_when_the_first_fails(world: World, client: openai.OpenAI,
                                                       fault: Fault) -> None:
-    primary, backup = world["primary"], world["backup"]
+    primary, backup = world.upstreams["primary"], world.upstreams["backup"]
     tried, answered = len(primary.requests), len(backup.requests)
     primary.faults.append(Fault(status=fault.status, retry_after=fault.retry_after, delay=fault.delay,
                                 deployment="p-dep"))
@@ -109,23 +95,23 @@ def test_the_next_target_answers_when_the_first_fails(world: dict[str, Any], cli
     assert [r.deployment for r in backup.requests[answered:]] == ["b-dep"]
 
 
-def test_a_refused_connection_fails_over(world: dict[str, Any], client: openai.OpenAI) -> None:
-    answered = len(world["backup"].requests)
+def test_a_refused_connection_fails_over(world: World, client: openai.OpenAI) -> None:
+    answered = len(world.upstreams["backup"].requests)
     assert client.chat.completions.create(model="dead-first", messages=MESSAGES
                                           ).choices[0].message.content == ANSWER
-    assert world["backup"].requests[answered].deployment == "b-dep"
+    assert world.upstreams["backup"].requests[answered].deployment == "b-dep"
 
 
-def test_a_stream_fails_over_before_its_first_byte(world: dict[str, Any], client: openai.OpenAI) -> None:
-    world["primary"].faults.append(Fault(status=500, deployment="p-dep"))
+def test_a_stream_fails_over_before_its_first_byte(world: World, client: openai.OpenAI) -> None:
+    world.upstreams["primary"].faults.append(Fault(status=500, deployment="p-dep"))
     chunks = list(client.chat.completions.create(model="fo", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
 
 
 def test_every_target_rate_limited_is_429_with_the_soonest_retry_after(
-        world: dict[str, Any], client: openai.OpenAI) -> None:
-    world["primary"].faults.append(Fault(status=429, retry_after=7, deployment="p2-dep"))
-    world["backup"].faults.append(Fault(status=429, retry_after=3, deployment="b2-dep"))
+        world: World, client: openai.OpenAI) -> None:
+    world.upstreams["primary"].faults.append(Fault(status=429, retry_after=7, deployment="p2-dep"))
+    world.upstreams["backup"].faults.append(Fault(status=429, retry_after=3, deployment="b2-dep"))
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="both", messages=MESSAGES)
     assert caught.value.status_code == 429
@@ -134,34 +120,34 @@ def test_every_target_rate_limited_is_429_with_the_soonest_retry_after(
 
 
 @pytest.mark.parametrize(("given", "passed_on"), [(3600, "60"), (0, "1")])
-def test_retry_after_is_capped(world: dict[str, Any], client: openai.OpenAI, given: int,
+def test_retry_after_is_capped(world: World, client: openai.OpenAI, given: int,
                                passed_on: str) -> None:
-    world["primary"].faults.append(Fault(status=429, retry_after=given, deployment="solo-dep"))
+    world.upstreams["primary"].faults.append(Fault(status=429, retry_after=given, deployment="solo-dep"))
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="solo", messages=MESSAGES)
     assert caught.value.response.headers["retry-after"] == passed_on
 
 
-def test_every_target_failing_is_502(world: dict[str, Any], client: openai.OpenAI) -> None:
-    world["primary"].faults.append(Fault(status=500, deployment="p2-dep"))
-    world["backup"].faults.append(Fault(status=429, retry_after=2, deployment="b2-dep"))
+def test_every_target_failing_is_502(world: World, client: openai.OpenAI) -> None:
+    world.upstreams["primary"].faults.append(Fault(status=500, deployment="p2-dep"))
+    world.upstreams["backup"].faults.append(Fault(status=429, retry_after=2, deployment="b2-dep"))
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="both", messages=MESSAGES)
     assert caught.value.status_code == 502 and caught.value.body["code"] == "upstream_error"
     assert "primary" in caught.value.message and "backup" in caught.value.message
 
 
-def test_no_answer_in_time_is_504(world: dict[str, Any], client: openai.OpenAI) -> None:
-    world["primary"].faults.append(Fault(delay=3 * TIMEOUT, deployment="solo-dep"))
+def test_no_answer_in_time_is_504(world: World, client: openai.OpenAI) -> None:
+    world.upstreams["primary"].faults.append(Fault(delay=3 * TIMEOUT, deployment="solo-dep"))
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="solo", messages=MESSAGES)
     assert caught.value.status_code == 504 and caught.value.body["code"] == "upstream_timeout"
     assert caught.value.response.headers["x-request-id"]
 
 
-def test_a_stream_cut_off_upstream_ends_with_an_error_event(world: dict[str, Any],
+def test_a_stream_cut_off_upstream_ends_with_an_error_event(world: World,
                                                             client: openai.OpenAI) -> None:
-    streamer: AzureOpenAIEmulator = world["streamer"]
+    streamer: AzureOpenAIEmulator = world.upstreams["streamer"]
     wait_for(lambda: streamer.open_connections == 0)
     streamer.faults.append(Fault(reset_after_chunks=3))
     received = []
@@ -173,9 +159,9 @@ def test_a_stream_cut_off_upstream_ends_with_an_error_event(world: dict[str, Any
     wait_for(lambda: streamer.open_connections == 0)
 
 
-def test_a_caller_leaving_mid_stream_closes_the_upstream_socket(world: dict[str, Any],
+def test_a_caller_leaving_mid_stream_closes_the_upstream_socket(world: World,
                                                                 client: openai.OpenAI) -> None:
-    streamer: AzureOpenAIEmulator = world["streamer"]
+    streamer: AzureOpenAIEmulator = world.upstreams["streamer"]
     wait_for(lambda: streamer.open_connections == 0)
     long = [{"role": "user", "content": " ".join(["word"] * 200)}]     # ~10 s of chunks upstream
     stream = client.chat.completions.create(model="stream", messages=long, stream=True)

@@ -19,7 +19,7 @@ from sandbox.entra import FakeEntra, FederatedCredential, Signer
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
 from sandbox.managed_identity import ManagedIdentityEndpoint
-from tests.conftest import GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import World, sandbox_config, start_world
 from tests.upstream.helpers import CLIENT, MI_CLIENT, TENANT, TLSFiles
 
 OTHER_CLIENT = "44444444-4444-4444-4444-444444444444"
@@ -27,7 +27,7 @@ OTHER_CLIENT = "44444444-4444-4444-4444-444444444444"
 
 @pytest.fixture(scope="module")
 def world(azurite: Azurite, idp: DevIdentityProvider, loop: BackgroundLoop, tls: TLSFiles,
-          signers: dict[str, Signer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+          signers: dict[str, Signer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     entra = FakeEntra(ssl_context=tls.server, client_ssl=tls.client, signer=signers["entra"])
     loop.run(entra.start())
     endpoint = ManagedIdentityEndpoint(entra)
@@ -54,36 +54,34 @@ def world(azurite: Azurite, idp: DevIdentityProvider, loop: BackgroundLoop, tls:
                           "targets": [{"account": "mismatched", "deployment": "gpt-4o-dep"}]})
     doc["collaborators"].append({"resource": "model:broken", "principal": "identity:developers",
                                  "role": "viewer"})
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(doc, GATEWAY_AUTHORITY_HOSTS=entra.url)
-    gw = GatewayProcess(gateway_env(tables, SSL_CERT_FILE=tls.ca_file, GATEWAY_AUTHORITY_HOSTS=entra.url,
-                                    **endpoint.env),
-                        tmp_path_factory.mktemp("gw-wi") / "gateway.log")
-    yield {"gw": gw, "entra": entra, "endpoint": endpoint, "emulator": emulator, "idp": idp}
-    gw.stop()
+    env = {"SSL_CERT_FILE": tls.ca_file, "GATEWAY_AUTHORITY_HOSTS": entra.url, **endpoint.env}
+    with start_world(azurite, idp, emulator, tmp_path_factory.mktemp("gw-wi"), config=doc, env=env,
+                     upstreams={"entra": entra, "endpoint": endpoint}) as world:
+        yield world
     loop.run(emulator.stop())
     loop.run(endpoint.stop())
     loop.run(entra.stop())
 
 
-def client(world: dict[str, Any]) -> openai.OpenAI:
-    token = world["idp"].mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
-    return openai.OpenAI(base_url=world["gw"].url + "/v1", api_key=token, max_retries=0)
+def client(world: World) -> openai.OpenAI:
+    token = world.idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
+    return openai.OpenAI(base_url=world.url + "/v1", api_key=token, max_retries=0)
 
 
-def test_workload_identity_round_trip(world: dict[str, Any]) -> None:
+def test_workload_identity_round_trip(world: World) -> None:
     sdk = client(world)
     for _ in range(3):
         answer = sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         assert answer.choices[0].message.content
-    issued = [r for r in world["entra"].requests if r["client_id"] == CLIENT and r["outcome"] == "issued"]
+    entra, endpoint = world.upstreams["entra"], world.upstreams["endpoint"]
+    issued = [r for r in entra.requests if r["client_id"] == CLIENT and r["outcome"] == "issued"]
     assert len(issued) == 1, "the token is cached across requests"
-    assert world["endpoint"].requests[0] == {"client_id": MI_CLIENT, "resource": "api://AzureADTokenExchange"}
-    forwarded = {k.lower(): v for k, v in world["emulator"].requests[-1].headers.items()}
+    assert endpoint.requests[0] == {"client_id": MI_CLIENT, "resource": "api://AzureADTokenExchange"}
+    forwarded = {k.lower(): v for k, v in world.emulator.requests[-1].headers.items()}
     assert forwarded["authorization"].startswith("Bearer ") and "api-key" not in forwarded
 
 
-def test_federation_mismatch_is_a_503_naming_the_subject(world: dict[str, Any]) -> None:
+def test_federation_mismatch_is_a_503_naming_the_subject(world: World) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         client(world).chat.completions.create(model="broken", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == 503
@@ -93,6 +91,6 @@ def test_federation_mismatch_is_a_503_naming_the_subject(world: dict[str, Any]) 
     assert "subject matching is case-sensitive" in message
 
 
-def test_logs_hold_no_token_or_assertion(world: dict[str, Any]) -> None:
+def test_logs_hold_no_token_or_assertion(world: World) -> None:
     test_workload_identity_round_trip(world)
-    assert "eyJ" not in world["gw"].logs()
+    assert "eyJ" not in world.logs()

@@ -24,7 +24,7 @@ from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.entra import FakeEntra, Signer
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.conftest import ROOT, GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
+from tests.harness import ROOT, GatewayProcess, Tables, gateway_env, sandbox_config, unique_prefix
 from tests.upstream.helpers import CLIENT, TENANT, TLSFiles
 
 SECRET = "client-secret-for-tests"

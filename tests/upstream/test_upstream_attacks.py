@@ -17,11 +17,10 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.conftest import EMULATOR_KEY, EMULATOR_KEY_ENV, GatewayProcess, Tables, gateway_env, unique_prefix
+from tests.harness import EMULATOR_KEY, NewWorld, World, accounts_config
 
 DEPLOYMENT = "secret-dep-7"
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
@@ -45,26 +44,12 @@ def primary(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
 
 
 @pytest.fixture(scope="module")
-def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          primary: AzureOpenAIEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    def account(name: str, url: str) -> dict[str, Any]:
-        return {"name": name, "kind": "azure-openai", "endpoint": url,
-                "auth": {"type": "api-key", "key_env": EMULATOR_KEY_ENV}}
-
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+          primary: AzureOpenAIEmulator) -> Iterator[World]:
     models = {"solo": [("primary", DEPLOYMENT)], "fo": [("primary", DEPLOYMENT), ("backup", "b-dep")]}
-    tables = Tables(azurite, unique_prefix())
-    tables.apply({
-        "identity_providers": [{"name": "dev", "jwks_uri": idp.jwks_uri, "issuer": idp.issuer,
-                                "audiences": ["api://ai-gateway"]}],
-        "accounts": [account("primary", primary.url), account("backup", emulator.url)],
-        "models": [{"name": name, "targets": [{"account": a, "deployment": d} for a, d in targets]}
-                   for name, targets in models.items()],
-        "collaborators": [{"resource": f"model:{name}", "principal": "user:dev/alice", "role": "viewer"}
-                          for name in models],
-    })
-    gw = GatewayProcess(gateway_env(tables), tmp_path_factory.mktemp("gw") / "gateway.log")
-    yield {"gw": gw, "primary": primary, "backup": emulator}
-    gw.stop()
+    config = accounts_config(idp, {"primary": primary.url, "backup": emulator.url}, models)
+    with new_world(config=config, upstreams={"primary": primary, "backup": emulator}) as world:
+        yield world
 
 
 @dataclass(frozen=True)
@@ -90,16 +75,16 @@ async def _post(url: str, body: dict[str, Any], token: str) -> Reply:
 
 
 @pytest.fixture
-def call(world: dict[str, Any], idp: DevIdentityProvider, loop: BackgroundLoop) -> Iterator[Any]:
+def call(world: World, idp: DevIdentityProvider, loop: BackgroundLoop) -> Iterator[Any]:
     token = idp.mint("alice", audience="api://ai-gateway")
 
     def post(model: str, stream: bool = False) -> Reply:
         body = {"model": model, "messages": MESSAGES, "stream": stream}
-        return loop.run(_post(world["gw"].url + "/v1/chat/completions", body, token))
+        return loop.run(_post(world.url + "/v1/chat/completions", body, token))
 
     yield post
-    world["primary"].faults.clear()
-    world["backup"].faults.clear()
+    world.upstreams["primary"].faults.clear()
+    world.upstreams["backup"].faults.clear()
 
 
 def leaked(response: Reply) -> list[str]:
@@ -109,8 +94,8 @@ def leaked(response: Reply) -> list[str]:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_attack_upstream_headers_not_relayed(world: dict[str, Any], call: Any, stream: bool) -> None:
-    world["primary"].faults.append(Fault(headers={**HOSTILE, **ALLOWED}))
+def test_attack_upstream_headers_not_relayed(world: World, call: Any, stream: bool) -> None:
+    world.upstreams["primary"].faults.append(Fault(headers={**HOSTILE, **ALLOWED}))
     response = call("solo", stream)
     assert response.status_code == 200 and "Hello" in response.text
     assert leaked(response) == []
@@ -124,12 +109,12 @@ def test_attack_upstream_headers_not_relayed(world: dict[str, Any], call: Any, s
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_attack_upstream_redirect_not_followed(world: dict[str, Any], call: Any, status: int) -> None:
+def test_attack_upstream_redirect_not_followed(world: World, call: Any, status: int) -> None:
     """The redirect points at another upstream the gateway knows: following it would be visible there."""
-    backup: AzureOpenAIEmulator = world["backup"]
+    backup: AzureOpenAIEmulator = world.upstreams["backup"]
     trap = f"{backup.url}/openai/deployments/trap/chat/completions?api-version=2024-10-21"
     before = len(backup.requests)
-    world["primary"].faults.append(Fault(status=status, headers={"Location": trap}))
+    world.upstreams["primary"].faults.append(Fault(status=status, headers={"Location": trap}))
     response = call("solo")
     assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_error"
     assert "location" not in response.headers and "trap" not in response.text
@@ -138,11 +123,11 @@ def test_attack_upstream_redirect_not_followed(world: dict[str, Any], call: Any,
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_attack_upstream_redirect_moves_on_to_the_next_target(world: dict[str, Any], call: Any,
+def test_attack_upstream_redirect_moves_on_to_the_next_target(world: World, call: Any,
                                                               stream: bool) -> None:
-    backup: AzureOpenAIEmulator = world["backup"]
+    backup: AzureOpenAIEmulator = world.upstreams["backup"]
     before = len(backup.requests)
-    world["primary"].faults.append(Fault(status=307, headers={"Location": "https://evil.example/x"}))
+    world.upstreams["primary"].faults.append(Fault(status=307, headers={"Location": "https://evil.example/x"}))
     response = call("fo", stream)
     assert response.status_code == 200 and "Hello" in response.text
     assert [r.deployment for r in backup.requests[before:]] == ["b-dep"]
@@ -151,12 +136,12 @@ def test_attack_upstream_redirect_moves_on_to_the_next_target(world: dict[str, A
 
 @pytest.mark.parametrize(("status", "model", "answered"), [
     (401, "solo", 502), (403, "solo", 502), (401, "fo", 200), (403, "fo", 200)])
-def test_attack_upstream_www_authenticate_hidden(world: dict[str, Any], call: Any, status: int,
+def test_attack_upstream_www_authenticate_hidden(world: World, call: Any, status: int,
                                                  model: str, answered: int) -> None:
     challenge = ('Bearer realm="evil-realm", authorization_uri="https://login.microsoftonline.com/'
                  'evil-tenant/oauth2/authorize", error="invalid_token"')
-    world["primary"].faults.append(Fault(status=status, headers={"WWW-Authenticate": challenge,
-                                                                 **HOSTILE}))
+    world.upstreams["primary"].faults.append(Fault(status=status, headers={"WWW-Authenticate": challenge,
+                                                                           **HOSTILE}))
     response = call(model)
     assert response.status_code == answered
     assert "www-authenticate" not in response.headers
@@ -164,10 +149,10 @@ def test_attack_upstream_www_authenticate_hidden(world: dict[str, Any], call: An
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
-def test_attack_upstream_error_does_not_name_the_deployment(world: dict[str, Any], call: Any,
+def test_attack_upstream_error_does_not_name_the_deployment(world: World, call: Any,
                                                             status: int) -> None:
     """Relayed upstream errors name the gateway's model; the error itself passes on unchanged."""
-    world["primary"].faults.append(Fault(
+    world.upstreams["primary"].faults.append(Fault(
         status=status, message="The API deployment {deployment} does not support this ({deployment}). "
                                f"Deployments like {DEPLOYMENT}x stay as they are.",
         headers={"x-ms-deployment-name": DEPLOYMENT}))
@@ -182,7 +167,7 @@ def test_attack_upstream_error_does_not_name_the_deployment(world: dict[str, Any
 
 @pytest.mark.parametrize("fault", [Fault(status=500), Fault(status=429, retry_after=3), Fault(delay=0),
                                    Fault(status=503, headers=HOSTILE)], ids=["500", "429", "ok", "503"])
-def test_failure_messages_never_name_the_deployment(world: dict[str, Any], call: Any, fault: Fault) -> None:
-    world["primary"].faults.append(fault)
+def test_failure_messages_never_name_the_deployment(world: World, call: Any, fault: Fault) -> None:
+    world.upstreams["primary"].faults.append(fault)
     response = call("solo")
     assert DEPLOYMENT not in response.text and leaked(response) == []

@@ -22,13 +22,14 @@ from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
 from shared.upstream.usage import UsageRecorder, read_usage
-from tests.conftest import (
+from tests.harness import (
     EMULATOR_KEY,
     ROOT,
     GatewayProcess,
     Tables,
     gateway_env,
     sandbox_config,
+    start_world,
     unique_prefix,
 )
 
@@ -269,18 +270,14 @@ def attacks(azurite: Azurite, idp: DevIdentityProvider, loop: BackgroundLoop,
     # Events 0.1 s apart: a caller leaving at the last content chunk is gone before the usage chunk.
     slow = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=0.1)
     loop.run(slow.start())
-    tables = Tables(azurite, unique_prefix())
-    tables.apply(sandbox_config(idp, slow))
-    gw = GatewayProcess(gateway_env(tables), tmp_path_factory.mktemp("gw") / "gateway.log")
     try:
-        seen = _drive_attacks(gw, slow, idp, loop)
-        with direct(slow) as client:
+        with start_world(azurite, idp, slow, tmp_path_factory.mktemp("gw")) as world, direct(slow) as client:
+            seen = _drive_attacks(world.gw, slow, idp, loop)
             chunks = list(client.chat.completions.create(model="gpt-4o-dep", messages=MESSAGES, stream=True,
                                                          stream_options={"include_usage": True}))
     finally:
-        gw.stop()
         loop.run(slow.stop())
-    rows = {r["principal"].removeprefix("user:dev/"): r for r in rows_of(tables)}
+    rows = {r["principal"].removeprefix("user:dev/"): r for r in rows_of(world.tables)}
     yield {"seen": seen, "rows": rows, "chat_usage": chunks[-1].usage}
 
 
