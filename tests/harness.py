@@ -140,7 +140,8 @@ class GatewayProcess:
             time.sleep(0.05)
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
