@@ -23,11 +23,12 @@ def test_apply_that_fails_midway_leaves_nothing_written(
     env = gateway_env(tables)
     # valid as a file, but the last entity is over table storage's 64 KiB property limit: the store
     # refuses it after the workspace and the first model were already written
+    huge = [{"account": "emulator", "deployment": f"{i:03d}" + "x" * 60} for i in range(700)]
     desired = {**doc, "workspaces": [{"name": "ws-new"}],
                "models": [*doc["models"],
                           {"name": "aaa", "workspace": "ws-new",
                            "targets": [{"account": "emulator", "deployment": "fine"}]},
-                          {"name": "zzz", "targets": [{"account": "emulator", "deployment": "x" * 40000}]}]}
+                          {"name": "zzz", "targets": huge}]}
     path = tmp_path / "gateway.json"
     path.write_text(json.dumps(desired))
     result = cli(env, "apply", "-f", str(path))
