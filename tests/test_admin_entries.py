@@ -90,3 +90,14 @@ def test_attack_a_lesser_role_on_the_gateway_is_refused_even_from_an_admin(world
     assert "only admin" in answer.json()["error"]["message"]
     bound = admin.get("collaborators", params={"resource": "gateway:default"}).json()["items"]
     assert all(b["principal"] != "user:dev/mona" for b in bound)
+
+
+@pytest.mark.parametrize("principal", [entry for entry, why in BAD.items() if why.startswith("is not")])
+def test_attack_a_malformed_principal_is_never_bound(world: World, principal: str) -> None:
+    admin = world.api("root")
+    binding = {"resource": "model:gpt-4o", "principal": principal, "role": "viewer"}
+    answer = admin.put("collaborators", binding)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == "principal"
+    bound = admin.get("collaborators", params={"resource": "model:gpt-4o"}).json()["items"]
+    assert all(b["principal"] != principal for b in bound)
