@@ -85,9 +85,11 @@ def check_framing(req: Request) -> None:
 
 class Call:
     """One request as its handler sees it: the request, its id, and what the handler learns (the
-    caller's principal and the model) for the log line and the span."""
+    caller's principal, the model, and the account and deployment that answered after how many
+    attempts) for the log line and the span."""
 
-    __slots__ = ("_body", "_json", "model", "principal", "request", "request_id", "route")
+    __slots__ = ("_body", "_json", "account", "attempts", "deployment", "model", "principal", "request",
+                 "request_id", "route")
 
     def __init__(self, request: Request, request_id: str, route: str) -> None:
         self.request = request
@@ -95,6 +97,9 @@ class Call:
         self.route = route
         self.principal: Any = None      # shared.auth.identities.Principal, once authenticated
         self.model: str | None = None
+        self.account: str | None = None     # the upstream account that answered
+        self.deployment: str | None = None  # its deployment: the log and span only, never a response
+        self.attempts = 0                   # targets tried
         self._body: bytes | None = None
         self._json: dict[str, Any] | None = None
         request.scope["gateway.call"] = self
@@ -203,12 +208,18 @@ def _finish(span: Any, call: Call, method: str, status: int, started: float,
     REQUESTS.add(1, {"http.route": call.route, "gateway.model": call.model or "-",
                      "gateway.identity": identity, "http.response.status_code": status})
     fields = {"gateway.request_id": call.request_id, "gateway.principal": user,
-              "gateway.model": call.model or "-", "http.response.status_code": status,
-              "gateway.outcome": outcome}
+              "gateway.model": call.model or "-", "gateway.account": call.account or "-",
+              "gateway.deployment": call.deployment or "-", "gateway.attempts": call.attempts,
+              "http.response.status_code": status, "gateway.outcome": outcome}
     if principal is not None:
         span.set_attribute("gateway.principal", user)
     if call.model is not None:
         span.set_attribute("gateway.model", call.model)
+    if call.attempts:
+        span.set_attribute("gateway.attempts", call.attempts)
+    if call.account is not None:
+        span.set_attribute("gateway.account", call.account)
+        span.set_attribute("gateway.deployment", call.deployment or "-")
     if error is not None:
         span.set_attribute("error.code", error.code)
         fields["error.code"] = error.code
@@ -220,8 +231,9 @@ def _finish(span: Any, call: Call, method: str, status: int, started: float,
     if not log.isEnabledFor(logging.INFO):
         return
     # scope["path"]: req.url builds (and parses) the whole URL on every request
-    log.info("%s %s request_id=%s principal=%s model=%r status=%s ms=%.1f%s", method,
-             call.request.scope["path"], call.request_id, user, call.model, status,
+    log.info("%s %s request_id=%s principal=%s model=%r account=%s deployment=%s attempts=%d status=%s "
+             "ms=%.1f%s", method, call.request.scope["path"], call.request_id, user, call.model,
+             call.account or "-", call.deployment or "-", call.attempts, status,
              (time.perf_counter() - started) * 1000,
              f" reason={error.message!r}" if error is not None else "", extra=fields)
 

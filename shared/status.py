@@ -1,4 +1,5 @@
-"""Reports the health this process sees: configuration, each provider's keys, each account's token."""
+"""Reports the health this process sees: configuration, each provider's keys, each account's token,
+and the settings that cannot work as meant (a GATEWAY_ADMINS entry that matches no caller)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+from .config.snapshot import admin_problems
 from .errors import GatewayError
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ async def status(gw: Gateway) -> dict[str, Any]:
     except GatewayError as exc:
         return {"ok": False, "time": time.time(),
                 "configuration": {"version": None, "error": exc.message},
+                "problems": list(admin_problems(gw.settings.admins, None)),
                 "identity_providers": {}, "accounts": {}, "last_prewarm": gw.last_prewarm,
                 "last_timer_run": None}
     providers: dict[str, Any] = {}
@@ -35,13 +38,15 @@ async def status(gw: Gateway) -> dict[str, Any]:
                            if keys is None else
                            {k: v for k, v in dataclasses.asdict(keys).items() if k != "provider"})
     accounts = gw.credentials.status(view.config.accounts)
-    ok = (snapshot.last_error is None and all(p["usable"] for p in providers.values())
+    ok = (snapshot.last_error is None and not view.admin_problems
+          and all(p["usable"] for p in providers.values())
           and all(a.get("error") is None for a in accounts.values()))
     return {
         "ok": ok,
         "time": time.time(),
         "configuration": {"version": view.version, "loaded_at": view.loaded_at,
                           "last_check": snapshot.last_check, "error": snapshot.last_error},
+        "problems": list(view.admin_problems),
         "identity_providers": providers,
         "accounts": accounts,
         "last_prewarm": gw.last_prewarm,
@@ -68,7 +73,8 @@ def render(report: dict[str, Any]) -> str:
     config = report["configuration"]
     lines = [f"gateway: {'OK' if report['ok'] else 'DEGRADED'}",
              f"configuration: version {config.get('version')}"
-             + (f"  error: {config['error']}" if config.get("error") else ""), "",
+             + (f"  error: {config['error']}" if config.get("error") else ""),
+             *(f"problem: {problem}" for problem in report.get("problems") or ()), "",
              f"{'identity provider':<24} {'keys':>4}  {'age':>8}  {'state':<6}  {'source':<8}  last error"]
     for name, p in sorted(report["identity_providers"].items()):
         state = "stale" if p.get("stale") else ("ok" if p.get("usable") else "none")

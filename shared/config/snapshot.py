@@ -6,7 +6,10 @@ storage once warm, and a storage outage keeps the last good copy in service.
 
 Stored accounts are held to the allowlist again here: one written before it applied, or under other
 settings, is left out of the accounts requests use (so a request for a model on it fails with 503 and
-nothing is sent), and the log names the account and the field to fix.
+nothing is sent), and the log names the account and the field to fix. Likewise a GATEWAY_ADMINS
+entry that can match no caller (malformed, or naming an identity provider or external identity this
+configuration lacks) grants nothing: the log and the status report name it, so an operator relying on
+it learns why they are locked out of /manage.
 """
 
 from __future__ import annotations
@@ -14,23 +17,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..access import Policy
 from ..errors import GatewayError
 from .allowlist import Allowlist
+from .kinds import BY_SECTION
 from .model import Account, Config, Model
+from .schema import ConfigError, parse_principal, principal_reference
 from .store import ConfigStore
 
 log = logging.getLogger("gateway.config.snapshot")
 
 
+def admin_problems(admins: Iterable[str], config: Config | None) -> tuple[str, ...]:
+    """Why each GATEWAY_ADMINS entry matches no caller, one sentence per entry naming it. Without a
+    configuration only the malformed entries are known."""
+    problems = []
+    for entry in sorted(admins):
+        try:
+            principal = parse_principal(entry, "GATEWAY_ADMINS")
+        except ConfigError as exc:
+            problems.append(f"GATEWAY_ADMINS entry {entry!r} is not a principal: {exc.problem}")
+            continue
+        if config is None:
+            continue
+        section, name = principal_reference(principal)
+        if name not in {item.name for item in getattr(config, section)}:
+            problems.append(f"GATEWAY_ADMINS entry {entry!r} matches no caller: no "
+                            f"{BY_SECTION[section].singular} named {name!r} is configured")
+    return tuple(problems)
+
+
 @dataclass(frozen=True, slots=True)
 class View:
     """One configuration version with the indexes the request path needs. `config` is what is stored;
-    `accounts` only those the allowlist admits, and `refused` the others: name -> "field: problem"."""
+    `accounts` only those the allowlist admits, and `refused` the others: name -> "field: problem";
+    `admin_problems` the GATEWAY_ADMINS entries that match no caller, and why."""
 
     config: Config
     version: str
@@ -39,6 +64,7 @@ class View:
     models: MappingProxyType[str, Model] = field(repr=False)
     accounts: MappingProxyType[str, Account] = field(repr=False)
     refused: MappingProxyType[str, str] = field(repr=False)
+    admin_problems: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, config: Config, version: str, admins: frozenset[str], loaded_at: float, *,
@@ -53,7 +79,8 @@ class View:
                 refused[account.name] = f"{problem.field}: {problem.problem}"
         return cls(config=config, version=version, loaded_at=loaded_at, policy=Policy(config, admins),
                    models=MappingProxyType({m.name: m for m in config.models}),
-                   accounts=MappingProxyType(usable), refused=MappingProxyType(refused))
+                   accounts=MappingProxyType(usable), refused=MappingProxyType(refused),
+                   admin_problems=admin_problems(admins, config))
 
 
 class Snapshot:
@@ -107,6 +134,8 @@ class Snapshot:
             for name, problem in view.refused.items():
                 log.error("account %s is not used, its configuration is outside the allowlist: %s",
                           name, problem)
+            for problem in view.admin_problems:
+                log.warning("%s", problem)
         self._view = view
         self.last_error = None
         self.last_check = self._clock()

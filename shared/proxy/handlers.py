@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
-from ..errors import InvalidRequest, ModelNotFound
+from ..errors import GatewayError, InvalidRequest, ModelNotFound
 from ..telemetry import identity_of, tracer
 from ..upstream.outbound import Outbound
 from ..upstream.response import to_starlette
@@ -41,7 +41,11 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
                    headers=call.request.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
                    model=model, principal=principal.user, identity=identity_of(principal.identities),
                    request_id=call.request_id)
-    return to_starlette(await gw.forwarder.forward(out, view.accounts, gw.usage.charge))
+    forwarded = await gw.forwarder.forward(out, view.accounts, gw.usage.charge)
+    call.account, call.deployment, call.attempts = forwarded.account, forwarded.deployment, forwarded.attempts
+    if isinstance(forwarded.result, GatewayError):
+        raise forwarded.result
+    return to_starlette(forwarded.result)
 
 
 async def chat_completions(call: Call) -> Response:

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ..errors import GatewayError
+
 PASSED_ON = frozenset({"content-type", "retry-after", "openai-processing-ms", "openai-version",
                        "apim-request-id"})
 """Upstream response headers a caller may see, with every `x-ratelimit-*` (the openai SDK reads them)."""
@@ -31,6 +33,18 @@ class Answer:
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
     close: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """What became of a request sent to a model's targets: the `Answer` the caller gets, or the failure
+    they get; and, for the gateway's own log and trace only (never a response), the account and
+    deployment that answered and how many targets were tried (on a failure: every attempt made)."""
+
+    result: Answer | GatewayError
+    account: str | None
+    deployment: str | None
+    attempts: int
 
 
 def passed_on(upstream: Mapping[str, str], request_id: str) -> dict[str, str]:

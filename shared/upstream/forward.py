@@ -2,11 +2,12 @@
 
 Each target gets one attempt (`attempt`); a failed attempt moves on to the next target before any
 byte reaches the caller; when every target failed, `failover.combined_failure` says what the caller
-sees. The result is a plain `Answer` (the HTTP edge turns it into a response with
-`response.to_starlette`). Usage goes to the sink for every answered request (see `usage_scan` for where
-it is read, and `relay` for streams whose caller leaves early); a streaming chat/completions or
-completions request that did not ask for usage is sent asking for it, and the caller's stream does not
-show it.
+sees. The result is a plain `Forwarded`: the `Answer` (the HTTP edge turns it into a response with
+`response.to_starlette`) or that failure, and which account and deployment answered after how many
+attempts (for the request's log line). Usage goes to the sink for every answered request (see
+`usage_scan` for where it is read, and `relay` for streams whose caller leaves early); a streaming
+chat/completions or completions request that did not ask for usage is sent asking for it, and the
+caller's stream does not show it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 
 from ..config.model import Account
 from ..errors import GatewayError, Unavailable
-from .answer import Answer
+from .answer import Forwarded
 from .attempt import Transport
 from .credentials import Credentials
 from .failover import combined_failure
@@ -36,13 +37,14 @@ class Forwarder:
                                     connect_timeout_seconds=connect_timeout_seconds)
 
     async def forward(self, out: Outbound, accounts: Mapping[str, Account],
-                      sink: UsageSink | None = None) -> Answer:
+                      sink: UsageSink | None = None) -> Forwarded:
         injected = injects_usage(out.operation, out.doc)
         if injected:
             doc = with_usage_requested(out.doc)
             out = dataclasses.replace(out, doc=doc, body=json.dumps(doc, separators=(",", ":")).encode())
         headers = request_headers(out)
         failures: list[GatewayError] = []
+        attempts = 0
         for target in out.model.targets:
             account = accounts.get(target.account)
             if account is None:
@@ -52,12 +54,15 @@ class Forwarder:
                                             public="the model's upstream account is not usable now; the "
                                                    "gateway's status and log say why"))
                 continue
+            attempts += 1
             try:
-                return await self._transport.attempt(out, account, target, headers, injected, sink)
+                answer = await self._transport.attempt(out, account, target, headers, injected, sink)
             except GatewayError as exc:
                 failures.append(exc)
                 log.warning("request %s: %s", out.request_id, exc.message)
-        raise combined_failure(out.model.name, failures)
+                continue
+            return Forwarded(answer, account.name, target.deployment, attempts)
+        return Forwarded(combined_failure(out.model.name, failures), None, None, attempts)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
