@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint clean
+.PHONY: install run stop test test-fast lint clean
 
 include infra/infra.mk
 -include bench/bench.mk
@@ -26,8 +26,12 @@ install: $(VENV)/.installed node_modules/.installed
 local.settings.json:
 	cp local.settings.sample.json local.settings.json
 
+# `make run &` (or in another shell) runs in the background: `make stop` stops it, as Ctrl-C would.
 run: install local.settings.json
 	$(PY) -m sandbox
+
+stop:
+	@if test -x $(PY); then $(PY) -m sandbox stop; else echo "no sandbox is running"; fi
 
 lint: install
 	$(PY) -m ruff check .

@@ -112,6 +112,8 @@ class DevIdentityProvider:
 
     def _default_key(self) -> PrivateKeyTypes:
         if self.key_file is not None and self.key_file.exists():
+            if self.key_file.stat().st_mode & 0o077:
+                self.key_file.chmod(0o600)      # a private key: its owner's alone
             loaded = _load_pem(self.key_file.read_bytes())
             if not isinstance(loaded, rsa.RSAPrivateKey):
                 raise ValueError(f"{self.key_file} does not hold an RSA private key")

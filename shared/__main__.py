@@ -137,8 +137,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
-    load()  # refuse to start on bad settings, naming the setting
-    serve(args.host, args.port)
+    settings = load()  # refuse to start on bad settings, naming the setting
+    serve(args.host, settings.port if args.port is None else args.port)
     return 0
 
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the gateway locally (uvicorn), timer included")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7071)
+    p.add_argument("--port", type=int, default=None, help="default: GATEWAY_PORT (7071)")
     p.set_defaults(run=cmd_serve)
     for name, helptext, fn in (("apply", "make the stored configuration equal FILE", cmd_apply),
                                ("diff", "show what apply would change", cmd_diff)):

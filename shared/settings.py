@@ -88,6 +88,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_CREDENTIAL_FILE_DIRS", "",
             "Comma-separated absolute directories credential files (token_path, ca_path, a token file, "
             "certificate_path) may be read from besides /var/run/secrets/.", False),
+    Setting("GATEWAY_PORT", "7071",
+            "Local host: the port `python -m shared serve` and `make run` serve the gateway on.", False),
 )
 
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,29}$")
@@ -123,6 +125,7 @@ class Settings:
     kubernetes_api_servers: frozenset[str] = frozenset()
     kubernetes_in_cluster_api_server: str = ""
     credential_file_dirs: frozenset[str] = frozenset()
+    port: int = 7071
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -142,6 +145,13 @@ def _number(env: Mapping[str, str], name: str, *, integer: bool = False,
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    port = int(_number(env, name, integer=True, minimum=1))
+    if port > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1 to 65535), got {env[name].strip()!r}")
+    return port
 
 
 def _boolean(env: Mapping[str, str], name: str) -> bool:
@@ -278,6 +288,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kubernetes_api_servers=_list(merged, "GATEWAY_KUBERNETES_API_SERVERS", _origin),
         kubernetes_in_cluster_api_server=_in_cluster_api_server(source),
         credential_file_dirs=_list(merged, "GATEWAY_CREDENTIAL_FILE_DIRS", _directory),
+        port=_port(merged, "GATEWAY_PORT"),
     )
 
 
