@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.__main__ import sandbox_document
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
+from sandbox.register import sandbox_document
 from tests.harness import ROOT, Tables
 
 SANDBOX_KEY_ENV = "GATEWAY_SECRET_SANDBOX_AOAI_KEY"   # the variable the sandbox names for its account
@@ -39,7 +39,7 @@ def sample() -> dict[str, str]:
 @pytest.fixture
 def sandboxed(tables: Tables, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator) -> Tables:
     """The tables as `make run` leaves them: the sandbox's provider, account and models."""
-    tables.apply(sandbox_document(idp, emulator.url, SANDBOX_KEY_ENV))
+    tables.apply(sandbox_document(idp.jwks_uri, idp.issuer, emulator.url, SANDBOX_KEY_ENV))
     return tables
 
 
