@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -103,8 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
+def quiet_logs() -> None:
+    """A command prints its result; the gateway's info lines (configuration loaded, keys seeded) are
+    for a service's log. Warnings and errors still reach stderr."""
+    from . import logsafe
+
+    handler = logsafe.stream_handler()
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("gateway").addHandler(handler)   # the runtime then adds no handler of its own
+
+
 def run(args: argparse.Namespace) -> int:
     """The command's exit code; every error is one line on stderr and exit 2."""
+    if args.command != "serve":
+        quiet_logs()
     try:
         return int(args.run(args))
     except ConfigError as exc:

@@ -23,6 +23,7 @@ from ..config.model import Config
 from ..config.plan import DELETE_LIMIT, Plan, is_empty, plan_apply, writes
 from ..config.schema import load_file
 from ..config.store import ConfigStore
+from ..errors import GatewayError
 from ..settings import Settings, load
 from .output import CommandError, emit, wants_json
 from .plan_text import counts, kept_line, plan_json, plan_lines
@@ -59,6 +60,7 @@ def _report(target: Target, plan: Plan, **outcome: Any) -> dict[str, Any]:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    """The plan, changing nothing; exit 1 when apply would change something."""
     settings = load()
     target = announce(settings)
     desired = _desired(args, settings, allow_empty=args.prune)
@@ -78,6 +80,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    """The plan, then its changes written as one change set (the plan shown first, so that a refusal
+    or a failure still says what was meant)."""
     if args.yes and not args.prune:
         raise CommandError("--yes confirms the deletions of --prune: give both, or neither")
     settings = load()
@@ -87,12 +91,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
     async def work(store: ConfigStore) -> int:
         plan = await _plan(store, desired, args.prune)
         report = _report(target, plan, applied=False, version=None)
-        if not wants_json(args) and plan_lines(plan):
-            print("\n".join(plan_lines(plan)), flush=True)
+        lines = plan_lines(plan)
+        if lines and not wants_json(args):
+            print("\n".join(lines), flush=True)
         try:
             if plan.changes:
                 plan = await _confirmed(args, store, desired, plan, target)
-                await store.write(writes(plan.changes))
+                await _write(store, plan)
                 report.update(applied=True, version=await store.version())
         finally:
             if wants_json(args):
@@ -122,6 +127,16 @@ async def _confirmed(args: argparse.Namespace, store: ConfigStore, desired: Conf
         raise CommandError("the stored configuration changed while waiting for the confirmation; "
                            "nothing was changed: run apply again")
     return again
+
+
+async def _write(store: ConfigStore, plan: Plan) -> None:
+    """One change set: the store undoes what it wrote when any write fails, so a failure means that
+    nothing was changed, which the error says."""
+    try:
+        await store.write(writes(plan.changes))
+    except GatewayError as exc:
+        said = "" if "nothing was changed" in exc.message else "; nothing was changed"
+        raise CommandError(f"not applied: {exc.message}{said}") from None
 
 
 def _ask(prompt: str) -> bool:
