@@ -228,6 +228,16 @@ def _in_cluster_api_server(source: Mapping[str, str]) -> str:
         return ""
 
 
+def _one_store(merged: Mapping[str, str]) -> None:
+    """Both table settings set would leave which store the gateway and the CLI use to an order of
+    precedence nobody sees: a connection string left in local.settings.json would quietly win over
+    the endpoint an operator exported to deploy, and `apply` would write to the wrong place."""
+    both = ("GATEWAY_TABLES_CONNECTION", "GATEWAY_TABLES_ENDPOINT")
+    if all(merged[name].strip() for name in both):
+        raise SettingsError(f"{both[0]} and {both[1]} are both set: set only the one naming the store to "
+                            "use (an empty value in the environment unsets one from local.settings.json)")
+
+
 def local_settings_values(path: Path = Path("local.settings.json")) -> dict[str, str]:
     """`Values` of local.settings.json, which Core Tools would put in the environment."""
     try:
@@ -254,6 +264,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"GATEWAY_TABLE_PREFIX must be a letter then up to 29 letters or digits, got {prefix!r}"
         )
+    _one_store(merged)
     level = merged["GATEWAY_LOG_LEVEL"].strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"GATEWAY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")

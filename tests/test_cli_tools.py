@@ -27,7 +27,7 @@ def env(tables: Tables, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator)
 
 
 def explain(env: dict[str, str], token: str, resource: str) -> tuple[int, dict[str, Any]]:
-    result = cli(env, "explain", "--token", "-", "--resource", resource, stdin=token)
+    result = cli(env, "explain", "--token", "-", "--resource", resource, "--output", "json", stdin=token)
     assert result.stdout, result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -75,7 +75,7 @@ def test_status_and_prewarm_report_providers_and_accounts(env: dict[str, str]) -
     report = json.loads(cli(env, "status", "--json").stdout)
     assert report["identity_providers"]["dev"]["usable"] is True
     assert report["accounts"]["emulator"]["error"] is None
-    prewarm = json.loads(cli(env, "prewarm").stdout)
+    prewarm = json.loads(cli(env, "prewarm", "--output", "json").stdout)
     assert prewarm["ok"] and prewarm["accounts"] == {"emulator": {"ok": True, "error": None}}
 
 

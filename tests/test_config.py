@@ -130,13 +130,13 @@ def test_apply_then_export_gives_back_the_configuration(tables: Tables, tmp_path
     source.write_text(yaml.safe_dump(EXAMPLE), encoding="utf-8")
 
     diff = cli(tables, "diff", "-f", str(source))
-    assert diff.returncode == 0, diff.stderr
-    assert "+ models gpt-4o" in diff.stdout and "10 change(s) to apply" not in diff.stdout
+    assert diff.returncode == 1, diff.stderr           # something would change
+    assert "+ model gpt-4o" in diff.stdout and "10 change(s) to apply" not in diff.stdout
     assert tables.load().models == ()          # diff changed nothing
 
     applied = cli(tables, "apply", "-f", str(source))
     assert applied.returncode == 0, applied.stderr
-    assert "+ collaborator model:gpt-4o -> identity:partner-app (viewer)" in applied.stdout
+    assert "+ collaborator identity:partner-app on model:gpt-4o (viewer)" in applied.stdout
 
     exported = cli(tables, "export", "-o", str(tmp_path / "out.yaml"))
     assert exported.returncode == 0, exported.stderr
@@ -146,9 +146,9 @@ def test_apply_then_export_gives_back_the_configuration(tables: Tables, tmp_path
     smaller = mutate(["collaborators"], EXAMPLE["collaborators"][:1])
     smaller["models"][0]["targets"][0]["deployment"] = "gpt-4o-next"
     source.write_text(yaml.safe_dump(smaller), encoding="utf-8")
-    applied = cli(tables, "apply", "-f", str(source))
-    assert "~ models gpt-4o (changed: targets)" in applied.stdout
-    assert "- collaborator workspace:research -> user:okta-prod/00u1abcd (manager)" in applied.stdout
+    applied = cli(tables, "apply", "-f", str(source), "--prune")
+    assert '~ model gpt-4o: targets[0].deployment: "gpt-4o-prod" -> "gpt-4o-next"' in applied.stdout
+    assert "- collaborator user:okta-prod/00u1abcd on workspace:research (manager)" in applied.stdout
     assert tables.load() == parse(smaller)
 
 

@@ -166,14 +166,14 @@ def test_every_change_is_audited_with_who_what_before_and_after(world: World) ->
     assert api.delete("workspaces/audited").status_code == 204
     result = cli(world.env, "audit", "--json", "--since", "10m")
     assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    entries = json.loads(result.stdout)
     mine = [e for e in entries if e["key"] == "audited"]
     assert [(e["action"], e["actor"], e["kind"]) for e in mine] == [
         ("create", ROOT_ADMIN, "workspaces"), ("delete", ROOT_ADMIN, "workspaces")]
     assert mine[0]["before"] is None and mine[0]["after"] == {"name": "audited"}
     assert mine[1]["before"] == {"name": "audited"} and mine[1]["after"] is None
     text = cli(world.env, "audit").stdout
-    assert f"{ROOT_ADMIN}  create workspaces audited" in text
+    assert [ROOT_ADMIN, "create", "workspaces", "audited"] in [line.split()[1:] for line in text.splitlines()]
     later = cli(world.env, "audit", "--since", "2999-01-01")
     assert later.stdout.strip() == "no changes recorded since then"
     assert cli(world.env, "audit", "--since", "yesterday-ish").returncode == 2

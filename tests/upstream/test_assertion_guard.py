@@ -419,7 +419,7 @@ def test_attack_stored_kubernetes_api_server_is_never_contacted(
     assert refused.value.status_code == 503
     accounts = Api(gw.url, idp, "root").get("status").json()["accounts"]
     assert accounts["exfil"]["field"] == "assertion.api_server"
-    prewarm = cli(env, "prewarm")
+    prewarm = cli(env, "prewarm", "--output", "json")
     report = json.loads(prewarm.stdout)
     assert prewarm.returncode == 1
     assert "auth.assertion.api_server must be" in report["accounts"]["exfil"]["error"]

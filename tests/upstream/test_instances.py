@@ -81,7 +81,7 @@ async def test_cold_and_warm_processes_ride_out_provider_and_entra_outages(world
     env = world["env"]
     token = idp.mint("alice", claims={"groups": ["developers"]}, audience="api://ai-gateway")
 
-    recorded = timer(env, "prewarm")
+    recorded = timer(env, "prewarm", "--output", "json")
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
     assert json.loads(recorded.stdout)["accounts"] == {"emulator": {"ok": True, "error": None}}
     warm = world["serve"]()
@@ -107,7 +107,7 @@ async def test_cold_and_warm_processes_ride_out_provider_and_entra_outages(world
         assert status == 200, body
 
     # The timer's next run records both faults, and status says them in words.
-    failed = timer(env, "prewarm")
+    failed = timer(env, "prewarm", "--output", "json")
     assert failed.returncode == 1
     report = json.loads(failed.stdout)
     assert "503" in report["identity_providers"]["dev"]["error"]
