@@ -11,7 +11,6 @@ counts stay in memory and the next flush writes them; a request never waits on s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -231,48 +230,3 @@ async def read_usage(service: TableServiceClient, prefix: str,
                                                       for n in COUNTERS}))
     return [{"day": day, "principal": principal, "model": model, **vars_of(c)}
             for (day, principal, model), c in sorted(sums.items())]
-
-
-def render(rows: list[dict[str, Any]]) -> str:
-    headers = ("day", "principal", "model", *COUNTERS)
-    cells = [headers] + [tuple(str(r[h]) for h in headers) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = {h for h in COUNTERS}
-    lines = ["  ".join(c.rjust(w) if h in numeric else c.ljust(w)
-                       for c, w, h in zip(row, widths, headers, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines) if rows else "no usage recorded"
-
-
-def _since(value: str) -> str:
-    try:
-        return dt.date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def cmd_usage(args: argparse.Namespace) -> int:
-    import json
-
-    from ..config.tables import service_from_settings
-    from ..settings import load
-
-    settings = load()
-
-    async def work() -> list[dict[str, Any]]:
-        service = service_from_settings(settings, operator=True)
-        try:
-            return await read_usage(service, settings.table_prefix, args.since)
-        finally:
-            await service.close()
-
-    rows = asyncio.run(work())
-    print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else render(rows))
-    return 0
-
-
-def register(sub: Any) -> None:
-    """Adds `usage` to `python -m shared`."""
-    p = sub.add_parser("usage", help="token usage per day, principal and model")
-    p.add_argument("--since", type=_since, help="first day to show (YYYY-MM-DD, UTC)")
-    p.add_argument("--json", action="store_true", help="JSON rows instead of a table")
-    p.set_defaults(run=cmd_usage)
