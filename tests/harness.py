@@ -247,6 +247,14 @@ class RawAnswer:
     headers: dict[str, str]
     body: bytes
 
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
     def json(self) -> Any:
         return json.loads(self.body)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ from starlette.routing import Route as StarletteRoute
 
 from shared.errors import Conflict
 from shared.http import Call, path_problem, route
+from tests.harness import RawAnswer
 
 
 async def _defect(call: Call) -> Response:
@@ -34,15 +33,6 @@ ROUTES = (route("defect", ("GET",), "defect", _defect), route("refuse", ("GET",)
           route("echo", ("POST",), "echo", _echo))
 
 
-@dataclass(frozen=True)
-class Answer:
-    status_code: int
-    headers: dict[str, str]
-    text: str
-
-    def json(self) -> Any:
-        return json.loads(self.text)
-
 
 class Client:
     """Drives the ASGI app directly: one request in, the whole answer out."""
@@ -51,7 +41,7 @@ class Client:
         self.app = app
 
     async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> Answer:
+                      headers: dict[str, str] | None = None) -> RawAnswer:
         scope = {"type": "http", "http_version": "1.1", "method": method, "path": path,
                  "raw_path": path.encode(), "query_string": b"", "root_path": "", "scheme": "http",
                  "server": ("gw", 80), "client": ("127.0.0.1", 1),
@@ -67,13 +57,13 @@ class Client:
 
         await self.app(scope, receive, send)
         start = sent[0]
-        return Answer(start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
-                      b"".join(m.get("body", b"") for m in sent[1:]).decode())
+        return RawAnswer(start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
+                         b"".join(m.get("body", b"") for m in sent[1:]))
 
-    async def get(self, path: str, headers: dict[str, str] | None = None) -> Answer:
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> RawAnswer:
         return await self.request("GET", path, headers=headers)
 
-    async def post(self, path: str, content: bytes) -> Answer:
+    async def post(self, path: str, content: bytes) -> RawAnswer:
         return await self.request("POST", path, content)
 
 

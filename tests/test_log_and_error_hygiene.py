@@ -10,32 +10,22 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from sandbox.azurite import Azurite
 from sandbox.idp import DevIdentityProvider
-from tests.harness import GatewayProcess, NewWorld, Tables, World, gateway_env, unique_prefix
+from tests.harness import GatewayProcess, NewWorld, RawAnswer, Tables, World, gateway_env, unique_prefix
 
 AUDIENCE = "api://ai-gateway"
 FORGED = "2030-01-01 00:00:00,000 INFO gateway.request forged line"
 RAW_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f]")   # anything but the newline that ends a record
 
 
-@dataclass(frozen=True)
-class Answer:
-    status_code: int
-    headers: dict[str, str]
-    text: str
-
-    def json(self) -> Any:
-        return json.loads(self.text)
-
 
 def call(gw: GatewayProcess, method: str, path: str, headers: dict[str, str] | None = None,
-         body: Any = None, timeout: float = 20) -> Answer:
+         body: Any = None, timeout: float = 20) -> RawAnswer:
     """One request with the path sent exactly as given (no client-side normalising)."""
     connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=timeout)
     try:
@@ -43,8 +33,8 @@ def call(gw: GatewayProcess, method: str, path: str, headers: dict[str, str] | N
         connection.request(method, path, body=data, headers={
             **({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})})
         response = connection.getresponse()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
-                      response.read().decode())
+        return RawAnswer(response.status, {k.lower(): v for k, v in response.getheaders()},
+                         response.read())
     finally:
         connection.close()
 
