@@ -17,7 +17,14 @@ from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.harness import EMULATOR_KEY, GatewayProcess, NewWorld, Tables, start_world, unique_prefix
+from tests.harness import (
+    GatewayProcess,
+    NewWorld,
+    Tables,
+    emulator_running,
+    start_world,
+    unique_prefix,
+)
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +50,8 @@ def idp(loop: BackgroundLoop) -> Iterator[DevIdentityProvider]:
 
 @pytest.fixture(scope="session")
 def emulator(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
-    server = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=0.005)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
+    with emulator_running(loop, 0.005) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import requests
 from sandbox.azurite import Azurite, free_port, port_open, terminate
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
+from sandbox.loop import BackgroundLoop
 from shared.config.allowlist import Allowlist
 from shared.config.model import Config
 from shared.config.plan import plan, writes
@@ -233,6 +234,17 @@ def start_world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenA
 
 NewWorld = Callable[..., AbstractContextManager[World]]
 """`start_world` on the session's servers (the `new_world` fixture): keywords as for `start_world`."""
+
+
+@contextmanager
+def emulator_running(loop: BackgroundLoop, chunk_interval: float = 0.005) -> Iterator[AzureOpenAIEmulator]:
+    """An Azure OpenAI emulator of a test's (or module's) own on loopback, stopped afterwards."""
+    server = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=chunk_interval)
+    loop.run(server.start())
+    try:
+        yield server
+    finally:
+        loop.run(server.stop())
 
 
 # -- raw HTTP -----------------------------------------------------------------------------------------

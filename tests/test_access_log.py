@@ -14,7 +14,7 @@ import requests
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.harness import EMULATOR_KEY, NewWorld, World, accounts_config
+from tests.harness import NewWorld, World, accounts_config, emulator_running
 from tests.manage.conftest import wait_until
 
 DEPLOYMENT = {"aoai-east": "east-dep", "aoai-west": "west-dep"}
@@ -22,10 +22,8 @@ DEPLOYMENT = {"aoai-east": "east-dep", "aoai-west": "west-dep"}
 
 @pytest.fixture(scope="module")
 def east(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
-    server = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=0.005)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
+    with emulator_running(loop, 0.005) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

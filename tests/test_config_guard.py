@@ -26,12 +26,12 @@ from shared.errors import Unavailable
 from shared.settings import SettingsError, load, secret
 from shared.upstream.credentials import Credentials
 from tests.harness import (
-    EMULATOR_KEY,
     EMULATOR_KEY_ENV,
     ROOT,
     NewWorld,
     Tables,
     World,
+    emulator_running,
     gateway_env,
     sandbox_config,
     unique_prefix,
@@ -307,10 +307,8 @@ def test_attack_through_apply_is_refused_and_changes_nothing(
 @pytest.fixture
 def fresh_emulator(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
     """An emulator of this test's own, so what it received is this test's alone."""
-    server = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=0.005)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
+    with emulator_running(loop, 0.005) as server:
+        yield server
 
 
 def test_attack_stored_bad_account_is_not_used(azurite: Azurite, idp: DevIdentityProvider,

@@ -18,7 +18,7 @@ from sandbox.azurite import free_port
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.harness import EMULATOR_KEY, NewWorld, World, accounts_config
+from tests.harness import NewWorld, World, accounts_config, emulator_running
 
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
 ANSWER = "Hello from the emulator. You said: Are you there?"
@@ -26,10 +26,8 @@ TIMEOUT = 1.0   # GATEWAY_UPSTREAM_TIMEOUT_SECONDS of this module's gateway
 
 
 def _emulator(loop: BackgroundLoop, chunk_interval: float) -> Iterator[AzureOpenAIEmulator]:
-    server = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=chunk_interval)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
+    with emulator_running(loop, chunk_interval) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

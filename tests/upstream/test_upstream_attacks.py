@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.harness import EMULATOR_KEY, NewWorld, World, accounts_config
+from tests.harness import NewWorld, World, accounts_config, emulator_running
 
 DEPLOYMENT = "secret-dep-7"
 MESSAGES = [{"role": "user", "content": "Are you there?"}]
@@ -37,10 +37,8 @@ GATEWAY_OWN = {"content-type", "content-length", "x-request-id", "date", "server
 
 @pytest.fixture(scope="module")
 def primary(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
-    server = AzureOpenAIEmulator(api_key=EMULATOR_KEY, chunk_interval=0.002)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
+    with emulator_running(loop, 0.002) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
