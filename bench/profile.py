@@ -37,19 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", action="store_true", help="profile 16 concurrent streams instead")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--py-spy", dest="py_spy", action="store_true", help="sample with py-spy instead")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help="profile a variant (with --py-spy)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="profile a variant")
     args = parser.parse_args(argv)
     if args.py_spy:
         return sample(args)
     prof = OUT / "gateway.prof"
     prof.unlink(missing_ok=True)
+    env, cwd = variant_launch(args.variant, OUT / "profile") if args.variant else ({}, ROOT)
     world = World(OUT / "profile", chunk_interval=0.01).start()
     load = None
     try:
         token = world.mint(1, sub="prof")
         pool = world.mint(64, sub="pool")
         gw = world.start_gateway(token[0], argv=[sys.executable, "-m", "cProfile", "-o", str(prof),
-                                                 "-m", "shared", "serve"])
+                                                 "-m", "shared", "serve"], env=env, cwd=cwd)
         target = Target("gateway", gw.url, "/v1/chat/completions", {}, pid=gw.pid, seq_tokens=token,
                         pool_tokens=pool)
         load = LoadGen(OUT / "profile")

@@ -186,12 +186,20 @@ def endpoint(name: str, work: Callable[[Call], Awaitable[Response]], route: str)
             if error is not None:
                 response = to_response(error, call.request_id)
             else:
-                response.headers["x-request-id"] = call.request_id
+                _with_request_id(response, call.request_id)
             _finish(span, call, req.method, response.status_code, started, error)
             return response
 
     handler.__name__ = handler.__qualname__ = name
     return handler
+
+
+def _with_request_id(response: Response, request_id: str) -> None:
+    """Adds `x-request-id` unless the handler's response has it (the forwarder's do), without building
+    Starlette's MutableHeaders view for it."""
+    raw = response.raw_headers
+    if not any(name == b"x-request-id" for name, _ in raw):
+        raw.append((b"x-request-id", request_id.encode("latin-1")))
 
 
 def _finish(span: Any, call: Call, method: str, status: int, started: float,

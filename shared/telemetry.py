@@ -31,9 +31,19 @@ class _Tracer:
     test provider) a span is the shared no-op one: the API's own no-op path costs ~13 us a span (a
     generator context manager and a context attach/detach), five or six spans a request."""
 
-    @staticmethod
-    def _off() -> bool:
-        return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    _on = False     # a real provider, once installed, stays for the life of the process
+
+    @classmethod
+    def _off(cls) -> bool:
+        # `get_tracer_provider()` looks the environment up on every call while none is installed (five
+        # or six times a request): the API's own global says the same without it. Its provider from
+        # the environment (OTEL_PYTHON_TRACER_PROVIDER) is not one the gateway uses.
+        if cls._on:
+            return False
+        if getattr(trace, "_TRACER_PROVIDER", None) is None:
+            return True
+        cls._on = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        return not cls._on
 
     def start_as_current_span(self, name: str, *args: object, **kwargs: object) -> Any:
         if self._off():

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,8 +85,16 @@ def row_key(principal: str, model: str, process: str) -> str:
     return f"{digest}-{process}"
 
 
+_day: tuple[int, str] = (-1, "")
+
+
 def _today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
+    """The UTC day, as text: computed once a day, not once a request."""
+    global _day
+    number = int(time.time() // 86400)
+    if number != _day[0]:
+        _day = (number, dt.datetime.fromtimestamp(number * 86400, dt.UTC).date().isoformat())
+    return _day[1]
 
 
 class UsageRecorder:
