@@ -6,6 +6,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from .heap import settle_heap
+
 if TYPE_CHECKING:
     from .runtime import Gateway
 
@@ -16,11 +18,15 @@ INTERVAL_SECONDS = 30
 
 async def keep(gw: Gateway, interval: float = INTERVAL_SECONDS) -> None:
     """Every interval, start the refreshes that are due (ahead of expiry) and nothing else."""
+    settled = False
     while True:
         await asyncio.sleep(interval)
         view = gw.snapshot.view
         if view is None:
             continue
+        if not settled:      # configuration, keys and sessions are in place by now
+            settle_heap()
+            settled = True
         try:
             gw.authenticator.refresh_due(view.config)
             # a credential refreshes itself in the background when its token nears expiry

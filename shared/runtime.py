@@ -15,6 +15,7 @@ from .config.store import ConfigStore
 from .config.tables import service_from_settings
 from .errors import SETTINGS_INVALID, Unavailable
 from .health import HealthStore
+from .heap import settle_heap
 from .keeper import keep
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
@@ -100,6 +101,7 @@ async def gateway() -> Gateway:
                 log.info("telemetry: %s", telemetry.configure(settings))
                 logsafe.install()       # the exporters' handlers too
                 _gateway = Gateway.build(settings)
+                settle_heap()
                 _gateway.keeper = asyncio.get_running_loop().create_task(keep(_gateway), name="keeper")
             except SettingsError as exc:
                 log.error("gateway settings: %s", exc)
