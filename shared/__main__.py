@@ -32,7 +32,7 @@ def _with_gateway(work: Callable[[Any], Awaitable[T]]) -> T:
 
     async def go() -> T:
         try:
-            return await work(await runtime.gateway())
+            return await work(await runtime.gateway(operator=True))
         finally:
             await runtime.shutdown()
 

@@ -40,8 +40,10 @@ class Gateway:
     keeper: asyncio.Task[None] | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Gateway:
-        service = service_from_settings(settings)   # one client for every table
+    def build(cls, settings: Settings, *, operator: bool = False) -> Gateway:
+        """`operator`: the CLI on an operator's machine reaches the tables as them (az login), the app
+        with its managed identity."""
+        service = service_from_settings(settings, operator=operator)   # one client for every table
         store = ConfigStore(service, settings.table_prefix, admins=settings.admins)
         health = HealthStore(service, settings.table_prefix)
         allowlist = Allowlist.from_settings(settings)   # what accounts may name: read once
@@ -55,7 +57,8 @@ class Gateway:
             credentials=credentials,
             forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
                                 allow_http_loopback=settings.allow_http_loopback),
-            usage=UsageRecorder(lambda: service_from_settings(settings), settings.table_prefix),
+            usage=UsageRecorder(lambda: service_from_settings(settings, operator=operator),
+                                settings.table_prefix),
             health=health,
             allowlist=allowlist,
         )
@@ -86,8 +89,9 @@ def configure_logging(settings: Settings) -> None:
     logsafe.install()
 
 
-async def gateway() -> Gateway:
-    """This process's Gateway; a settings error becomes 503 naming the setting to fix."""
+async def gateway(*, operator: bool = False) -> Gateway:
+    """This process's Gateway; a settings error becomes 503 naming the setting to fix. `operator`:
+    built for the CLI (see `Gateway.build`)."""
     global _gateway, _lock
     if _gateway is not None:
         return _gateway
@@ -100,7 +104,7 @@ async def gateway() -> Gateway:
                 configure_logging(settings)
                 log.info("telemetry: %s", telemetry.configure(settings))
                 logsafe.install()       # the exporters' handlers too
-                _gateway = Gateway.build(settings)
+                _gateway = Gateway.build(settings, operator=operator)
                 settle_heap()
                 _gateway.keeper = asyncio.get_running_loop().create_task(keep(_gateway), name="keeper")
             except SettingsError as exc:

@@ -61,10 +61,12 @@ def _age(seconds: float | None) -> str:
 
 
 def _when(epoch: float | None, now: float) -> str:
+    """An ISO-8601 UTC time, with how far it is from now for the reader."""
     if not epoch:
         return "-"
     delta = epoch - now
-    return f"in {_age(delta)}" if delta >= 0 else f"{_age(-delta)} ago"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return f"{stamp} ({f'in {_age(delta)}' if delta >= 0 else f'{_age(-delta)} ago'})"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -80,12 +82,12 @@ def render(report: dict[str, Any]) -> str:
         state = "stale" if p.get("stale") else ("ok" if p.get("usable") else "none")
         lines.append(f"{name:<24} {len(p.get('kids') or []):>4}  {_age(p.get('age_seconds')):>8}  "
                      f"{state:<6}  {p.get('origin') or '-':<8}  {p.get('last_error') or '-'}")
-    lines += ["", f"{'account':<24} {'auth':<18} {'token expires':<14}  last error (field to fix)"]
+    lines += ["", f"{'account':<24} {'auth':<18} {'token expires':<32}  last error (field to fix)"]
     for name, a in sorted(report["accounts"].items()):
         error = a.get("error") or "-"
         if a.get("field"):
             error += f" ({a['field']})"
-        lines.append(f"{name:<24} {a.get('auth') or '-':<18} {_when(a.get('expires_on'), now):<14}  {error}")
+        lines.append(f"{name:<24} {a.get('auth') or '-':<18} {_when(a.get('expires_on'), now):<32}  {error}")
     timer = report.get("last_timer_run")
     lines += ["", "last timer run: " + ("none recorded" if not timer else
                                         f"{_when(timer.get('started_at'), now)}, "
