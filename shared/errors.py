@@ -8,16 +8,19 @@
     ├── NotFound                   404   not_found
     │   └── ModelNotFound          404   model_not_found
     ├── MethodNotAllowed           405   method_not_allowed (Allow)
+    ├── RequestTimeout             408   request_timeout   (the local host: a slow request head or body)
     ├── Conflict                   409   conflict
     ├── PreconditionFailed         412   precondition_failed
     ├── RequestTooLarge            413   request_too_large
     ├── RateLimited                429   rate_limited      (Retry-After)
+    ├── HeadersTooLarge            431   request_header_fields_too_large (the local host)
     ├── InternalError              500   internal_error    (a defect; the log has the traceback)
     ├── UpstreamError              502   upstream_error
     ├── Unavailable                503   unavailable
     └── UpstreamTimeout            504   upstream_timeout
 
-`to_response` is the one place they become HTTP.
+`to_response` is the one place they become HTTP responses (the local host's connection guard, which
+answers before any app runs, writes the same body as raw bytes: `server_protocol.error_bytes`).
 """
 
 from __future__ import annotations
@@ -106,6 +109,10 @@ class MethodNotAllowed(GatewayError):
         super().__init__(message, headers={"Allow": ", ".join(allow)})
 
 
+class RequestTimeout(GatewayError):
+    status, code, type = 408, "request_timeout", "invalid_request_error"
+
+
 class Conflict(GatewayError):
     status, code, type = 409, "conflict", "invalid_request_error"
 
@@ -116,6 +123,10 @@ class PreconditionFailed(GatewayError):
 
 class RequestTooLarge(GatewayError):
     status, code, type = 413, "request_too_large", "invalid_request_error"
+
+
+class HeadersTooLarge(GatewayError):
+    status, code, type = 431, "request_header_fields_too_large", "invalid_request_error"
 
 
 class RateLimited(GatewayError):

@@ -59,14 +59,13 @@ def serve(host: str = "127.0.0.1", port: int = 7071) -> None:
     caps on the request head and on open connections, from the GATEWAY_SERVER_* settings."""
     import uvicorn
 
-    from .server_protocol import GuardedHttpToolsProtocol, QuietDisconnects, ServerLimits
+    from .server_protocol import GuardedHttpToolsProtocol, ServerLimits
     from .settings import load
 
     settings = load()
     limits = ServerLimits.from_settings(settings)
     logging.basicConfig(level=logging.WARNING, handlers=[logsafe.stream_handler()])
     runtime.configure_logging(settings)     # before the first request: the connection guard logs too
-    logging.getLogger("uvicorn.error").addFilter(QuietDisconnects())
     # One log line per request: skip what the format never shows (the logging docs' "Optimization").
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

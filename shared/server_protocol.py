@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import httptools
-from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .errors import GatewayError
+from .errors import GatewayError, HeadersTooLarge, RequestTimeout
 
 if TYPE_CHECKING:
     import asyncio
@@ -57,24 +56,6 @@ class ServerLimits:
                    keepalive=settings.server_keepalive_seconds,
                    max_header_bytes=settings.server_max_header_bytes,
                    max_connections=settings.server_max_connections)
-
-
-class RequestTimeout(GatewayError):
-    status, code, type = 408, "request_timeout", "invalid_request_error"
-
-
-class HeadersTooLarge(GatewayError):
-    status, code, type = 431, "request_header_fields_too_large", "invalid_request_error"
-
-
-class QuietDisconnects(logging.Filter):
-    """For uvicorn's error logger: a handler ended by its client going away (the body deadline above,
-    or a client that disconnects mid-body) is not a defect, so no "Exception in ASGI application"
-    traceback for it. Only error records pay for the check."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, ClientDisconnect)
 
 
 class _Rejected(Exception):
