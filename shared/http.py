@@ -36,7 +36,7 @@ from .errors import (
     RequestTooLarge,
     to_response,
 )
-from .telemetry import REFUSALS, REQUESTS, tracer
+from .telemetry import REFUSALS, REQUESTS, identity_of, tracer
 
 log = logging.getLogger("gateway.http")
 
@@ -205,8 +205,6 @@ def _with_request_id(response: Response, request_id: str) -> None:
 def _finish(span: Any, call: Call, method: str, status: int, started: float,
             error: GatewayError | None) -> None:
     """The request's span attributes, metrics and log line: principals and reasons, never a token."""
-    from .telemetry import identity_of
-
     principal = call.principal
     outcome = "ok" if error is None else ("refused" if status < 500 else "failed")
     span.set_attribute("http.response.status_code", status)

@@ -2,8 +2,9 @@
 
 A resource is one entity (PartitionKey "r", RowKey its name, `spec` its JSON document). The bindings
 of one resource are one entity (PartitionKey "b", RowKey the resource), its principal -> role map
-packed as JSON in string properties b0, b1, ... of at most CHUNK_CHARS each. No I/O here: the store
-reads and writes what this module describes.
+packed as JSON in string properties b0, b1, ... of at most CHUNK_CHARS each. A change set's steps are
+checked against the caller's preconditions (`check_expected`) and ordered (`ordered`) here too. No
+I/O here: the store reads and writes what this module describes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import PreconditionFailed
+
 BINDINGS_PK = "b"
 CHUNK_CHARS = 30_000            # per string property (64 KiB of UTF-16); an entity holds at most 1 MiB
 RESOURCE_PK = "r"
 MAX_SPEC_CHARS = 32 * 1024     # Azure Tables: a string property holds at most 64 KiB of UTF-16
+
+
+Address = tuple[str, str, str]  # (table suffix, PartitionKey, RowKey)
+ANY = object()                  # no precondition on a write
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +161,30 @@ def label_of(w: Write) -> str:
 
 def collaborator_key(resource: str, principal: str) -> str:
     return f"{resource}\n{principal}"
+
+
+def check_expected(step: Step, w: Write, condition: object) -> None:
+    """The caller's If-Match / If-None-Match on `w`, against the entity as just read."""
+    if condition is ANY:
+        return
+    exists = step.before_of(w) is not None
+    if condition == "*" and not exists:
+        raise PreconditionFailed(f"{label_of(w)} does not exist (If-Match: *)")
+    if condition is None and exists:
+        raise PreconditionFailed(f"{label_of(w)} already exists (If-None-Match: *)")
+    if condition not in ("*", None) and (not exists or condition != step.etag_before):
+        raise PreconditionFailed(f"{label_of(w)} has changed since it was read: "
+                                 "read it again and retry with its new ETag")
+
+
+def ordered(steps: dict[Address, Step], resets: dict[Address, Address]) -> list[Step]:
+    """Steps in batch order, except that a created or deleted resource's binding set is emptied
+    before the resource is written: no reader sees old roles on a new resource."""
+    out: list[Step] = []
+    emitted: set[Address] = set()
+    for address in steps:
+        for first in (resets.get(address), address):
+            if first is not None and first not in emitted:
+                emitted.add(first)
+                out.append(steps[first])
+    return out

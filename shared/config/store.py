@@ -43,20 +43,23 @@ import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Conflict, GatewayError, PreconditionFailed, Unavailable
+from ..errors import Conflict, GatewayError, Unavailable
 from ..settings import Settings
 from . import audit
 from .entities import (
+    ANY,
     BINDINGS_PK,
     RESOURCE_PK,
+    Address,
     Applied,
     Step,
     Write,
     apply_write,
+    check_expected,
     drops_last_admin,
     finish_step,
     implied_revocations,
-    label_of,
+    ordered,
     plain,
     unpack,
 )
@@ -74,8 +77,6 @@ SECTION_TABLE = {k.section: k.table for k in STORED if k.section and k.table}
 BINDINGS_TABLE = "bindings"     # one entity per resource: its principal -> role map, packed
 EXTRA_TABLES = ("bindings", "meta", "audit")   # literal: the infra tests read it
 ATTEMPTS = 40                   # of a change set that racing writers keep beating
-_ANY = object()                # no precondition on a write
-Address = tuple[str, str, str]  # (table suffix, PartitionKey, RowKey)
 
 
 def _os_user() -> str:
@@ -291,7 +292,7 @@ class ConfigStore:
         resets: dict[Address, Address] = {}     # a resource's address -> its binding set's
         for w in batch:
             step = await self._step(steps, w.section, self._address(w))
-            _check_expected(step, w, expected.get((w.section, w.key), _ANY))
+            check_expected(step, w, expected.get((w.section, w.key), ANY))
             kind = BY_SECTION.get(w.section)
             resource = kind.resource(w.key) if kind else None
             if resource and (w.document is None or step.before is None):
@@ -308,7 +309,7 @@ class ConfigStore:
                                "another principal first (or name one in GATEWAY_ADMINS)")
             if step.reset == "create" and step.roles_before:
                 log.warning("dropping %d binding(s) left from an earlier %s", len(step.roles_before), step.rk)
-        return _ordered(steps, resets), step_of
+        return ordered(steps, resets), step_of
 
     async def _execute(self, step: Step) -> str | None:
         """One entity write, conditional on the entity being as it was read (a racing writer: Raced)."""
@@ -398,30 +399,3 @@ class ConfigStore:
 
     async def aclose(self) -> None:
         await self._service.close()
-
-
-def _check_expected(step: Step, w: Write, condition: object) -> None:
-    """The caller's If-Match / If-None-Match on `w`, against the entity as just read."""
-    if condition is _ANY:
-        return
-    exists = step.before_of(w) is not None
-    if condition == "*" and not exists:
-        raise PreconditionFailed(f"{label_of(w)} does not exist (If-Match: *)")
-    if condition is None and exists:
-        raise PreconditionFailed(f"{label_of(w)} already exists (If-None-Match: *)")
-    if condition not in ("*", None) and (not exists or condition != step.etag_before):
-        raise PreconditionFailed(f"{label_of(w)} has changed since it was read: "
-                                 "read it again and retry with its new ETag")
-
-
-def _ordered(steps: dict[Address, Step], resets: dict[Address, Address]) -> list[Step]:
-    """Steps in batch order, except that a created or deleted resource's binding set is emptied
-    before the resource is written: no reader sees old roles on a new resource."""
-    out: list[Step] = []
-    emitted: set[Address] = set()
-    for address in steps:
-        for first in (resets.get(address), address):
-            if first is not None and first not in emitted:
-                emitted.add(first)
-                out.append(steps[first])
-    return out
