@@ -2,7 +2,10 @@
 # Both install what they need (a virtual environment from requirements*.txt, Azurite from npm) and are
 # safe to run again.
 
-PYTHON ?= python3
+# Python 3.13: the version the function app deploys with (docs/architecture.md), so tests run on it too.
+# pyenv's 3.13 when there is one, else python3.13 on the PATH.
+PYENV_313 := $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13.*/bin/python)))
+PYTHON ?= $(or $(PYENV_313),$(shell command -v python3.13 2>/dev/null),python3.13)
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
@@ -13,6 +16,9 @@ include infra/infra.mk
 -include bench/bench.mk
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 13), sys.version' 2>/dev/null \
+		|| { echo "Python 3.13 is needed (the deployed runtime): install it, or pass PYTHON=/path/to/python3.13"; exit 1; }
+	$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || rm -rf $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

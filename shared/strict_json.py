@@ -81,7 +81,7 @@ def _check(value: Any, max_depth: int) -> None:
                 raise StrictJSONError("a number is out of range (it overflows a double)")
         elif isinstance(item, dict | list):
             if depth >= max_depth:
-                raise StrictJSONError(f"nested deeper than {max_depth} levels")
+                raise StrictJSONError(f"nested too deeply (more than {max_depth} levels)")
             if isinstance(item, dict):
                 for key, member in item.items():
                     _text(key)

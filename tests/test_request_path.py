@@ -133,8 +133,8 @@ STRICT_JSON = [
     ("float-overflow", b'{"model": "gpt-4o", "temperature": 1e400}', "out of range"),
     ("integer-overflow", b'{"model": "gpt-4o", "seed": 99999999999999999999999}', "out of range"),
     ("lone-surrogate", b'{"model": "gpt-4o", "user": "\\ud800"}', "unpaired surrogate"),
-    ("nested-65", b'{"model": "gpt-4o", "x": ' + b"[" * 64 + b"]" * 64 + b"}", "nested deeper than 64"),
-    ("nested-100000", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("nested-65", b'{"model": "gpt-4o", "x": ' + b"[" * 64 + b"]" * 64 + b"}", "nested too deeply (more than 64 levels)"),
+    ("nested-100000", b"[" * 100_000 + b"]" * 100_000, "nested too deeply (more than 64 levels)"),
     ("invalid-utf8", b'{"model": "gpt-4o", "user": "\xff"}', "UTF-8"),
     ("not-an-object", b'["model", "gpt-4o"]', "must be a JSON object"),
 ]

@@ -42,6 +42,7 @@ _REFUSED_FORMS = (
     (ipaddress.ip_network("64:ff9b:1::/48"), "is a local-use NAT64 address"),
     (ipaddress.ip_network("2001::/32"), "is a Teredo tunnel address"),
 )
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,9 @@ class AddressPolicy:
         if any(ip in net for net in PRIVATE if net.version == ip.version):
             return None if self.allow_private else (
                 "is a private address (allowed only for a provider with allow_private_network: true)")
-        if not ip.is_global:
+        if not ip.is_global and not (ip.version == 6 and ip in _SIXTOFOUR):
+            # Python 3.13 counts all of 2002::/16 as non-global; the IPv4 address a 6to4 address
+            # carries was judged on its own above, and that is the verdict that counts.
             return "is not a public address"
         return None
 

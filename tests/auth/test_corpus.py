@@ -507,8 +507,8 @@ def _cases() -> Iterator[Case]:
     yield Case("payload-lone-surrogate", lambda c: c.token(claims=js(c.claims())[:-1] + b',"n":"\\ud800"}'),
                "unpaired surrogate")
     yield Case("payload-nan", lambda c: c.token(claims=js(c.claims())[:-1] + b',"n":NaN}'), "NaN is not JSON")
-    yield Case("payload-nested-50", _deep(50), "nested deeper than 20 levels")
-    yield Case("payload-nested-2400", _deep(2400), "nested too deeply")
+    yield Case("payload-nested-50", _deep(50), "nested too deeply (more than 20 levels)")
+    yield Case("payload-nested-2400", _deep(2400), "nested too deeply (more than 20 levels)")
     yield Case("payload-trailing-data", lambda c: c.token(claims=js(c.claims()) + b"{}"), "not valid JSON")
     yield Case("payload-bom", lambda c: c.token(claims=b"\xef\xbb\xbf" + js(c.claims())), "not valid JSON")
     yield Case("token-over-8kb", lambda c: c.token(claims=c.claims(pad="x" * 9000)), "larger than 8 KB")
