@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .cli import configure
 from .cli import usage as usage_cli
@@ -23,10 +23,8 @@ from .errors import GatewayError
 from .manage.cli import register as register_audit
 from .settings import SettingsError, load
 
-T = TypeVar("T")
 
-
-def _with_gateway(work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_gateway[T](work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work` against a Gateway built from the settings, as the app would, then close it."""
     from . import runtime
 

@@ -126,6 +126,7 @@ def test_the_upstream_receives_a_url_built_from_parsed_parts(world: World, path:
     assert received.query.get("api-version", "2024-10-21") == "2024-10-21"
 
 
+TOO_DEEP = "nested too deeply (more than 64 levels)"
 STRICT_JSON = [
     ("duplicate-member", b'{"model": "secret-model", "model": "gpt-4o", "messages": []}', "duplicate member"),
     ("nan", b'{"model": "gpt-4o", "temperature": NaN}', "NaN"),
@@ -133,8 +134,8 @@ STRICT_JSON = [
     ("float-overflow", b'{"model": "gpt-4o", "temperature": 1e400}', "out of range"),
     ("integer-overflow", b'{"model": "gpt-4o", "seed": 99999999999999999999999}', "out of range"),
     ("lone-surrogate", b'{"model": "gpt-4o", "user": "\\ud800"}', "unpaired surrogate"),
-    ("nested-65", b'{"model": "gpt-4o", "x": ' + b"[" * 64 + b"]" * 64 + b"}", "nested too deeply (more than 64 levels)"),
-    ("nested-100000", b"[" * 100_000 + b"]" * 100_000, "nested too deeply (more than 64 levels)"),
+    ("nested-65", b'{"model": "gpt-4o", "x": ' + b"[" * 64 + b"]" * 64 + b"}", TOO_DEEP),
+    ("nested-100000", b"[" * 100_000 + b"]" * 100_000, TOO_DEEP),
     ("invalid-utf8", b'{"model": "gpt-4o", "user": "\xff"}', "UTF-8"),
     ("not-an-object", b'["model", "gpt-4o"]', "must be a JSON object"),
 ]

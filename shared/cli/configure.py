@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..config.allowlist import Allowlist
 from ..config.document import to_document
@@ -29,10 +29,8 @@ from .output import CommandError, emit, wants_json
 from .plan_text import counts, kept_line, plan_json, plan_lines
 from .target import Target, announce
 
-T = TypeVar("T")
 
-
-async def with_store(settings: Settings, work: Callable[[ConfigStore], Awaitable[T]]) -> T:
+async def with_store[T](settings: Settings, work: Callable[[ConfigStore], Awaitable[T]]) -> T:
     store = ConfigStore.from_settings(settings, operator=True)
     try:
         return await work(store)
