@@ -70,7 +70,8 @@ def foundry(loop: BackgroundLoop) -> Iterator[AzureOpenAIEmulator]:
 
 @pytest.fixture(scope="module")
 def world(new_world: NewWorld, idp: DevIdentityProvider, foundry: AzureOpenAIEmulator) -> Iterator[World]:
-    with new_world(config=foundry_config(idp, foundry.url), tokens={"alice": None}) as world:
+    with new_world(config=foundry_config(idp, foundry.url), tokens={"alice": None},
+                   env={"GATEWAY_ADMINS": "user:dev/root"}) as world:
         yield world
 
 
@@ -203,3 +204,22 @@ def test_usage_is_recorded(new_world: NewWorld, idp: DevIdentityProvider, foundr
     assert plain.usage is not None
     assert counted == {"deepseek": (2, 2 * plain.usage.total_tokens),
                        "cohere-embed": (1, embedded.usage.total_tokens)}
+
+
+def test_manage_accepts_and_returns_the_api_style(world: World) -> None:
+    api = world.api("root")
+    body = {"kind": "ai-foundry", "endpoint": "https://acme.services.ai.azure.com", "api_style": "models",
+            "auth": {"type": "managed-identity"}}
+    created = api.put("accounts/foundry-new", body, headers={"If-None-Match": "*"})
+    assert created.status_code == 201, created.text
+    got = api.get("accounts/foundry-new").json()
+    assert (got["api_style"], "api_version" in got) == ("models", False)   # its default is not written
+    newer = api.put("accounts/foundry-new", {**body, "api_version": "2025-04-01"},
+                    headers={"If-Match": created.headers["ETag"]})
+    assert newer.status_code == 200 and api.get("accounts/foundry-new").json()["api_version"] == "2025-04-01"
+    refused = api.put("accounts/aoai-models", {**body, "kind": "azure-openai",
+                                               "endpoint": "https://acme.openai.azure.com"})
+    error = refused.json()["error"]
+    assert (refused.status_code, error["param"]) == (400, "api_style")
+    assert "models is only for kind ai-foundry" in error["message"]
+    assert api.get("accounts/aoai-models").status_code == 404
