@@ -223,3 +223,11 @@ def test_manage_accepts_and_returns_the_api_style(world: World) -> None:
     assert (refused.status_code, error["param"]) == (400, "api_style")
     assert "models is only for kind ai-foundry" in error["message"]
     assert api.get("accounts/aoai-models").status_code == 404
+
+
+def test_the_model_inference_apis_own_refusal_reaches_the_caller_without_the_deployment(
+        client: openai.OpenAI, foundry: AzureOpenAIEmulator) -> None:
+    foundry.faults.append(Fault(status=400, message="Unknown model: {deployment}", deployment="DeepSeek-R1"))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="deepseek", messages=MESSAGES)  # type: ignore[arg-type]
+    assert caught.value.response.json()["error"]["message"] == "Unknown model: deepseek"

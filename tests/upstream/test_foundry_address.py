@@ -131,3 +131,18 @@ def test_export_writes_the_style_and_a_version_only_when_not_its_default(
     assert exported["accounts"] == [item_document(config.accounts[0])]
     assert {k: v for k, v in exported["accounts"][0].items() if k.startswith("api_")} == written
     assert parse(exported) == config       # export reads back as what was applied
+
+
+@pytest.mark.parametrize(("endpoint", "admitted"), [
+    (RESOURCE, True), ("https://acme.services.ai.azure.us", True),
+    ("https://acme.services.ai.azure.cn", True),
+    ("https://acme.services.ai.azure.com.evil.example", False), ("https://services.ai.azure.com", False),
+])
+def test_foundry_resource_hosts_are_admitted_by_default(endpoint: str, admitted: bool) -> None:
+    doc = {"name": "a", "kind": "ai-foundry", "endpoint": endpoint, "api_style": "models", "auth": AUTH}
+    if admitted:
+        assert parse({"accounts": [doc]}).accounts[0].endpoint == endpoint
+    else:
+        with pytest.raises(ConfigError) as caught:
+            parse({"accounts": [doc]})
+        assert caught.value.field == "accounts[0].endpoint"
