@@ -1,5 +1,10 @@
 """An Azure OpenAI data-plane emulator on a real loopback socket, the upstream for tests and the sandbox.
 
+It serves the Azure OpenAI surface (/openai/deployments/..., /openai/v1/...) and a Foundry resource's
+Azure AI Model Inference API (/models/chat/completions, /models/embeddings, GET /models/info: the
+deployment named in the body's `model`, api-versions of its own, and the `extra-parameters` header
+deciding what becomes of parameters that API does not define).
+
 Answers are deterministic functions of the request body without its `model` and `stream_options`
 members, so a test can call the emulator directly and through the gateway and compare the bytes. Faults
 (statuses, delays, dropped streams, and a hostile upstream's headers, redirects and bodies) are queued
@@ -54,6 +59,20 @@ _STATUS_MESSAGES = {
 _DEPLOYMENT_ROUTE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|"
                                r"completions|embeddings)$")
 _V1_ROUTE = re.compile(r"^/openai/v1/(?P<op>chat/completions|completions|embeddings|responses)$")
+_MODELS_ROUTE = re.compile(r"^/models/(?P<op>chat/completions|embeddings|info)$")
+
+MODELS_API_VERSIONS = ("2024-05-01-preview", "2025-04-01", "2025-05-01")
+"""The Model Inference API's versions; any other is refused."""
+MODELS_PARAMETERS = {
+    "chat/completions": frozenset({
+        "messages", "frequency_penalty", "stream", "presence_penalty", "temperature", "top_p", "max_tokens",
+        "response_format", "stop", "tools", "tool_choice", "seed", "model", "modalities"}),
+    "embeddings": frozenset({"input", "dimensions", "encoding_format", "input_type", "model"}),
+}
+"""The parameters the Model Inference API defines; the others are extra parameters."""
+EXTRA_PARAMETERS = ("error", "drop", "pass-through")
+NO_MODEL_MESSAGE = ("No model specified in request. Please provide a model name in the request body or as a "
+                    "x-ms-model-mesh-model-name header.")
 
 
 @dataclass
@@ -234,14 +253,13 @@ class AzureOpenAIEmulator:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await request.read()
-        deployment_match = _DEPLOYMENT_ROUTE.match(request.path)
-        v1_match = _V1_ROUTE.match(request.path)
+        route = _route(request.path)
         parsed: Any = None
         with contextlib.suppress(ValueError):
             parsed = json.loads(body) if body else None
-        if deployment_match:
-            deployment = deployment_match["deployment"]
-        elif v1_match and isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
+        if route is not None and route.deployment is not None:
+            deployment = route.deployment
+        elif route is not None and isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
             deployment = parsed["model"]
         else:
             deployment = ""
@@ -250,15 +268,21 @@ class AzureOpenAIEmulator:
             headers={name.lower(): value for name, value in request.headers.items()},
             body=body, deployment=deployment))
 
-        if not self._authorized(request, v1=request.path.startswith("/openai/v1/")):
+        if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
-        route = deployment_match or v1_match
-        if route is None or request.method != "POST":
+        if route is None or request.method != ("GET" if route.op == "info" else "POST"):
             return _error_response(404, "404", "Resource not found")
         try:
-            payload = self._validate(request, route["op"], bool(deployment_match), body, parsed)
+            if route.surface == "models":
+                payload = _validate_models(request, route.op, body)
+            else:
+                payload = self._validate(request, route.op, route.surface == "deployments", body, parsed)
         except _BadRequest as exc:
-            return _error_response(exc.status, exc.code, exc.message)
+            return _error_response(exc.status, exc.code, exc.message,
+                                   {"x-ms-error-code": exc.code} if route.surface == "models" else None)
+        if route.op == "info":
+            return _json_response({"model_name": self.model_name, "model_type": "chat-completion",
+                                   "model_provider_name": "Emulator"})
 
         fault = self.take_fault(deployment)
         stream = bool(payload.get("stream"))
@@ -277,7 +301,7 @@ class AzureOpenAIEmulator:
         reset_after = fault.reset_after_chunks if fault is not None else None
         extra = (fault.headers if fault is not None else None) or {}
         try:
-            return await self._answer(request, route["op"], payload, stream, reset_after, extra)
+            return await self._answer(request, route.op, payload, stream, reset_after, extra)
         except _BadRequest as exc:
             return _error_response(exc.status, exc.code, exc.message)
 
@@ -448,6 +472,56 @@ class AzureOpenAIEmulator:
             "usage": {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
                       "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
                       "total_tokens": input_tokens + output_tokens}}
+
+
+@dataclass(frozen=True)
+class _Route:
+    surface: str                # deployments, v1 or models
+    op: str
+    deployment: str | None      # from the path (deployments); else the body's `model`
+
+
+def _route(path: str) -> _Route | None:
+    if match := _DEPLOYMENT_ROUTE.match(path):
+        return _Route("deployments", match["op"], match["deployment"])
+    if match := _V1_ROUTE.match(path):
+        return _Route("v1", match["op"], None)
+    if match := _MODELS_ROUTE.match(path):
+        return _Route("models", match["op"], None)
+    return None
+
+
+def _validate_models(request: web.BaseRequest, op: str, body: bytes) -> dict[str, Any]:
+    """What the Model Inference API checks before it answers: the api-version, then (but for `info`)
+    a JSON object naming its model, and parameters it does not define unless `extra-parameters`
+    says to drop them (dropped here) or pass them through."""
+    version = request.query.get("api-version")
+    if not version:
+        raise _BadRequest(400, "BadRequest", "Missing required query parameter: api-version")
+    if version not in MODELS_API_VERSIONS:
+        raise _BadRequest(400, "BadRequest", f"Unsupported api-version {version!r}. The supported versions "
+                          f"are: {', '.join(MODELS_API_VERSIONS)}")
+    if op == "info":
+        return {}
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise _BadRequest(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise _BadRequest(400, "BadRequest", "The request body must be a JSON object")
+    if not isinstance(payload.get("model"), str) or not payload["model"]:
+        raise _BadRequest(400, "no_model_name", NO_MODEL_MESSAGE)
+    mode = request.headers.get("extra-parameters", "error")
+    if mode not in EXTRA_PARAMETERS:
+        raise _BadRequest(400, "BadRequest", f"extra-parameters must be one of {', '.join(EXTRA_PARAMETERS)}")
+    extra = sorted(set(payload) - MODELS_PARAMETERS[op])
+    if extra and mode == "error":
+        raise _BadRequest(400, "BadRequest", f"Extra parameters {extra} are not allowed when "
+                          "extra-parameters is not set or set to be 'error'. Set extra-parameters to "
+                          "'pass-through' to pass to the model.")
+    if mode == "drop":
+        payload = {k: v for k, v in payload.items() if k not in extra}
+    return payload
 
 
 def _json_response(value: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+import requests
 from openai import AzureOpenAI, OpenAI
 
 from sandbox.azurite import free_port
@@ -355,3 +356,94 @@ def test_main_runs_standalone() -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0
+
+
+# ---- the Azure AI Model Inference API of a Foundry resource ----------------------------------------------
+
+MODELS_VERSION = "2024-05-01-preview"
+
+
+def models(emu: AzureOpenAIEmulator, extra: str | None = "pass-through", **kwargs: Any) -> OpenAI:
+    """The openai SDK pointed at /models, as a Foundry caller (or the gateway) asks it."""
+    headers = {"api-key": KEY, **({"extra-parameters": extra} if extra else {})}
+    return OpenAI(base_url=emu.url + "/models", api_key=KEY, max_retries=0, default_headers=headers,
+                  default_query={"api-version": MODELS_VERSION}, **kwargs)
+
+
+def test_models_surface_chat_stream_and_embeddings(emu: AzureOpenAIEmulator) -> None:
+    with models(emu) as client:
+        reply = client.chat.completions.create(model="DeepSeek-R1", messages=user("what is up"))
+        chunks = list(client.chat.completions.create(model="DeepSeek-R1", messages=user("x y"), stream=True,
+                                                     stream_options={"include_usage": True}))
+        vectors = client.embeddings.create(model="embed-v-4-0", input=["alpha", "beta"],
+                                           encoding_format="float")
+    assert reply.choices[0].message.content == "Hello from the emulator. You said: what is up"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        "Hello from the emulator. You said: x y"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 12
+    assert len(vectors.data) == 2 and vectors.usage.total_tokens == 2
+    assert [(r.path, r.deployment, r.query) for r in emu.requests] == [
+        ("/models/chat/completions", "DeepSeek-R1", {"api-version": MODELS_VERSION}),
+        ("/models/chat/completions", "DeepSeek-R1", {"api-version": MODELS_VERSION}),
+        ("/models/embeddings", "embed-v-4-0", {"api-version": MODELS_VERSION})]
+
+
+def test_models_surface_answers_as_the_deployments_route_does(emu: AzureOpenAIEmulator,
+                                                               bg: BackgroundLoop) -> None:
+    body = {"messages": user("same words"), "stream": True}
+    via_models = bg.run(raw_post(f"{emu.url}/models/chat/completions?api-version={MODELS_VERSION}",
+                                 {"model": "dep", **body}))
+    azure_url = f"{emu.url}/openai/deployments/dep/chat/completions?api-version={API_VERSION}"
+    via_azure = bg.run(raw_post(azure_url, body))
+    assert via_models[0] == via_azure[0] == 200 and via_models[2] == via_azure[2]
+
+
+@pytest.mark.parametrize(("path", "headers", "body", "status", "code", "message"), [
+    ("/models/chat/completions", {}, {"model": "m", "messages": []}, 400, "BadRequest",
+     "Missing required query parameter: api-version"),
+    (f"/models/chat/completions?api-version={API_VERSION}", {}, {"model": "m", "messages": []}, 400,
+     "BadRequest", "Unsupported api-version '2024-10-21'"),
+    (f"/models/chat/completions?api-version={MODELS_VERSION}", {}, {"messages": []}, 400, "no_model_name",
+     "No model specified in request"),
+    (f"/models/chat/completions?api-version={MODELS_VERSION}", {},
+     {"model": "m", "messages": [], "stream_options": {"include_usage": True}, "user": "u"}, 400,
+     "BadRequest", "Extra parameters ['stream_options', 'user'] are not allowed when extra-parameters"),
+    (f"/models/embeddings?api-version={MODELS_VERSION}", {"extra-parameters": "error"},
+     {"model": "m", "input": "x", "user": "u"}, 400, "BadRequest", "Extra parameters ['user']"),
+    (f"/models/embeddings?api-version={MODELS_VERSION}", {"extra-parameters": "sometimes"},
+     {"model": "m", "input": "x"}, 400, "BadRequest", "extra-parameters must be one of"),
+    (f"/models/completions?api-version={MODELS_VERSION}", {}, {"model": "m", "prompt": "x"}, 404, "404",
+     "Resource not found"),
+])
+def test_models_surface_refuses_as_azure_does(emu: AzureOpenAIEmulator, bg: BackgroundLoop, path: str,
+                                              headers: dict[str, str], body: dict[str, Any], status: int,
+                                              code: str, message: str) -> None:
+    async def post() -> tuple[int, dict[str, str], Any]:
+        async with aiohttp.ClientSession() as session, session.post(
+                emu.url + path, json=body, headers={"api-key": KEY, **headers}) as resp:
+            return resp.status, dict(resp.headers), await resp.json(content_type=None)
+
+    got, answer_headers, answer = bg.run(post())
+    assert (got, answer["error"]["code"]) == (status, code) and message in answer["error"]["message"]
+    if status == 400:
+        assert answer_headers["x-ms-error-code"] == code
+
+
+def test_models_surface_drops_extra_parameters_when_asked(emu: AzureOpenAIEmulator) -> None:
+    with models(emu, extra="drop") as client:
+        chunks = list(client.chat.completions.create(model="m", messages=user("x"), stream=True,
+                                                     stream_options={"include_usage": True}))
+    assert all(c.usage is None for c in chunks)      # stream_options was dropped, so no usage chunk
+    with models(emu, extra=None) as client, pytest.raises(openai.BadRequestError, match="stream_options"):
+        client.chat.completions.create(model="m", messages=user("x"), stream=True,
+                                       stream_options={"include_usage": True})
+
+
+def test_models_info(emu: AzureOpenAIEmulator) -> None:
+    info = requests.get(f"{emu.url}/models/info", params={"api-version": MODELS_VERSION},
+                        headers={"api-key": KEY}, timeout=10)
+    assert info.json() == {"model_name": "gpt-4o-2024-08-06", "model_type": "chat-completion",
+                           "model_provider_name": "Emulator"}
+    assert requests.get(f"{emu.url}/models/info", headers={"api-key": KEY}, timeout=10).status_code == 400
+    assert requests.get(f"{emu.url}/models/info", params={"api-version": MODELS_VERSION},
+                        headers={"api-key": "wrong"}, timeout=10).status_code == 401

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .model import Account, Collaborator, Config, ExternalIdentity, IdentityProvider, Model
+from .model import (
+    DEFAULT_API_VERSIONS,
+    Account,
+    Collaborator,
+    Config,
+    ExternalIdentity,
+    IdentityProvider,
+    Model,
+)
 from .schema import PARSERS
 
 
@@ -47,7 +55,7 @@ def item_document(item: Any) -> dict[str, Any]:
              "auth": {"type": item.auth.type, **_thaw(item.auth.options)}}
         if item.api_style != "deployments":
             d["api_style"] = item.api_style
-        if item.api_version != "2024-10-21":
+        if item.api_version != DEFAULT_API_VERSIONS.get(item.api_style):
             d["api_version"] = item.api_version
         return d
     if isinstance(item, Model):

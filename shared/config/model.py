@@ -8,6 +8,11 @@ from types import MappingProxyType
 from typing import Any
 
 ROLES: tuple[str, ...] = ("viewer", "editor", "manager", "admin")
+API_STYLES: tuple[str, ...] = ("deployments", "v1", "models")
+# The api-version an account sends when the caller's cannot be used: the Azure OpenAI surface's GA
+# version, and the Azure AI Model Inference API's (its versions are not Azure OpenAI's).
+DEFAULT_API_VERSIONS: Mapping[str, str] = MappingProxyType({
+    "deployments": "2024-10-21", "v1": "2024-10-21", "models": "2024-05-01-preview"})
 
 
 def frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -46,8 +51,8 @@ class Account:
     kind: str                                   # azure-openai | ai-foundry
     endpoint: str
     auth: AccountAuth
-    api_style: str = "deployments"              # deployments | v1
-    api_version: str = "2024-10-21"             # used when the caller sends none (deployments style)
+    api_style: str = "deployments"              # deployments | v1 | models (ai-foundry only)
+    api_version: str = "2024-10-21"             # the style's default in DEFAULT_API_VERSIONS unless set
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from .allowlist import Allowlist
 from .kinds import BY_SECTION, GATEWAY, RESOURCE_FORMS, split_resource
 from .kinds import RESOURCE_RE as RESOURCE_RE  # re-exported: derived from the kinds table there
 from .model import (
+    API_STYLES,
+    DEFAULT_API_VERSIONS,
     ROLES,
     Account,
     AccountAuth,
@@ -195,21 +197,34 @@ def _matching(value: Any, where: str, pattern: re.Pattern[str], rule: str) -> st
     return text
 
 
+def _api_style(value: Any, kind: str, endpoint: str, where: str) -> str:
+    """The account's upstream API; `models` (the Azure AI Model Inference API) is served only by a
+    Foundry resource's own endpoint, not by Azure OpenAI nor under a Foundry project's path."""
+    if value not in API_STYLES:
+        raise ConfigError(where, f"must be one of {', '.join(API_STYLES)}")
+    if value == "models" and kind != "ai-foundry":
+        raise ConfigError(where, "models is only for kind ai-foundry (the Azure AI Model Inference API "
+                                 "of a Foundry resource)")
+    if value == "models" and urlsplit(endpoint).path.strip("/"):
+        raise ConfigError(where, "models needs the resource's endpoint "
+                                 "(https://<resource>.services.ai.azure.com), not a project's")
+    return str(value)
+
+
 def _account(raw: Any, where: str) -> Account:
     d = _obj(raw, where, ("name", "endpoint"), ("kind", "auth", "api_style", "api_version"))
     kind = d.get("kind", "azure-openai")
     if kind not in ("azure-openai", "ai-foundry"):
         raise ConfigError(f"{where}.kind", "must be azure-openai or ai-foundry")
-    style = d.get("api_style", "deployments")
-    if style not in ("deployments", "v1"):
-        raise ConfigError(f"{where}.api_style", "must be deployments or v1")
     endpoint = _url(d["endpoint"], f"{where}.endpoint")
     assert endpoint is not None
+    style = _api_style(d.get("api_style", "deployments"), kind, endpoint, f"{where}.api_style")
     return Account(name=_name(d["name"], f"{where}.name"), kind=kind, endpoint=endpoint.rstrip("/"),
                    auth=_auth(d.get("auth", {"type": "workload-identity"}), f"{where}.auth"),
                    api_style=style,
-                   api_version=_matching(d.get("api_version", "2024-10-21"), f"{where}.api_version",
-                                         API_VERSION_RE, "must look like 2024-10-21 or 2025-04-01-preview"))
+                   api_version=_matching(d.get("api_version", DEFAULT_API_VERSIONS[style]),
+                                         f"{where}.api_version", API_VERSION_RE,
+                                         "must look like 2024-10-21 or 2025-04-01-preview"))
 
 
 def _model(raw: Any, where: str) -> Model:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.kinds import MANAGED, NAMED, Kind
+from ..config.model import API_STYLES
 from ..config.schema import ASSERTION_SOURCES, AUTH_TYPES, NAME_RE
 
 NAME: dict[str, Any] = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 64}
@@ -50,7 +51,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "source": {"type": "string", "enum": list(ASSERTION_SOURCES)}}}},
             "additionalProperties": {"type": ["string", "object"]},
             "description": "the fields of each type as in the configuration file"},
-        "api_style": {"type": "string", "enum": ["deployments", "v1"]}, "api_version": TEXT},
+        "api_style": {"type": "string", "enum": list(API_STYLES),
+                      "description": "deployments (default) or v1: the Azure OpenAI surface; models "
+                                     "(ai-foundry only): the Azure AI Model Inference API"},
+        "api_version": {**TEXT, "description": "used when the caller sends none (deployments) and always "
+                                               "for models; default 2024-10-21, 2024-05-01-preview "
+                                               "for models"}},
         ("endpoint",)),
     "models": _object({
         "name": NAME, "workspace": NAME,

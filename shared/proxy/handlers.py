@@ -37,6 +37,7 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         model = view.models.get(model_name)
         if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
             raise ModelNotFound(model_name)
+    model = operations.served(model, view.accounts, operation)
     out = Outbound(method=call.request.method, operation=operation, query=call.request.query_params,
                    headers=call.request.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
                    model=model, principal=principal.user, identity=identity_of(principal.identities),

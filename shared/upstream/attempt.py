@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from ..config.model import Account, Target
 from ..errors import UpstreamError, UpstreamTimeout
 from ..telemetry import UPSTREAM_DURATION, tracer
-from .address import check_endpoint, upstream_body, upstream_url
+from .address import check_endpoint, upstream_body, upstream_headers, upstream_url
 from .answer import Answer, hide_deployment, passed_on
 from .credentials import Credentials
 from .failover import refusal
@@ -59,7 +59,7 @@ class Transport:
         with tracer.start_as_current_span("credential", attributes=labels):
             check_endpoint(account, self._allow_http_loopback)
             credential = self._credentials.for_account(account)
-            headers = {**headers, **await credential.auth_headers()}
+            headers = {**headers, **upstream_headers(account), **await credential.auth_headers()}
         sent = time.perf_counter()
         resp = await self._send(out, account, target, headers, labels, sent)
         refused = refusal(account, resp.status, resp.headers)
