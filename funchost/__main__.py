@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="the HTTP port (default 7071)")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
     try:
         app = appconfig.load(args.app)
         return asyncio.run(_run(app, args.port, args.host))

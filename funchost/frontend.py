@@ -32,6 +32,7 @@ log = logging.getLogger("funchost.frontend")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-authenticate", "proxy-authorization"})
 INVOCATION_HEADER = "x-ms-invocation-id"
+STARTED = "funchost.response"        # the request's key for its relayed answer, once begun
 
 
 def _forwardable(headers: Mapping[str, str]) -> dict[str, str]:
@@ -84,11 +85,23 @@ class FrontEnd:
             await self._settle(invocation, fn)
 
     async def _relay(self, request: web.Request, invocation_id: str) -> web.StreamResponse:
+        """The worker's answer, relayed as it comes; a bare 500 when the worker fails before answering
+        (as the real host answers); a cut connection when it fails mid-answer."""
+        try:
+            return await self._stream(request, invocation_id)
+        except aiohttp.ClientError as exc:
+            log.error("the worker's HTTP answer failed: %s", type(exc).__name__)
+            started = request.get(STARTED)
+            if started is None or not started.prepared:
+                return web.Response(status=500)
+            raise
+
+    async def _stream(self, request: web.Request, invocation_id: str) -> web.StreamResponse:
         headers = {**_forwardable(request.headers), INVOCATION_HEADER: invocation_id}
         body = request.content if request.body_exists else None
         async with self._session().request(request.method, self.http_uri + request.raw_path, headers=headers,
                                            data=body, allow_redirects=False) as answer:
-            response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            response = request[STARTED] = web.StreamResponse(status=answer.status, reason=answer.reason)
             for name, value in answer.headers.items():
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                     response.headers.add(name, value)
