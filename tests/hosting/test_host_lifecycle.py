@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import requests
 
 from sandbox.azurite import free_port, port_open, terminate
 from sandbox.idp import DevIdentityProvider
-from tests.harness import ROOT, NewWorld
+from tests.harness import ROOT, NewWorld, World
 
 ROOT_ADMIN = "user:dev/root"
 HTTP_APP = """
@@ -48,15 +48,21 @@ def wait_until(check: Callable[[], object], seconds: float = 20) -> object:
     return result
 
 
-def test_the_timer_runs_through_the_admin_api_and_records_its_report(new_world: NewWorld) -> None:
+@pytest.fixture(scope="module")
+def world(new_world: NewWorld) -> Iterator[World]:
+    """A gateway whose timer has not run (its tables are its own)."""
     with new_world(host="functions", env={"GATEWAY_ADMINS": ROOT_ADMIN}) as world:
-        api = world.api("root")
-        assert api.get("status").json()["last_timer_run"] is None
-        invoked = requests.post(world.url + "/admin/functions/prewarm_timer", json={"input": ""}, timeout=10)
-        assert invoked.status_code == 202
-        report = wait_until(lambda: api.get("status").json()["last_timer_run"])
-        assert report["ok"] is True and report["accounts"]["emulator"]["ok"] is True   # type: ignore[index]
-        assert "Executed 'Functions.prewarm_timer' (succeeded" in world.logs()
+        yield world
+
+
+def test_the_timer_runs_through_the_admin_api_and_records_its_report(world: World) -> None:
+    api = world.api("root")
+    assert api.get("status").json()["last_timer_run"] is None
+    invoked = requests.post(world.url + "/admin/functions/prewarm_timer", json={"input": ""}, timeout=10)
+    assert invoked.status_code == 202
+    report = wait_until(lambda: api.get("status").json()["last_timer_run"])
+    assert report["ok"] is True and report["accounts"]["emulator"]["ok"] is True   # type: ignore[index]
+    assert "Executed 'Functions.prewarm_timer' (succeeded" in world.logs()
 
 
 @pytest.mark.parametrize(("name", "body", "status"), [
@@ -64,11 +70,9 @@ def test_the_timer_runs_through_the_admin_api_and_records_its_report(new_world: 
     ("health", {"input": ""}, 404),          # HTTP functions are called over HTTP
     ("prewarm_timer", ["not", "an", "object"], 400),
 ])
-def test_the_admin_api_refuses_what_it_cannot_run(new_world: NewWorld, name: str, body: object,
-                                                  status: int) -> None:
-    with new_world(host="functions") as world:
-        answer = requests.post(f"{world.url}/admin/functions/{name}", json=body, timeout=10)
-        assert answer.status_code == status
+def test_the_admin_api_refuses_what_it_cannot_run(world: World, name: str, body: object, status: int) -> None:
+    answer = requests.post(f"{world.url}/admin/functions/{name}", json=body, timeout=10)
+    assert answer.status_code == status
 
 
 def test_the_warm_up_trigger_runs_once_and_warms_the_keys(new_world: NewWorld,
