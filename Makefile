@@ -23,11 +23,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The Functions host stand-in's gRPC code (funchost/, development only), generated from the vendored
+# protos with grpcio-tools; never committed.
+RPC_STAMP := funchost/_rpc/.generated
+$(RPC_STAMP): $(VENV)/.installed funchost/generate.py $(wildcard funchost/proto/*.proto funchost/proto/*/*.proto)
+	$(PY) -m funchost.generate
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed $(RPC_STAMP)
 
 local.settings.json:
 	cp local.settings.sample.json local.settings.json

@@ -18,6 +18,9 @@ from shared.settings import load
 
 DEV_STORAGE = "UseDevelopmentStorage=true"
 DEFAULTS = {"SANDBOX_IDP_PORT": "7081", "SANDBOX_EMULATOR_PORT": "7082", "SANDBOX_AZURITE_PORT": "10000"}
+HOSTS = ("functions", "uvicorn")
+"""SANDBOX_HOST: `functions` serves function_app.py as Azure does (Core Tools' `func start` when
+installed, else the host stand-in `python -m funchost`); `uvicorn` serves `python -m shared serve`."""
 
 
 class OptionError(ValueError):
@@ -32,6 +35,7 @@ class Options:
     azurite_port: int       # SANDBOX_AZURITE_PORT: blob; queue and table take the next two
     state: Path             # SANDBOX_DIR: signing key, token, pid file
     azurite_dir: Path       # Azurite's data
+    host: str = "functions"  # SANDBOX_HOST: what serves the gateway (see HOSTS)
 
     @property
     def key_file(self) -> Path:
@@ -57,6 +61,13 @@ def _port(env: Mapping[str, str], name: str, *, top: int = 65535) -> int:
     return int(raw)
 
 
+def _host(env: Mapping[str, str]) -> str:
+    raw = (env.get("SANDBOX_HOST") or HOSTS[0]).strip().lower()
+    if raw not in HOSTS:
+        raise OptionError(f"SANDBOX_HOST must be one of {', '.join(HOSTS)}, got {raw!r}")
+    return raw
+
+
 def options(env: Mapping[str, str]) -> Options:
     """The sandbox's options from `env`; GATEWAY_PORT is read by the gateway's settings."""
     state = env.get("SANDBOX_DIR", "").strip()
@@ -65,7 +76,8 @@ def options(env: Mapping[str, str]) -> Options:
                    emulator_port=_port(env, "SANDBOX_EMULATOR_PORT"),
                    azurite_port=_port(env, "SANDBOX_AZURITE_PORT", top=65533),
                    state=Path(state).resolve() if state else ROOT / ".sandbox",
-                   azurite_dir=Path(state).resolve() / "azurite" if state else ROOT / ".azurite")
+                   azurite_dir=Path(state).resolve() / "azurite" if state else ROOT / ".azurite",
+                   host=_host(env))
 
 
 def in_use(port: int) -> bool:

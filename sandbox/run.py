@@ -135,10 +135,18 @@ def _gateway_env(env: dict[str, str], storage: dict[str, str]) -> dict[str, str]
     return gateway_env
 
 
-def _start_gateway(stack: ExitStack, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "shared", "serve", "--port", str(port)]
-    if shutil.which("func"):        # Azure Functions Core Tools, when installed
-        command = ["func", "start", "--port", str(port)]
+def gateway_command(host: str, port: int, func: str | None = None) -> list[str]:
+    """What serves the gateway: function_app.py under Core Tools (`func`, when installed) or else the
+    Functions host stand-in, both through the real Python worker path; or uvicorn when asked."""
+    if host == "uvicorn":
+        return [sys.executable, "-m", "shared", "serve", "--port", str(port)]
+    if func:
+        return [func, "start", "--port", str(port)]
+    return [sys.executable, "-m", "funchost", "--app", str(ROOT), "--port", str(port)]
+
+
+def _start_gateway(stack: ExitStack, port: int, env: dict[str, str], host: str) -> subprocess.Popen[bytes]:
+    command = gateway_command(host, port, shutil.which("func"))
     gateway = subprocess.Popen(command, cwd=ROOT, env=env)
     stack.callback(_stop_gateway, gateway)
     deadline = time.monotonic() + 60
@@ -162,7 +170,7 @@ def _serve(stack: ExitStack, opts: Options, env: dict[str, str], reuse_azurite: 
     _start_server(loop, emulator, opts.emulator_port, "SANDBOX_EMULATOR_PORT")
     doc = sandbox_document(idp.jwks_uri, idp.issuer, emulator.url, _key_env(gateway_env))
     report(asyncio.run(register(doc, gateway_env)))
-    gateway = _start_gateway(stack, opts.gateway_port, gateway_env)
+    gateway = _start_gateway(stack, opts.gateway_port, gateway_env, opts.host)
     token = idp.mint("sandbox-user", claims={"groups": ["developers"], "email": "dev@localhost"},
                      audience=AUDIENCE, expires_in=86400)
     _private(opts.token_file, token)

@@ -121,19 +121,27 @@ def accounts_config(idp: DevIdentityProvider, accounts: Mapping[str, str],
     }
 
 
-class GatewayProcess:
-    """`python -m shared serve` in its own process: the real uvicorn, the real route table."""
+HOSTS = {   # how a gateway process is served: its command, given the port
+    "uvicorn": lambda port: ["-m", "shared", "serve", "--port", str(port)],
+    # function_app.py through the Functions host stand-in and the real Python worker path
+    "functions": lambda port: ["-m", "funchost", "--app", str(ROOT), "--port", str(port)],
+}
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+
+class GatewayProcess:
+    """The gateway in its own process, the real route table: `python -m shared serve` (uvicorn), or
+    with `host="functions"` function_app.py under the Functions host stand-in (`python -m funchost`)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, host: str = "uvicorn") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared", "serve", "--port", str(self.port)], cwd=ROOT, env=full_env,
+            [sys.executable, *HOSTS[host](self.port)], cwd=ROOT, env=full_env,
             stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not port_open(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
@@ -215,15 +223,16 @@ class World:
 def start_world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, log_dir: Path, *,
                 config: dict[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 tokens: Mapping[str, dict[str, Any] | None] | None = None,
-                upstreams: Mapping[str, Any] | None = None) -> Iterator[World]:
+                upstreams: Mapping[str, Any] | None = None, host: str = "uvicorn") -> Iterator[World]:
     """Fresh tables holding `config` (the sandbox configuration if none), checked under the gateway's
-    own settings; a gateway on a free port with `env` over the test settings; a token per subject of
-    `tokens` (subject -> claims; alice the developer if none). The gateway stops on leaving."""
+    own settings; a gateway on a free port with `env` over the test settings, served by `host` (see
+    HOSTS); a token per subject of `tokens` (subject -> claims; alice the developer if none). The
+    gateway stops on leaving."""
     tables = Tables(azurite, unique_prefix())
     extra = dict(env or {})
     tables.apply(sandbox_config(idp, emulator) if config is None else config, **extra)
     settings = gateway_env(tables, **extra)
-    gw = GatewayProcess(settings, log_dir / "gateway.log")
+    gw = GatewayProcess(settings, log_dir / "gateway.log", host)
     try:
         minted = {sub: idp.mint(sub, claims=claims, audience=AUDIENCE)
                   for sub, claims in ({"alice": DEVELOPER} if tokens is None else tokens).items()}
