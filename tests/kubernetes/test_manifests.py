@@ -171,6 +171,15 @@ def test_the_account_examples_are_configurations_the_gateway_accepts(directory: 
         Allowlist().check_credential_file(config.accounts[0].auth.options["assertion"]["path"])
 
 
+def test_the_guide_names_the_federated_subject_the_manifests_deploy() -> None:
+    account = one(RENDERED["base"], "ServiceAccount")["metadata"]
+    guide = (ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"system:serviceaccount:{account['namespace']}:{account['name']}" in guide
+    assert "kubectl apply -k deploy/kubernetes/base" in guide
+    assert "kubectl apply -k deploy/kubernetes/overlays/aks-workload-identity" in guide
+
+
+
 @pytest.mark.parametrize(("kustomization", "problem"), [
     ({"resources": [], "configMapGenerator": []}, "fields this renderer does not model"),
     ({"resources": [], "patches": [{"path": "p.yaml", "target": {"kind": "Deployment"}}]},
