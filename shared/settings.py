@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config.allowlist import DEFAULT_SECRET_PREFIX, credential_dir, host_name, https_origin
+from .config.schema import KUBERNETES_NAME_RE
 
 
 class SettingsError(ValueError):
@@ -88,6 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_CREDENTIAL_FILE_DIRS", "",
             "Comma-separated absolute directories credential files (token_path, ca_path, a token file, "
             "certificate_path) may be read from besides /var/run/secrets/.", False),
+    Setting("GATEWAY_KUBERNETES_SERVICE_ACCOUNT", "",
+            "In a pod: its own service account (the Downward API's spec.serviceAccountName), the default "
+            "of a kubernetes assertion's service_account.", False),
     Setting("GATEWAY_PORT", "7071",
             "Local host: the port `python -m shared serve` and `make run` serve the gateway on.", False),
 )
@@ -125,6 +129,7 @@ class Settings:
     kubernetes_api_servers: frozenset[str] = frozenset()
     kubernetes_in_cluster_api_server: str = ""
     credential_file_dirs: frozenset[str] = frozenset()
+    kubernetes_service_account: str = ""
     port: int = 7071
 
     def require_tables(self) -> None:
@@ -228,6 +233,15 @@ def _in_cluster_api_server(source: Mapping[str, str]) -> str:
         return ""
 
 
+def _kubernetes_name(env: Mapping[str, str], name: str) -> str:
+    """A Kubernetes object name (a DNS subdomain), or empty: it becomes a segment of the TokenRequest URL."""
+    value = env[name].strip()
+    if value and not KUBERNETES_NAME_RE.match(value):
+        raise SettingsError(f"{name} must be a Kubernetes name (lower case letters, digits, '-' and '.', "
+                            f"at most 253), got {value!r}")
+    return value
+
+
 def _one_store(merged: Mapping[str, str]) -> None:
     """Both table settings set would leave which store the gateway and the CLI use to an order of
     precedence nobody sees: a connection string left in local.settings.json would quietly win over
@@ -299,6 +313,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         kubernetes_api_servers=_list(merged, "GATEWAY_KUBERNETES_API_SERVERS", _origin),
         kubernetes_in_cluster_api_server=_in_cluster_api_server(source),
         credential_file_dirs=_list(merged, "GATEWAY_CREDENTIAL_FILE_DIRS", _directory),
+        kubernetes_service_account=_kubernetes_name(merged, "GATEWAY_KUBERNETES_SERVICE_ACCOUNT"),
         port=_port(merged, "GATEWAY_PORT"),
     )
 

@@ -159,6 +159,7 @@ class Allowlist:
     kubernetes_api_servers: frozenset[str] = frozenset()   # https origins, as https_origin() gives them
     in_cluster_api_server: str = ""                        # https://$KUBERNETES_SERVICE_HOST:$..._PORT
     credential_dirs: frozenset[str] = frozenset()          # absolute, ending with /, as credential_dir()
+    pod_service_account: str = ""       # the pod's own (GATEWAY_KUBERNETES_SERVICE_ACCOUNT): a default
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Allowlist:
@@ -167,7 +168,8 @@ class Allowlist:
                    http_loopback=settings.allow_http_loopback,
                    kubernetes_api_servers=settings.kubernetes_api_servers,
                    in_cluster_api_server=settings.kubernetes_in_cluster_api_server,
-                   credential_dirs=settings.credential_file_dirs)
+                   credential_dirs=settings.credential_file_dirs,
+                   pod_service_account=settings.kubernetes_service_account)
 
     def check_env_name(self, name: str) -> None:
         """A variable the configuration names for a secret (key_env, secret_env, headers_env values)."""

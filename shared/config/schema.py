@@ -35,6 +35,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
 # Azure's own rules for deployment names, and nothing a URL library could read as a path step: the
 # deployment is a segment of the upstream URL the gateway calls with its own identity.
 DEPLOYMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A Kubernetes object name (DNS subdomain): namespaces and service accounts become TokenRequest URL segments.
+KUBERNETES_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?$")
 API_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:-preview)?$")
 AUTH_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # type: (required fields, optional fields); authority_host and scope apply to Entra types
@@ -47,7 +49,9 @@ AUTH_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 ASSERTION_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "managed-identity": (("client_id",), ()),
     "token-file": (("path",), ()),
-    "kubernetes": (("namespace", "service_account"), ("api_server", "token_path", "ca_path")),
+    # namespace and service_account default to the pod's own (assertions.py), so the federated
+    # credential's subject is the gateway's without naming it twice
+    "kubernetes": ((), ("namespace", "service_account", "api_server", "token_path", "ca_path")),
 }
 STRICT = Allowlist()   # the built-in values only: what a parse without the settings' allowlist admits
 
@@ -186,6 +190,9 @@ def _auth(raw: Any, where: str) -> AccountAuth:
         a = _obj(a, f"{where}.assertion", a_req, ("source", *a_opt))
         for key, value in a.items():
             _str(value, f"{where}.assertion.{key}")
+            if a["source"] == "kubernetes" and key in ("namespace", "service_account"):
+                _matching(value, f"{where}.assertion.{key}", KUBERNETES_NAME_RE,
+                          "must be a Kubernetes name (lower case letters, digits, '-' and '.')")
         d["assertion"] = frozen_mapping(a)
     return AccountAuth(type=kind, options=frozen_mapping(d))
 

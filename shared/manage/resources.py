@@ -32,6 +32,14 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
             "additionalProperties": False}
 
 
+def _assertion() -> dict[str, Any]:
+    """One shape per assertion source, with the fields the configuration file requires of it (a
+    kubernetes assertion may leave namespace and service_account to default to the pod's own)."""
+    return {"oneOf": [_object({"source": {"type": "string", "enum": [source]},
+                               **{field: TEXT for field in (*required, *optional)}}, ("source", *required))
+                      for source, (required, optional) in ASSERTION_SOURCES.items()]}
+
+
 _auth_types = list(AUTH_TYPES)
 SCHEMAS: dict[str, dict[str, Any]] = {
     "identity_providers": _object({
@@ -47,8 +55,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "name": NAME, "kind": {"type": "string", "enum": ["azure-openai", "ai-foundry"]}, "endpoint": URL,
         "auth": {"type": "object", "properties": {
             "type": {"type": "string", "enum": _auth_types},
-            "assertion": {"type": "object", "properties": {
-                "source": {"type": "string", "enum": list(ASSERTION_SOURCES)}}}},
+            "assertion": _assertion()},
             "additionalProperties": {"type": ["string", "object"]},
             "description": "the fields of each type as in the configuration file"},
         "api_style": {"type": "string", "enum": list(API_STYLES),

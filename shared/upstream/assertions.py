@@ -25,13 +25,14 @@ import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from ..auth.addresses import AddressPolicy, AddressRefused, socket_factory
 from ..config.allowlist import Allowlist, NotAllowed
+from ..config.schema import KUBERNETES_NAME_RE
 from . import azure_sdk
 from .entra import EXCHANGE_AUDIENCE, transport_problem
 from .problem import CredentialProblem
@@ -57,15 +58,19 @@ class AssertionSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-def peek_claims(token: str) -> dict[str, Any]:
-    """The iss/sub/aud/nbf/exp of a JWT, read WITHOUT verification: only to say what was presented."""
+def _payload(token: str) -> dict[str, Any]:
+    """A JWT's claims, read WITHOUT verification."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         return {}
-    if not isinstance(claims, dict):
-        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def peek_claims(token: str) -> dict[str, Any]:
+    """The iss/sub/aud/nbf/exp of a JWT, read WITHOUT verification: only to say what was presented."""
+    claims = _payload(token)
     return {k: claims[k] for k in ("iss", "sub", "aud", "nbf", "exp") if k in claims}
 
 
@@ -198,8 +203,8 @@ def _line(exc: BaseException) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KubernetesTarget:
-    namespace: str
-    service_account: str
+    namespace: str | None           # None: the pod's own, found once the pod's token is read
+    service_account: str | None
     api_server: str
     token_path: str
     ca_path: str
@@ -227,11 +232,69 @@ def kubernetes_target(options: Mapping[str, Any], environ: Callable[[], Mapping[
     if not str(api_server).lower().startswith("https://"):
         raise CredentialProblem("auth.assertion.api_server must be an https URL (the pod's service-account "
                                 "token is sent there)", field="assertion.api_server")
-    return KubernetesTarget(namespace=str(options["namespace"]),
-                            service_account=str(options["service_account"]),
+    service_account = _option(options, "service_account") or allowlist.pod_service_account or None
+    return KubernetesTarget(namespace=_option(options, "namespace"), service_account=service_account,
                             api_server=str(api_server).rstrip("/"),
                             token_path=str(options.get("token_path") or f"{SERVICE_ACCOUNT_DIR}/token"),
                             ca_path=str(options.get("ca_path") or f"{SERVICE_ACCOUNT_DIR}/ca.crt"))
+
+
+def _option(options: Mapping[str, Any], key: str) -> str | None:
+    value = options.get(key)
+    return str(value) if value else None
+
+
+async def pod_names(target: KubernetesTarget, pod_token: str, allowlist: Allowlist) -> tuple[str, str]:
+    """The namespace and service account to ask a token for: the configured ones, else the pod's own
+    (the namespace file beside the pod's token, then the token's own claims; the service account
+    from GATEWAY_KUBERNETES_SERVICE_ACCOUNT, then the token's claims). The claims are read unverified:
+    the API server checks the token it is sent, and a wrong name only makes it refuse."""
+    claimed = _claimed_names(pod_token)
+    namespace = target.namespace or await _namespace_file(target.token_path, allowlist) or claimed[0]
+    service_account = target.service_account or claimed[1]
+    if not namespace:
+        raise CredentialProblem(
+            "auth.assertion.namespace is not set, there is no namespace file beside "
+            f"{target.token_path} and the pod's token names no namespace: set auth.assertion.namespace",
+            field="assertion.namespace")
+    if not service_account:
+        raise CredentialProblem(
+            "auth.assertion.service_account is not set, GATEWAY_KUBERNETES_SERVICE_ACCOUNT is empty and "
+            f"the pod's token in {target.token_path} names no service account: set "
+            "auth.assertion.service_account, or GATEWAY_KUBERNETES_SERVICE_ACCOUNT from the Downward API "
+            "(fieldRef spec.serviceAccountName)", field="assertion.service_account")
+    for field, name in (("namespace", namespace), ("service_account", service_account)):
+        if not KUBERNETES_NAME_RE.match(name):
+            raise CredentialProblem(f"the pod's {field.replace('_', ' ')} is not a Kubernetes name: set "
+                                    f"auth.assertion.{field}", field=f"assertion.{field}")
+    return namespace, service_account
+
+
+async def _namespace_file(token_path: str, allowlist: Allowlist) -> str | None:
+    """The kubelet writes the pod's namespace beside its token; absent or not admitted: no default here."""
+    path = str(Path(token_path).parent / "namespace")
+    try:
+        opened = await asyncio.to_thread(allowlist.credential_file, path)
+        return (await _read_text(opened)).strip() or None
+    except (NotAllowed, OSError, UnicodeDecodeError):
+        return None
+
+
+def _claimed_names(token: str) -> tuple[str | None, str | None]:
+    """The namespace and service account a service-account token names (`kubernetes.io` claims, else its
+    subject system:serviceaccount:<namespace>:<name>), unverified."""
+    claims = _payload(token)
+    about = claims.get("kubernetes.io")
+    if isinstance(about, dict):
+        account = about.get("serviceaccount")
+        name = account.get("name") if isinstance(account, dict) else None
+        namespace = about.get("namespace")
+        if isinstance(namespace, str) and isinstance(name, str):
+            return namespace, name
+    parts = str(claims.get("sub", "")).split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+        return parts[2], parts[3]
+    return None, None
 
 
 def _host(host: str) -> str:
@@ -275,8 +338,10 @@ class KubernetesAssertion:
         ca_file = await allowed_file(self._allowlist, target.ca_path, "assertion.ca_path")
         pod_token = await read_token_file(target.token_path, "assertion.token_path",
                                           "the pod's service-account token", opened=token_file)
-        url = (f"{target.api_server}/api/v1/namespaces/{quote(target.namespace, safe='')}/serviceaccounts/"
-               f"{quote(target.service_account, safe='')}/token")
+        namespace, service_account = await pod_names(target, pod_token, self._allowlist)
+        target = replace(target, namespace=namespace, service_account=service_account)
+        url = (f"{target.api_server}/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/"
+               f"{quote(service_account, safe='')}/token")
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"audiences": [EXCHANGE_AUDIENCE], "expirationSeconds": TOKEN_REQUEST_SECONDS}}
         session = await self._client(target, ca_file)

@@ -101,8 +101,9 @@ class Attempt:
 def _subject_hint(a: Attempt) -> str:
     o = a.assertion_options
     if a.assertion_source == "kubernetes":
-        return (f"; the gateway presents system:serviceaccount:{o.get('namespace')}:"
-                f"{o.get('service_account')} (auth.assertion.namespace and service_account)")
+        # namespace and service_account may be left to default to the pod's own: the token says which
+        return (f"; the gateway presents {a.claim('sub')} (auth.assertion.namespace and service_account, "
+                "which default to the pod's own)")
     if a.assertion_source == "managed-identity":
         return (f"; the subject is the object (principal) id of managed identity {o.get('client_id')} "
                 "(auth.assertion.client_id)")
