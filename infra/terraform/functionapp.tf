@@ -1,4 +1,4 @@
-# The gateway: a Flex Consumption function app (Python 3.11) that runs as the user-assigned identity for
+# The gateway: a Flex Consumption function app (Python 3.13) that runs as the user-assigned identity for
 # everything, including its deployment package. HTTPS only, TLS 1.2, no basic publishing credentials,
 # logs to Log Analytics.
 
@@ -18,8 +18,10 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
   service_plan_id     = azurerm_service_plan.main.id
   tags                = merge(local.tags, { "azd-service-name" = "api" })
 
+  # Python 3.13 with runtime versioning: requirements.txt pins azure-functions-runtime, and Azure runs
+  # that exact runtime library for the app.
   runtime_name           = "python"
-  runtime_version        = "3.11"
+  runtime_version        = "3.13"
   http_concurrency       = var.http_per_instance_concurrency
   maximum_instance_count = var.maximum_instance_count
   instance_memory_in_mb  = var.instance_memory_mb

@@ -1,5 +1,5 @@
 """Both stacks declare the same resources, role assignments, tables, diagnostic settings, parameters and
-outputs, and hold the invariants the gateway depends on (Flex Consumption for Python 3.11 with raised
+outputs, and hold the invariants the gateway depends on (Flex Consumption for Python 3.13 with raised
 HTTP concurrency, one managed identity for everything, keyless Azure OpenAI, optional Entra app and
 Kubernetes federated credentials).
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every resource type of either stack, by what it is. A type missing here fails the test: a resource
 # added to one stack must be mapped, and then added to the other.
@@ -330,12 +333,24 @@ def test_optional_parts_are_off_by_default(bicep, terraform, helpers):
 # ---- the function app -----------------------------------------------------------------------------
 
 
-def test_flex_consumption_python_311_with_raised_concurrency(bicep, terraform, helpers):
+# The deployed runtime: Python 3.13 with runtime versioning (requirements.txt pins azure-functions-runtime).
+PYTHON_VERSION = "3.13"
+
+
+def test_the_app_deploys_on_python_313_with_a_pinned_runtime_library():
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line.split("#", 1)[0].strip() for line in requirements]
+    assert any(re.fullmatch(r"azure-functions-runtime==\d+\.\d+\.\d+", pin) for pin in pins), (
+        "runtime versioning on Python 3.13+ needs azure-functions-runtime pinned in requirements.txt"
+    )
+
+
+def test_flex_consumption_python_313_with_raised_concurrency(bicep, terraform, helpers):
     plan, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "plan"))
     assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
     site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
     config = site["properties"]["functionAppConfig"]
-    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["runtime"] == {"name": "python", "version": PYTHON_VERSION}
     scale = config["scaleAndConcurrency"]
     assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
     assert "alwaysReadyInstanceCount" in str(helpers.expression_text(scale["alwaysReady"]))
@@ -344,7 +359,7 @@ def test_flex_consumption_python_311_with_raised_concurrency(bicep, terraform, h
     assert helpers.unwrap(terraform.resource("azurerm_service_plan", "main")["sku_name"]) == "FC1"
     app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
     assert helpers.unwrap(app["runtime_name"]) == "python"
-    assert helpers.unwrap(app["runtime_version"]) == "3.11"
+    assert helpers.unwrap(app["runtime_version"]) == PYTHON_VERSION
     assert helpers.unwrap(app["http_concurrency"]) == "${var.http_per_instance_concurrency}"
     assert "always_ready" in helpers.unwrap(app["dynamic"])
     assert terraform.variable_default("http_per_instance_concurrency") >= 16
