@@ -365,6 +365,24 @@ def test_flex_consumption_python_313_with_raised_concurrency(bicep, terraform, h
     assert terraform.variable_default("http_per_instance_concurrency") >= 16
 
 
+# What azurerm 4.58's Flex Consumption resource accepts; Bicep and Terraform validate the same.
+SCALE_RANGES = [
+    ("maximumInstanceCount", "maximum_instance_count", 1, 1000),
+    ("httpPerInstanceConcurrency", "http_per_instance_concurrency", 1, 1000),
+    ("alwaysReadyInstanceCount", "always_ready_instance_count", 0, 100),
+]
+
+
+@pytest.mark.parametrize(("bicep_name", "terraform_name", "low", "high"), SCALE_RANGES,
+                         ids=[r[1] for r in SCALE_RANGES])
+def test_scale_limits_are_validated_alike(bicep, terraform, helpers, bicep_name, terraform_name, low, high):
+    decorators = {d["type"]: d.get("argument") for d in bicep.main["parameters"][bicep_name]["decorators"]}
+    assert (decorators["min_value"], decorators["max_value"]) == (low, high)
+    validation = helpers.unwrap(terraform.variables()[terraform_name]["validation"])
+    condition = helpers.unwrap(validation["condition"])
+    assert f"var.{terraform_name} >= {low}" in condition and f"var.{terraform_name} <= {high}" in condition
+
+
 def test_one_user_assigned_identity_for_everything(bicep, terraform, helpers):
     site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
     assert site["identity"]["type"] == "UserAssigned"
