@@ -97,6 +97,21 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
   ]
 }
 
+# Basic (username and password) publishing is off for both endpoints, as in the Bicep stack. azurerm
+# turns off the SCM one (webdeploy_publish_basic_authentication_enabled above) but has no argument for
+# FTP on Flex Consumption. The policy always exists with the site, so azapi updates it rather than
+# creating it.
+resource "azapi_update_resource" "ftp_basic_auth" {
+  type      = "Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01"
+  name      = "ftp"
+  parent_id = azurerm_function_app_flex_consumption.gateway.id
+  body = {
+    properties = {
+      allow = false
+    }
+  }
+}
+
 resource "azurerm_monitor_diagnostic_setting" "function_app" {
   name                       = "to-log-analytics"
   target_resource_id         = azurerm_function_app_flex_consumption.gateway.id

@@ -47,6 +47,7 @@ TERRAFORM_KINDS = {
     "azurerm_storage_account": "storage account",
     "azurerm_storage_container": "deployment container",
     "azapi_resource:Microsoft.Storage/storageAccounts/tableServices/tables": "configuration tables",
+    "azapi_update_resource:Microsoft.Web/sites/basicPublishingCredentialsPolicies": "(basic publishing off)",
     "azurerm_cognitive_account": "openai account",
     "azurerm_cognitive_deployment": "model deployment",
     "azurerm_service_plan": "flex plan",
@@ -57,8 +58,8 @@ TERRAFORM_KINDS = {
     "azuread_application_federated_identity_credential": "entra app credential",
     "azuread_service_principal": "entra service principal",
 }
-# Kinds in parentheses are child resources in Bicep and arguments in Terraform (blob_properties,
-# webdeploy_publish_basic_authentication_enabled): checked below, not counted.
+# Kinds in parentheses are settings of another resource (blob_properties, the basic publishing
+# policies): checked below, not counted.
 
 ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
@@ -133,8 +134,8 @@ def bicep_roles(bicep, helpers) -> set[tuple[str, str, str, bool]]:
 
 
 def terraform_type_key(rtype: str, body: dict[str, Any], helpers) -> str:
-    if rtype == "azapi_resource":
-        return f"azapi_resource:{helpers.unwrap(body['type']).split('@', 1)[0]}"
+    if rtype in ("azapi_resource", "azapi_update_resource"):
+        return f"{rtype}:{helpers.unwrap(body['type']).split('@', 1)[0]}"
     return rtype
 
 
@@ -143,7 +144,8 @@ def terraform_kinds(terraform, helpers) -> Counter:
     for rtype, rname, body in terraform.resources():
         key = terraform_type_key(rtype, body, helpers)
         assert key in TERRAFORM_KINDS, f"{rtype}.{rname} has unmapped type {key}"
-        kinds[TERRAFORM_KINDS[key]] += 1
+        if not TERRAFORM_KINDS[key].startswith("("):
+            kinds[TERRAFORM_KINDS[key]] += 1
     return kinds
 
 
@@ -416,9 +418,30 @@ def test_the_function_app_is_locked_down(bicep, terraform, helpers):
 
     app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
     assert helpers.unwrap(app["https_only"]) is True
-    assert helpers.unwrap(app["webdeploy_publish_basic_authentication_enabled"]) is False
+    assert terraform_basic_publishing(terraform, helpers) == {"scm": False, "ftp": False}
     assert helpers.unwrap(helpers.unwrap(app["site_config"])["minimum_tls_version"]) == "1.2"
     assert "'azd-service-name': 'api'" in helpers.unwrap(app["tags"])
+
+
+def terraform_basic_publishing(terraform, helpers) -> dict[str, bool]:
+    """name -> allow of each basic publishing policy: SCM through azurerm's argument, FTP through azapi."""
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    found = {"scm": helpers.unwrap(app["webdeploy_publish_basic_authentication_enabled"])}
+    for rtype, rname, body in terraform.resources():
+        if rtype == "azapi_update_resource" and "basicPublishingCredentialsPolicies" in helpers.unwrap(body["type"]):
+            assert helpers.unwrap(body["parent_id"]) == "${azurerm_function_app_flex_consumption.gateway.id}", rname
+            found[helpers.unwrap(body["name"])] = helpers.unwrap(body["body"])["properties"]["allow"]
+    return found
+
+
+def test_ftp_left_on_in_terraform_is_caught(terraform_copy, helpers):
+    body = terraform_copy.resource("azapi_update_resource", "ftp_basic_auth")
+    body["body"] = [{"properties": {"allow": True}}]
+    assert terraform_basic_publishing(terraform_copy, helpers) != {"scm": False, "ftp": False}
+    for block in terraform_copy.files.values():
+        for named in block.get("resource", []):
+            named.pop("azapi_update_resource", None)
+    assert terraform_basic_publishing(terraform_copy, helpers) == {"scm": False}
 
 
 def test_storage_is_keyless(bicep, terraform, helpers):
