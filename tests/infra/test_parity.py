@@ -427,9 +427,11 @@ def terraform_basic_publishing(terraform, helpers) -> dict[str, bool]:
     """name -> allow of each basic publishing policy: SCM through azurerm's argument, FTP through azapi."""
     app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
     found = {"scm": helpers.unwrap(app["webdeploy_publish_basic_authentication_enabled"])}
+    site_id = "${azurerm_function_app_flex_consumption.gateway.id}"
     for rtype, rname, body in terraform.resources():
-        if rtype == "azapi_update_resource" and "basicPublishingCredentialsPolicies" in helpers.unwrap(body["type"]):
-            assert helpers.unwrap(body["parent_id"]) == "${azurerm_function_app_flex_consumption.gateway.id}", rname
+        policy_type = "basicPublishingCredentialsPolicies" in helpers.unwrap(body.get("type", ""))
+        if rtype == "azapi_update_resource" and policy_type:
+            assert helpers.unwrap(body["parent_id"]) == site_id, rname
             found[helpers.unwrap(body["name"])] = helpers.unwrap(body["body"])["properties"]["allow"]
     return found
 
