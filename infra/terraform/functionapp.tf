@@ -64,10 +64,15 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
   # FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION must not be set.
   app_settings = {
     # The Functions host, identity-based: no connection string, no key.
-    # azurerm 4.x writes an AzureWebJobsStorage connection string with an empty AccountKey even for
-    # identity-based storage (hashicorp/terraform-provider-azurerm#29149, #29693); setting it to ""
-    # here keeps the host on the identity-based settings below. Terraform shows this one setting as a
-    # change on every plan until the provider is fixed.
+    # azurerm 4.x's Flex resource has no argument for identity-based host storage: on every create and
+    # update it writes AzureWebJobsStorage as a connection string with an empty AccountKey, on which
+    # the host does not start, and on read it drops that setting from app_settings
+    # (hashicorp/terraform-provider-azurerm#29149, #29693, #33211). Giving it "" here is the one value
+    # that wins over the provider's (user settings are merged last), so the host uses the
+    # AzureWebJobsStorage__* settings below. The price is that `terraform plan` lists this one setting
+    # after every apply. Not set: the app would not start. lifecycle.ignore_changes on it: the next
+    # update of the app would write the keyless string again, since the override would no longer be
+    # sent. Both are checked in tests/infra/test_app_settings.py.
     AzureWebJobsStorage                       = ""
     AzureWebJobsStorage__accountName          = azurerm_storage_account.main.name
     AzureWebJobsStorage__credential           = "managedidentity"
