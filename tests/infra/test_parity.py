@@ -67,6 +67,7 @@ ROLE_IDS = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
+    "Azure AI User": "53ca6127-db72-4b80-b1b0-d745d6d5456d",
 }
 # (role, scope, principal, optional)
 EXPECTED_ROLES = {
@@ -77,13 +78,19 @@ EXPECTED_ROLES = {
     ("Cognitive Services OpenAI User", "openai account", "managed identity", False),
     ("Cognitive Services OpenAI User", "openai account", "entra app", True),
     ("Storage Table Data Contributor", "storage account", "deployer", True),
+    # The optional AI Foundry resource, for the identity and (when it exists) the app registration.
+    ("Azure AI User", "foundry account", "managed identity", True),
+    ("Cognitive Services OpenAI User", "foundry account", "managed identity", True),
+    ("Azure AI User", "foundry account", "entra app", True),
+    ("Cognitive Services OpenAI User", "foundry account", "entra app", True),
 }
 
 EXPECTED_TABLE_KINDS = [
     "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
     "bindings", "meta", "usage", "audit", "health",
 ]
-DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app"}
+DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
+                      "foundry account"}
 
 
 # ---- Bicep readers --------------------------------------------------------------------------------
@@ -117,6 +124,9 @@ def bicep_roles(bicep, helpers) -> set[tuple[str, str, str, bool]]:
     for name, symbol, resource in bicep.resources():
         if helpers.bicep_resource_type(resource) != "Microsoft.Authorization/roleAssignments":
             continue
+        if name == FOUNDRY_FILE:
+            found |= bicep_foundry_roles(bicep, helpers, symbol, resource)
+            continue
         assert name == roles_file, f"{name}: role assignment {symbol} outside roles.bicep"
         body, condition, _ = helpers.bicep_resource_body(resource)
         definition = helpers.expression_text(body["properties"]["roleDefinitionId"])
@@ -127,6 +137,24 @@ def bicep_roles(bicep, helpers) -> set[tuple[str, str, str, bool]]:
         role = by_id[role_ids[match.group(1)]]
         principal = principals[body["properties"]["principalId"]]
         found.add((role, scopes[body["scope"]], principal, condition is not None))
+    return found
+
+
+FOUNDRY_FILE = "modules/foundry.bicep"
+
+
+def bicep_foundry_roles(bicep, helpers, symbol, resource) -> set[tuple[str, str, str, bool]]:
+    """The optional module's roles on its own account, one per principal of its `principals` list."""
+    body, _, is_loop = helpers.bicep_resource_body(resource)
+    assert is_loop and body["scope"] == "account", symbol
+    assert bicep.main["modules"]["foundry"]["config"]["condition"] == "createAiFoundry"
+    definition = helpers.expression_text(body["properties"]["roleDefinitionId"])
+    role_ids = bicep.variable(FOUNDRY_FILE, "roles")
+    role = {v: k for k, v in ROLE_IDS.items()}[role_ids[definition.rsplit("roles.", 1)[1].rstrip(")")]]
+    principals = str(helpers.expression_text(bicep.variable(FOUNDRY_FILE, "principals")))
+    found = {(role, "foundry account", "managed identity", True)}
+    if "entraServicePrincipalId" in principals:
+        found.add((role, "foundry account", "entra app", True))
     return found
 
 
@@ -160,7 +188,15 @@ def terraform_roles(terraform, helpers) -> set[tuple[str, str, str, bool]]:
         match = re.fullmatch(r"\$\{local\.role_definition_prefix\}\$\{local\.roles\.(\w+)\}", definition)
         assert match, f"{rname}: role_definition_id {definition}"
         role = by_id[role_ids[match.group(1)]]
-        scope = re.fullmatch(r"\$\{(\w+)\.\w+\.id\}", helpers.unwrap(body["scope"])).group(1)
+        scope_ref = helpers.unwrap(body["scope"])
+        if scope_ref == "${azurerm_cognitive_account.foundry[0].id}":
+            assert helpers.unwrap(body["for_each"]) == "${local.foundry_principals}", rname
+            principals = str(terraform.locals()["foundry_principals"])
+            for key, principal in (("identity", "managed identity"), ("entra_app", "entra app")):
+                if f"'{key}'" in principals:  # a key of the merged map
+                    found.add((role, "foundry account", principal, True))
+            continue
+        scope = re.fullmatch(r"\$\{(\w+)\.\w+\.id\}", scope_ref).group(1)
         principal_ref = helpers.unwrap(body["principal_id"])
         if "azurerm_user_assigned_identity" in principal_ref:
             principal = "managed identity"
@@ -239,10 +275,11 @@ def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers)
         "account": "openai account", "site": "function app",
     }
     bicep_targets = set()
-    for _, symbol, resource in bicep.resources():
+    for file, symbol, resource in bicep.resources():
         if helpers.bicep_resource_type(resource) == "Microsoft.Insights/diagnosticSettings":
             body, _, _ = helpers.bicep_resource_body(resource)
-            bicep_targets.add(scope_kinds[body["scope"]])
+            kind = "foundry account" if file == FOUNDRY_FILE else scope_kinds[body["scope"]]
+            bicep_targets.add(kind)
             assert body["properties"]["logs"] == [{"categoryGroup": "allLogs", "enabled": True}], symbol
     terraform_targets = set()
     for rtype, rname, body in terraform.resources():
@@ -253,6 +290,7 @@ def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers)
                 "${azurerm_storage_account.main.id}/queueServices/default": "queue service",
                 "${azurerm_storage_account.main.id}/tableServices/default": "table service",
                 "${azurerm_cognitive_account.openai.id}": "openai account",
+                "${azurerm_cognitive_account.foundry[0].id}": "foundry account",
                 "${azurerm_function_app_flex_consumption.gateway.id}": "function app",
             }[target]
             terraform_targets.add(kind)
@@ -275,6 +313,7 @@ def test_terraform_assigns_the_expected_roles(terraform, helpers):
 
 def test_role_definition_ids_are_the_built_in_ones(bicep, terraform):
     bicep_ids = set(bicep.variable("modules/roles.bicep", "roles").values())
+    bicep_ids |= set(bicep.variable(FOUNDRY_FILE, "roles").values())
     terraform_ids = set(terraform.locals()["roles"].values())
     assert bicep_ids == terraform_ids == set(ROLE_IDS.values())
 
@@ -519,3 +558,32 @@ def test_the_kubernetes_credential_names_the_service_account(bicep, terraform, h
     )
     assert helpers.unwrap(fic["audience"]) == "api://AzureADTokenExchange"
     assert helpers.unwrap(fic["parent_id"]) == "${azurerm_user_assigned_identity.gateway.id}"
+
+
+# ---- the optional AI Foundry resource ------------------------------------------------------------
+
+
+def test_ai_foundry_is_optional_keyless_and_allows_projects(bicep, terraform, helpers):
+    assert bicep.parameter_default("main.bicep", "createAiFoundry") is False
+    assert terraform.variable_default("create_ai_foundry") is False
+    account, _, _ = helpers.bicep_resource_body(bicep.resource(FOUNDRY_FILE, "account"))
+    assert account["kind"] == "AIServices"
+    assert account["properties"]["disableLocalAuth"] is True
+    assert account["properties"]["allowProjectManagement"] is True
+    assert account["properties"]["customSubDomainName"] == "name"
+    assert account["identity"]["type"] == "SystemAssigned"
+
+    foundry = terraform.resource("azurerm_cognitive_account", "foundry")
+    assert helpers.unwrap(foundry["count"]) == "${var.create_ai_foundry ? 1 : 0}"
+    assert helpers.unwrap(foundry["kind"]) == "AIServices"
+    assert helpers.unwrap(foundry["local_auth_enabled"]) is False
+    assert helpers.unwrap(foundry["project_management_enabled"]) is True
+    assert helpers.unwrap(foundry["custom_subdomain_name"]) == "${local.foundry_name}"
+    assert helpers.unwrap(helpers.unwrap(foundry["identity"])["type"]) == "SystemAssigned"
+
+
+def test_ai_foundry_endpoint_is_an_output_empty_when_off(bicep, terraform, helpers):
+    output = helpers.expression_text(bicep.main["outputs"]["AZURE_AI_FOUNDRY_ENDPOINT"]["value"])
+    assert "createAiFoundry" in str(output) and "foundry.outputs.endpoint" in str(output)
+    value = helpers.unwrap(terraform.outputs()["AZURE_AI_FOUNDRY_ENDPOINT"]["value"])
+    assert value == '${var.create_ai_foundry ? azurerm_cognitive_account.foundry[0].endpoint : ""}'
