@@ -83,6 +83,9 @@ param openAiDeploymentSku string = 'GlobalStandard'
 @description('Capacity of the deployment, in thousands of tokens per minute.')
 param openAiDeploymentCapacity int = 10
 
+@description('Create an AI Foundry resource (Cognitive Services kind AIServices, project management on, keyless) besides the Azure OpenAI account; the gateway\'s identity gets Azure AI User and Cognitive Services OpenAI User on it. Off by default.')
+param createAiFoundry bool = false
+
 @description('Create an Entra app registration whose federated credential is the managed identity (Workload Identity Federation). Needs directory rights (Application Developer or Application.ReadWrite.OwnedBy): off by default.')
 param createEntraApp bool = false
 
@@ -178,6 +181,19 @@ module entraApp 'modules/entra.bicep' = if (createEntraApp) {
   }
 }
 
+module foundry 'modules/foundry.bicep' = if (createAiFoundry) {
+  name: 'ai-foundry'
+  scope: rg
+  params: {
+    location: empty(openAiLocation) ? location : openAiLocation
+    tags: tags
+    name: 'aif-${resourceToken}'
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    identityPrincipalId: identity.outputs.principalId
+    entraServicePrincipalId: createEntraApp ? entraApp.outputs.servicePrincipalId : ''
+  }
+}
+
 module roles 'modules/roles.bicep' = {
   name: 'roles'
   scope: rg
@@ -230,4 +246,5 @@ output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.deploymentName
+output AZURE_AI_FOUNDRY_ENDPOINT string = createAiFoundry ? foundry.outputs.endpoint : ''
 output ENTRA_APP_CLIENT_ID string = createEntraApp ? entraApp.outputs.clientId : ''

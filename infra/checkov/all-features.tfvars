@@ -8,3 +8,4 @@ kubernetes_issuer           = "https://oidc.example.invalid/cluster"
 kubernetes_namespace        = "ai"
 kubernetes_service_account  = "gateway"
 always_ready_instance_count = 1
+create_ai_foundry           = true

@@ -1,4 +1,4 @@
-# The gateway: a Flex Consumption function app (Python 3.11) that runs as the user-assigned identity for
+# The gateway: a Flex Consumption function app (Python 3.13) that runs as the user-assigned identity for
 # everything, including its deployment package. HTTPS only, TLS 1.2, no basic publishing credentials,
 # logs to Log Analytics.
 
@@ -18,8 +18,10 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
   service_plan_id     = azurerm_service_plan.main.id
   tags                = merge(local.tags, { "azd-service-name" = "api" })
 
+  # Python 3.13 with runtime versioning: requirements.txt pins azure-functions-runtime, and Azure runs
+  # that exact runtime library for the app.
   runtime_name           = "python"
-  runtime_version        = "3.11"
+  runtime_version        = "3.13"
   http_concurrency       = var.http_per_instance_concurrency
   maximum_instance_count = var.maximum_instance_count
   instance_memory_in_mb  = var.instance_memory_mb
@@ -62,10 +64,15 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
   # FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION must not be set.
   app_settings = {
     # The Functions host, identity-based: no connection string, no key.
-    # azurerm 4.x writes an AzureWebJobsStorage connection string with an empty AccountKey even for
-    # identity-based storage (hashicorp/terraform-provider-azurerm#29149, #29693); setting it to ""
-    # here keeps the host on the identity-based settings below. Terraform shows this one setting as a
-    # change on every plan until the provider is fixed.
+    # azurerm 4.x's Flex resource has no argument for identity-based host storage: on every create and
+    # update it writes AzureWebJobsStorage as a connection string with an empty AccountKey, on which
+    # the host does not start, and on read it drops that setting from app_settings
+    # (hashicorp/terraform-provider-azurerm#29149, #29693, #33211). Giving it "" here is the one value
+    # that wins over the provider's (user settings are merged last), so the host uses the
+    # AzureWebJobsStorage__* settings below. The price is that `terraform plan` lists this one setting
+    # after every apply. Not set: the app would not start. lifecycle.ignore_changes on it: the next
+    # update of the app would write the keyless string again, since the override would no longer be
+    # sent. Both are checked in tests/infra/test_app_settings.py.
     AzureWebJobsStorage                       = ""
     AzureWebJobsStorage__accountName          = azurerm_storage_account.main.name
     AzureWebJobsStorage__credential           = "managedidentity"
@@ -93,6 +100,21 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
     azurerm_role_assignment.identity_table_contributor,
     azurerm_role_assignment.identity_metrics_publisher,
   ]
+}
+
+# Basic (username and password) publishing is off for both endpoints, as in the Bicep stack. azurerm
+# turns off the SCM one (webdeploy_publish_basic_authentication_enabled above) but has no argument for
+# FTP on Flex Consumption. The policy always exists with the site, so azapi updates it rather than
+# creating it.
+resource "azapi_update_resource" "ftp_basic_auth" {
+  type      = "Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01"
+  name      = "ftp"
+  parent_id = azurerm_function_app_flex_consumption.gateway.id
+  body = {
+    properties = {
+      allow = false
+    }
+  }
 }
 
 resource "azurerm_monitor_diagnostic_setting" "function_app" {

@@ -49,6 +49,10 @@ output "AZURE_OPENAI_DEPLOYMENT" {
   value = azurerm_cognitive_deployment.model.name
 }
 
+output "AZURE_AI_FOUNDRY_ENDPOINT" {
+  value = var.create_ai_foundry ? azurerm_cognitive_account.foundry[0].endpoint : ""
+}
+
 output "ENTRA_APP_CLIENT_ID" {
   value = var.create_entra_app ? azuread_application.gateway[0].client_id : ""
 }

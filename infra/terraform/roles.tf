@@ -8,7 +8,13 @@ locals {
     storage_table_data_contributor = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
     monitoring_metrics_publisher   = "3913510d-42f4-4e42-8a64-420c390055eb"
     cognitive_services_openai_user = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
+    azure_ai_user                  = "53ca6127-db72-4b80-b1b0-d745d6d5456d"
   }
+  # The optional AI Foundry resource: each of these principals gets both roles on it.
+  foundry_principals = var.create_ai_foundry ? merge(
+    { identity = azurerm_user_assigned_identity.gateway.principal_id },
+    var.create_entra_app ? { entra_app = azuread_service_principal.gateway[0].object_id } : {},
+  ) : {}
   role_definition_prefix = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/providers/Microsoft.Authorization/roleDefinitions/"
 }
 
@@ -67,4 +73,23 @@ resource "azurerm_role_assignment" "deployer_table_contributor" {
   role_definition_id = "${local.role_definition_prefix}${local.roles.storage_table_data_contributor}"
   principal_id       = var.principal_id
   principal_type     = var.principal_type
+}
+
+# The optional AI Foundry resource (foundry.tf), for the managed identity and the optional app
+# registration: Azure AI User for Foundry's own APIs, Cognitive Services OpenAI User for the
+# OpenAI-compatible ones.
+resource "azurerm_role_assignment" "foundry_ai_user" {
+  for_each           = local.foundry_principals
+  scope              = azurerm_cognitive_account.foundry[0].id
+  role_definition_id = "${local.role_definition_prefix}${local.roles.azure_ai_user}"
+  principal_id       = each.value
+  principal_type     = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "foundry_openai_user" {
+  for_each           = local.foundry_principals
+  scope              = azurerm_cognitive_account.foundry[0].id
+  role_definition_id = "${local.role_definition_prefix}${local.roles.cognitive_services_openai_user}"
+  principal_id       = each.value
+  principal_type     = "ServicePrincipal"
 }

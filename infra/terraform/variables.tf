@@ -140,6 +140,12 @@ variable "openai_deployment_capacity" {
   }
 }
 
+variable "create_ai_foundry" {
+  description = "Create an AI Foundry resource (Cognitive Services kind AIServices, project management on, keyless) besides the Azure OpenAI account; the gateway's identity gets Azure AI User and Cognitive Services OpenAI User on it. Off by default."
+  type        = bool
+  default     = false
+}
+
 variable "create_entra_app" {
   description = "Create an Entra app registration whose federated credential is the managed identity (Workload Identity Federation). Needs directory rights (Application Developer or Application.ReadWrite.OwnedBy): off by default."
   type        = bool

@@ -3,10 +3,11 @@ terraform {
 
   required_providers {
     # One major version only: argument names differ between azurerm 4.x and 5.x
-    # (azurerm_federated_identity_credential, azurerm_storage_table, ...).
+    # (azurerm_federated_identity_credential, azurerm_storage_table, ...). 4.58 is the first release
+    # whose Flex Consumption resource takes http_concurrency and a maximum_instance_count up to 1000.
     azurerm = {
       source  = "hashicorp/azurerm"
-      version = "~> 4.40"
+      version = "~> 4.58"
     }
     azuread = {
       source  = "hashicorp/azuread"

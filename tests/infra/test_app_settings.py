@@ -213,3 +213,13 @@ def test_a_setting_removed_from_the_parsed_terraform_is_caught(terraform_copy, h
     settings = helpers.terraform_app_settings(terraform_copy)
     problems = setting_problems(settings, workarounds=TERRAFORM_WORKAROUNDS)
     assert any("GATEWAY_LOG_LEVEL" in p for p in problems)
+
+
+def test_terraform_keeps_overriding_the_providers_keyless_connection_string(terraform, helpers):
+    """azurerm writes a keyless AzureWebJobsStorage on every create and update: only an explicit "" in
+    app_settings, sent with every update, wins. Ignoring changes to it would stop sending it."""
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    assert helpers.unwrap(app["app_settings"])["AzureWebJobsStorage"] == ""
+    lifecycle = helpers.unwrap(app.get("lifecycle", [{}]))
+    ignored = str(helpers.unwrap(lifecycle.get("ignore_changes", "")))
+    assert "app_settings" not in ignored, "ignore_changes would let the keyless connection string back"

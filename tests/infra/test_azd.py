@@ -3,9 +3,11 @@ the stacks tag; the infrastructure README documents every output and the steps a
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +60,41 @@ def test_the_readme_documents_every_output_and_the_next_steps(bicep):
     assert re.search(r"Application Developer|Application\.ReadWrite", readme), "directory rights"
     assert "azd up" in readme and "terraform apply" in readme
     assert "make test-infra" in readme
+
+
+def azd_substitute(value: str, env: dict[str, str]) -> str:
+    """What azd makes of `${NAME}` and `${NAME=default}` in a parameter file."""
+    def one(match: re.Match) -> str:
+        name, _, default = match.group(1).partition("=")
+        return env.get(name, default)
+
+    return re.sub(r"\$\{([A-Z_]+(?:=[^}]*)?)\}", one, value)
+
+
+PRINCIPAL_TYPE_FILES = [
+    ("infra/bicep/main.parameters.json", lambda doc: doc["parameters"]["principalType"]["value"]),
+    ("infra/terraform/main.tfvars.json", lambda doc: doc["principal_type"]),
+]
+
+
+@pytest.mark.parametrize(("path", "read"), PRINCIPAL_TYPE_FILES, ids=[p for p, _ in PRINCIPAL_TYPE_FILES])
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "User"),
+    ({"AZURE_PRINCIPAL_TYPE": "ServicePrincipal"}, "ServicePrincipal"),
+    ({"AZURE_PRINCIPAL_TYPE": "User"}, "User"),
+])
+def test_azd_passes_the_deployers_principal_type(path, read, env, expected, bicep, terraform, helpers):
+    """A service principal (CI) deploys with AZURE_PRINCIPAL_TYPE=ServicePrincipal; a person needs nothing."""
+    value = read(json.loads((ROOT / path).read_text(encoding="utf-8")))
+    assert azd_substitute(value, env) == expected
+    allowed = next(d["argument"] for d in bicep.main["parameters"]["principalType"]["decorators"]
+                   if d["type"] == "allowed")
+    assert expected in allowed
+    validation = helpers.unwrap(terraform.variables()["principal_type"]["validation"])
+    assert f"'{expected}'" in helpers.unwrap(validation["condition"])  # hcl2 writes single quotes
+
+
+def test_the_substitution_reads_like_azd():
+    assert azd_substitute("${A}", {"A": "x"}) == "x"
+    assert azd_substitute("${A=d}", {}) == "d"
+    assert azd_substitute("${A}", {}) == ""

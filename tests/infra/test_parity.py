@@ -1,5 +1,5 @@
 """Both stacks declare the same resources, role assignments, tables, diagnostic settings, parameters and
-outputs, and hold the invariants the gateway depends on (Flex Consumption for Python 3.11 with raised
+outputs, and hold the invariants the gateway depends on (Flex Consumption for Python 3.13 with raised
 HTTP concurrency, one managed identity for everything, keyless Azure OpenAI, optional Entra app and
 Kubernetes federated credentials).
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every resource type of either stack, by what it is. A type missing here fails the test: a resource
 # added to one stack must be mapped, and then added to the other.
@@ -44,6 +47,7 @@ TERRAFORM_KINDS = {
     "azurerm_storage_account": "storage account",
     "azurerm_storage_container": "deployment container",
     "azapi_resource:Microsoft.Storage/storageAccounts/tableServices/tables": "configuration tables",
+    "azapi_update_resource:Microsoft.Web/sites/basicPublishingCredentialsPolicies": "(basic publishing off)",
     "azurerm_cognitive_account": "openai account",
     "azurerm_cognitive_deployment": "model deployment",
     "azurerm_service_plan": "flex plan",
@@ -54,8 +58,8 @@ TERRAFORM_KINDS = {
     "azuread_application_federated_identity_credential": "entra app credential",
     "azuread_service_principal": "entra service principal",
 }
-# Kinds in parentheses are child resources in Bicep and arguments in Terraform (blob_properties,
-# webdeploy_publish_basic_authentication_enabled): checked below, not counted.
+# Kinds in parentheses are settings of another resource (blob_properties, the basic publishing
+# policies): checked below, not counted.
 
 ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
@@ -63,6 +67,7 @@ ROLE_IDS = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
+    "Azure AI User": "53ca6127-db72-4b80-b1b0-d745d6d5456d",
 }
 # (role, scope, principal, optional)
 EXPECTED_ROLES = {
@@ -73,13 +78,19 @@ EXPECTED_ROLES = {
     ("Cognitive Services OpenAI User", "openai account", "managed identity", False),
     ("Cognitive Services OpenAI User", "openai account", "entra app", True),
     ("Storage Table Data Contributor", "storage account", "deployer", True),
+    # The optional AI Foundry resource, for the identity and (when it exists) the app registration.
+    ("Azure AI User", "foundry account", "managed identity", True),
+    ("Cognitive Services OpenAI User", "foundry account", "managed identity", True),
+    ("Azure AI User", "foundry account", "entra app", True),
+    ("Cognitive Services OpenAI User", "foundry account", "entra app", True),
 }
 
 EXPECTED_TABLE_KINDS = [
     "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
     "bindings", "meta", "usage", "audit", "health",
 ]
-DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app"}
+DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
+                      "foundry account"}
 
 
 # ---- Bicep readers --------------------------------------------------------------------------------
@@ -113,6 +124,9 @@ def bicep_roles(bicep, helpers) -> set[tuple[str, str, str, bool]]:
     for name, symbol, resource in bicep.resources():
         if helpers.bicep_resource_type(resource) != "Microsoft.Authorization/roleAssignments":
             continue
+        if name == FOUNDRY_FILE:
+            found |= bicep_foundry_roles(bicep, helpers, symbol, resource)
+            continue
         assert name == roles_file, f"{name}: role assignment {symbol} outside roles.bicep"
         body, condition, _ = helpers.bicep_resource_body(resource)
         definition = helpers.expression_text(body["properties"]["roleDefinitionId"])
@@ -126,12 +140,30 @@ def bicep_roles(bicep, helpers) -> set[tuple[str, str, str, bool]]:
     return found
 
 
+FOUNDRY_FILE = "modules/foundry.bicep"
+
+
+def bicep_foundry_roles(bicep, helpers, symbol, resource) -> set[tuple[str, str, str, bool]]:
+    """The optional module's roles on its own account, one per principal of its `principals` list."""
+    body, _, is_loop = helpers.bicep_resource_body(resource)
+    assert is_loop and body["scope"] == "account", symbol
+    assert bicep.main["modules"]["foundry"]["config"]["condition"] == "createAiFoundry"
+    definition = helpers.expression_text(body["properties"]["roleDefinitionId"])
+    role_ids = bicep.variable(FOUNDRY_FILE, "roles")
+    role = {v: k for k, v in ROLE_IDS.items()}[role_ids[definition.rsplit("roles.", 1)[1].rstrip(")")]]
+    principals = str(helpers.expression_text(bicep.variable(FOUNDRY_FILE, "principals")))
+    found = {(role, "foundry account", "managed identity", True)}
+    if "entraServicePrincipalId" in principals:
+        found.add((role, "foundry account", "entra app", True))
+    return found
+
+
 # ---- Terraform readers ----------------------------------------------------------------------------
 
 
 def terraform_type_key(rtype: str, body: dict[str, Any], helpers) -> str:
-    if rtype == "azapi_resource":
-        return f"azapi_resource:{helpers.unwrap(body['type']).split('@', 1)[0]}"
+    if rtype in ("azapi_resource", "azapi_update_resource"):
+        return f"{rtype}:{helpers.unwrap(body['type']).split('@', 1)[0]}"
     return rtype
 
 
@@ -140,7 +172,8 @@ def terraform_kinds(terraform, helpers) -> Counter:
     for rtype, rname, body in terraform.resources():
         key = terraform_type_key(rtype, body, helpers)
         assert key in TERRAFORM_KINDS, f"{rtype}.{rname} has unmapped type {key}"
-        kinds[TERRAFORM_KINDS[key]] += 1
+        if not TERRAFORM_KINDS[key].startswith("("):
+            kinds[TERRAFORM_KINDS[key]] += 1
     return kinds
 
 
@@ -155,7 +188,15 @@ def terraform_roles(terraform, helpers) -> set[tuple[str, str, str, bool]]:
         match = re.fullmatch(r"\$\{local\.role_definition_prefix\}\$\{local\.roles\.(\w+)\}", definition)
         assert match, f"{rname}: role_definition_id {definition}"
         role = by_id[role_ids[match.group(1)]]
-        scope = re.fullmatch(r"\$\{(\w+)\.\w+\.id\}", helpers.unwrap(body["scope"])).group(1)
+        scope_ref = helpers.unwrap(body["scope"])
+        if scope_ref == "${azurerm_cognitive_account.foundry[0].id}":
+            assert helpers.unwrap(body["for_each"]) == "${local.foundry_principals}", rname
+            principals = str(terraform.locals()["foundry_principals"])
+            for key, principal in (("identity", "managed identity"), ("entra_app", "entra app")):
+                if f"'{key}'" in principals:  # a key of the merged map
+                    found.add((role, "foundry account", principal, True))
+            continue
+        scope = re.fullmatch(r"\$\{(\w+)\.\w+\.id\}", scope_ref).group(1)
         principal_ref = helpers.unwrap(body["principal_id"])
         if "azurerm_user_assigned_identity" in principal_ref:
             principal = "managed identity"
@@ -234,10 +275,11 @@ def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers)
         "account": "openai account", "site": "function app",
     }
     bicep_targets = set()
-    for _, symbol, resource in bicep.resources():
+    for file, symbol, resource in bicep.resources():
         if helpers.bicep_resource_type(resource) == "Microsoft.Insights/diagnosticSettings":
             body, _, _ = helpers.bicep_resource_body(resource)
-            bicep_targets.add(scope_kinds[body["scope"]])
+            kind = "foundry account" if file == FOUNDRY_FILE else scope_kinds[body["scope"]]
+            bicep_targets.add(kind)
             assert body["properties"]["logs"] == [{"categoryGroup": "allLogs", "enabled": True}], symbol
     terraform_targets = set()
     for rtype, rname, body in terraform.resources():
@@ -248,6 +290,7 @@ def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers)
                 "${azurerm_storage_account.main.id}/queueServices/default": "queue service",
                 "${azurerm_storage_account.main.id}/tableServices/default": "table service",
                 "${azurerm_cognitive_account.openai.id}": "openai account",
+                "${azurerm_cognitive_account.foundry[0].id}": "foundry account",
                 "${azurerm_function_app_flex_consumption.gateway.id}": "function app",
             }[target]
             terraform_targets.add(kind)
@@ -270,6 +313,7 @@ def test_terraform_assigns_the_expected_roles(terraform, helpers):
 
 def test_role_definition_ids_are_the_built_in_ones(bicep, terraform):
     bicep_ids = set(bicep.variable("modules/roles.bicep", "roles").values())
+    bicep_ids |= set(bicep.variable(FOUNDRY_FILE, "roles").values())
     terraform_ids = set(terraform.locals()["roles"].values())
     assert bicep_ids == terraform_ids == set(ROLE_IDS.values())
 
@@ -330,12 +374,24 @@ def test_optional_parts_are_off_by_default(bicep, terraform, helpers):
 # ---- the function app -----------------------------------------------------------------------------
 
 
-def test_flex_consumption_python_311_with_raised_concurrency(bicep, terraform, helpers):
+# The deployed runtime: Python 3.13 with runtime versioning (requirements.txt pins azure-functions-runtime).
+PYTHON_VERSION = "3.13"
+
+
+def test_the_app_deploys_on_python_313_with_a_pinned_runtime_library():
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line.split("#", 1)[0].strip() for line in requirements]
+    assert any(re.fullmatch(r"azure-functions-runtime==\d+\.\d+\.\d+", pin) for pin in pins), (
+        "runtime versioning on Python 3.13+ needs azure-functions-runtime pinned in requirements.txt"
+    )
+
+
+def test_flex_consumption_python_313_with_raised_concurrency(bicep, terraform, helpers):
     plan, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "plan"))
     assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
     site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
     config = site["properties"]["functionAppConfig"]
-    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["runtime"] == {"name": "python", "version": PYTHON_VERSION}
     scale = config["scaleAndConcurrency"]
     assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
     assert "alwaysReadyInstanceCount" in str(helpers.expression_text(scale["alwaysReady"]))
@@ -344,10 +400,28 @@ def test_flex_consumption_python_311_with_raised_concurrency(bicep, terraform, h
     assert helpers.unwrap(terraform.resource("azurerm_service_plan", "main")["sku_name"]) == "FC1"
     app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
     assert helpers.unwrap(app["runtime_name"]) == "python"
-    assert helpers.unwrap(app["runtime_version"]) == "3.11"
+    assert helpers.unwrap(app["runtime_version"]) == PYTHON_VERSION
     assert helpers.unwrap(app["http_concurrency"]) == "${var.http_per_instance_concurrency}"
     assert "always_ready" in helpers.unwrap(app["dynamic"])
     assert terraform.variable_default("http_per_instance_concurrency") >= 16
+
+
+# What azurerm 4.58's Flex Consumption resource accepts; Bicep and Terraform validate the same.
+SCALE_RANGES = [
+    ("maximumInstanceCount", "maximum_instance_count", 1, 1000),
+    ("httpPerInstanceConcurrency", "http_per_instance_concurrency", 1, 1000),
+    ("alwaysReadyInstanceCount", "always_ready_instance_count", 0, 100),
+]
+
+
+@pytest.mark.parametrize(("bicep_name", "terraform_name", "low", "high"), SCALE_RANGES,
+                         ids=[r[1] for r in SCALE_RANGES])
+def test_scale_limits_are_validated_alike(bicep, terraform, helpers, bicep_name, terraform_name, low, high):
+    decorators = {d["type"]: d.get("argument") for d in bicep.main["parameters"][bicep_name]["decorators"]}
+    assert (decorators["min_value"], decorators["max_value"]) == (low, high)
+    validation = helpers.unwrap(terraform.variables()[terraform_name]["validation"])
+    condition = helpers.unwrap(validation["condition"])
+    assert f"var.{terraform_name} >= {low}" in condition and f"var.{terraform_name} <= {high}" in condition
 
 
 def test_one_user_assigned_identity_for_everything(bicep, terraform, helpers):
@@ -383,9 +457,32 @@ def test_the_function_app_is_locked_down(bicep, terraform, helpers):
 
     app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
     assert helpers.unwrap(app["https_only"]) is True
-    assert helpers.unwrap(app["webdeploy_publish_basic_authentication_enabled"]) is False
+    assert terraform_basic_publishing(terraform, helpers) == {"scm": False, "ftp": False}
     assert helpers.unwrap(helpers.unwrap(app["site_config"])["minimum_tls_version"]) == "1.2"
     assert "'azd-service-name': 'api'" in helpers.unwrap(app["tags"])
+
+
+def terraform_basic_publishing(terraform, helpers) -> dict[str, bool]:
+    """name -> allow of each basic publishing policy: SCM through azurerm's argument, FTP through azapi."""
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    found = {"scm": helpers.unwrap(app["webdeploy_publish_basic_authentication_enabled"])}
+    site_id = "${azurerm_function_app_flex_consumption.gateway.id}"
+    for rtype, rname, body in terraform.resources():
+        policy_type = "basicPublishingCredentialsPolicies" in helpers.unwrap(body.get("type", ""))
+        if rtype == "azapi_update_resource" and policy_type:
+            assert helpers.unwrap(body["parent_id"]) == site_id, rname
+            found[helpers.unwrap(body["name"])] = helpers.unwrap(body["body"])["properties"]["allow"]
+    return found
+
+
+def test_ftp_left_on_in_terraform_is_caught(terraform_copy, helpers):
+    body = terraform_copy.resource("azapi_update_resource", "ftp_basic_auth")
+    body["body"] = [{"properties": {"allow": True}}]
+    assert terraform_basic_publishing(terraform_copy, helpers) != {"scm": False, "ftp": False}
+    for block in terraform_copy.files.values():
+        for named in block.get("resource", []):
+            named.pop("azapi_update_resource", None)
+    assert terraform_basic_publishing(terraform_copy, helpers) == {"scm": False}
 
 
 def test_storage_is_keyless(bicep, terraform, helpers):
@@ -461,3 +558,32 @@ def test_the_kubernetes_credential_names_the_service_account(bicep, terraform, h
     )
     assert helpers.unwrap(fic["audience"]) == "api://AzureADTokenExchange"
     assert helpers.unwrap(fic["parent_id"]) == "${azurerm_user_assigned_identity.gateway.id}"
+
+
+# ---- the optional AI Foundry resource ------------------------------------------------------------
+
+
+def test_ai_foundry_is_optional_keyless_and_allows_projects(bicep, terraform, helpers):
+    assert bicep.parameter_default("main.bicep", "createAiFoundry") is False
+    assert terraform.variable_default("create_ai_foundry") is False
+    account, _, _ = helpers.bicep_resource_body(bicep.resource(FOUNDRY_FILE, "account"))
+    assert account["kind"] == "AIServices"
+    assert account["properties"]["disableLocalAuth"] is True
+    assert account["properties"]["allowProjectManagement"] is True
+    assert account["properties"]["customSubDomainName"] == "name"
+    assert account["identity"]["type"] == "SystemAssigned"
+
+    foundry = terraform.resource("azurerm_cognitive_account", "foundry")
+    assert helpers.unwrap(foundry["count"]) == "${var.create_ai_foundry ? 1 : 0}"
+    assert helpers.unwrap(foundry["kind"]) == "AIServices"
+    assert helpers.unwrap(foundry["local_auth_enabled"]) is False
+    assert helpers.unwrap(foundry["project_management_enabled"]) is True
+    assert helpers.unwrap(foundry["custom_subdomain_name"]) == "${local.foundry_name}"
+    assert helpers.unwrap(helpers.unwrap(foundry["identity"])["type"]) == "SystemAssigned"
+
+
+def test_ai_foundry_endpoint_is_an_output_empty_when_off(bicep, terraform, helpers):
+    output = helpers.expression_text(bicep.main["outputs"]["AZURE_AI_FOUNDRY_ENDPOINT"]["value"])
+    assert "createAiFoundry" in str(output) and "foundry.outputs.endpoint" in str(output)
+    value = helpers.unwrap(terraform.outputs()["AZURE_AI_FOUNDRY_ENDPOINT"]["value"])
+    assert value == '${var.create_ai_foundry ? azurerm_cognitive_account.foundry[0].endpoint : ""}'

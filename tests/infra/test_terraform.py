@@ -57,7 +57,10 @@ def test_providers_are_pinned_to_one_major_version(terraform, helpers):
     providers = helpers.unwrap(block["required_providers"])
     versions = {name: helpers.unwrap(spec)["version"] for name, spec in providers.items()}
     assert helpers.unwrap(providers["azurerm"])["source"] == "hashicorp/azurerm"
-    assert re.fullmatch(r"~> 4\.\d+", versions["azurerm"]), versions["azurerm"]
+    azurerm = re.fullmatch(r"~> 4\.(\d+)", versions["azurerm"])
+    assert azurerm, versions["azurerm"]
+    # 4.58: the Flex Consumption resource's http_concurrency and maximum_instance_count up to 1000.
+    assert int(azurerm.group(1)) >= 58, versions["azurerm"]
     assert re.fullmatch(r"~> 3\.\d+", versions["azuread"]), versions["azuread"]
     for name, version in versions.items():
         # "~> X.Y" allows X.Y and later minors, never X+1: one major version.

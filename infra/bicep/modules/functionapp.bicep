@@ -1,4 +1,4 @@
-// The gateway: a Flex Consumption function app (Python 3.11) that runs as the user-assigned identity
+// The gateway: a Flex Consumption function app (Python 3.13) that runs as the user-assigned identity
 // for everything, including its deployment package. HTTPS only, TLS 1.2, no FTP, no basic publishing
 // credentials, logs to Log Analytics.
 
@@ -175,9 +175,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           }
         }
       }
+      // Python 3.13 with runtime versioning: requirements.txt pins azure-functions-runtime, and Azure
+      // runs that exact runtime library for the app.
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

@@ -9,6 +9,11 @@ param kubernetesIssuer string
 param kubernetesNamespace string
 param kubernetesServiceAccount string
 
+// A federated credential's name must match ^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$. Kubernetes names hold
+// lowercase letters, digits, '-' and '.', so '.' becomes '-' and the result is cut to 120 characters
+// (infra/terraform/identity.tf derives the same name).
+var kubernetesCredentialName = take(replace('kubernetes-${kubernetesNamespace}-${kubernetesServiceAccount}', '.', '-'), 120)
+
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: name
   location: location
@@ -17,7 +22,7 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
 
 resource kubernetes 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials@2023-01-31' = if (!empty(kubernetesIssuer)) {
   parent: identity
-  name: 'kubernetes-${kubernetesNamespace}-${kubernetesServiceAccount}'
+  name: kubernetesCredentialName
   properties: {
     issuer: kubernetesIssuer
     subject: 'system:serviceaccount:${kubernetesNamespace}:${kubernetesServiceAccount}'
