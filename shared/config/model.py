@@ -66,6 +66,7 @@ class Model:
     name: str
     targets: tuple[Target, ...]
     workspace: str | None = None
+    max_output_tokens: int | None = None        # the output cap a request is clamped to (limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,78 @@ class Collaborator:
     role: str           # viewer, editor, manager, admin
 
 
+# ---- rate limits, budgets and prices (docs/limits.md) ------------------------------------------------
+WHEN_FIELDS: tuple[str, ...] = ("principals", "identities", "providers", "models", "workspaces")
+PER_DIMENSIONS: tuple[str, ...] = ("user", "identity", "model", "workspace")
+LIMIT_METRICS: tuple[str, ...] = ("requests", "tokens")
+LIMIT_WINDOWS: tuple[str, ...] = ("minute", "hour", "day")
+BUDGET_WINDOWS: tuple[str, ...] = ("day", "month")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One key of a rule's `when`: the request's values of `field` must (not, with `negate`) meet
+    `values`. A request has one model, one provider and at most one workspace, but may carry several
+    principals and identities: `in` holds when any of them is listed, `not_in` when none is."""
+    field: str                       # one of WHEN_FIELDS
+    values: tuple[str, ...]
+    negate: bool = False             # not_in
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    metric: str                      # requests | tokens
+    amount: int                      # > 0
+    window: str                      # minute | hour | day (fixed UTC windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """Other limits for one bucket: `bucket` names a value for every dimension of the rule's `per`."""
+    bucket: Mapping[str, str]
+    limits: tuple[Limit, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    name: str
+    limits: tuple[Limit, ...]
+    when: tuple[Condition, ...] = ()
+    per: tuple[str, ...] = ()        # up to two of PER_DIMENSIONS; () = one bucket shared by all
+    overrides: tuple[Override, ...] = ()
+    mode: str = "enforce"            # enforce | audit (count and log, never refuse)
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    usd: float                       # > 0
+    window: str                      # day | month (fixed UTC windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    name: str
+    spends: tuple[Spend, ...]        # the file's `usd: {day: 50, month: 1000}`
+    when: tuple[Condition, ...] = ()
+    per: tuple[str, ...] = ()
+    on_store_error: str = "deny"     # deny | allow: what a request meets when the counters are unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens for one gateway model, from `effective` (an ISO date) on; it overrides the
+    built-in price table for that model."""
+    model: str
+    input: float
+    output: float
+    cached_input: float | None = None
+    effective: str | None = None     # the file's `from`
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     identity_providers: tuple[IdentityProvider, ...] = ()
@@ -104,3 +177,6 @@ class Config:
     mcp_servers: tuple[McpServer, ...] = ()
     agents: tuple[Agent, ...] = ()
     collaborators: tuple[Collaborator, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    prices: tuple[Price, ...] = ()
