@@ -92,6 +92,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_KUBERNETES_SERVICE_ACCOUNT", "",
             "In a pod: its own service account (the Downward API's spec.serviceAccountName), the default "
             "of a kubernetes assertion's service_account.", False),
+    Setting("GATEWAY_LIMITS_STORE", "table",
+            "Where rate-limit and budget counters are shared: table (the configuration's storage) or "
+            "redis (GATEWAY_LIMITS_REDIS_URL).", False),
+    Setting("GATEWAY_LIMITS_REDIS_URL", "",
+            "With GATEWAY_LIMITS_STORE=redis: rediss://host:port of an Azure Managed Redis reached with the "
+            "managed identity (redis:// on loopback only, with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK).", False),
+    Setting("GATEWAY_LIMITS_DEFAULT_MAX_TOKENS", "4096",
+            "The output cap injected into a request that sent none, so its reservation bounds its cost.",
+            False),
     Setting("GATEWAY_PORT", "7071",
             "Local host: the port `python -m shared serve` and `make run` serve the gateway on.", False),
 )
@@ -131,6 +140,9 @@ class Settings:
     credential_file_dirs: frozenset[str] = frozenset()
     kubernetes_service_account: str = ""
     port: int = 7071
+    limits_store: str = "table"
+    limits_redis_url: str = ""
+    limits_default_max_tokens: int = 4096
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -150,6 +162,15 @@ def _number(env: Mapping[str, str], name: str, *, integer: bool = False,
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _limits_store(env: Mapping[str, str]) -> str:
+    store = env["GATEWAY_LIMITS_STORE"].strip().lower()
+    if store not in ("table", "redis"):
+        raise SettingsError(f"GATEWAY_LIMITS_STORE must be table or redis, got {store!r}")
+    if store == "redis" and not env["GATEWAY_LIMITS_REDIS_URL"].strip():
+        raise SettingsError("GATEWAY_LIMITS_STORE=redis needs GATEWAY_LIMITS_REDIS_URL")
+    return store
 
 
 def _port(env: Mapping[str, str], name: str) -> int:
@@ -315,6 +336,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         credential_file_dirs=_list(merged, "GATEWAY_CREDENTIAL_FILE_DIRS", _directory),
         kubernetes_service_account=_kubernetes_name(merged, "GATEWAY_KUBERNETES_SERVICE_ACCOUNT"),
         port=_port(merged, "GATEWAY_PORT"),
+        limits_store=_limits_store(merged),
+        limits_redis_url=merged["GATEWAY_LIMITS_REDIS_URL"].strip(),
+        limits_default_max_tokens=int(_number(merged, "GATEWAY_LIMITS_DEFAULT_MAX_TOKENS", integer=True,
+                                              minimum=1)),
     )
 
 
