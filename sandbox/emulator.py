@@ -119,6 +119,17 @@ class _BadRequest(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The request body as Azure parses it: JSON, and an object."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise _BadRequest(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise _BadRequest(400, "BadRequest", "The request body must be a JSON object")
+    return payload
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -309,13 +320,7 @@ class AzureOpenAIEmulator:
                   parsed: Any) -> dict[str, Any]:
         if deployments_route and not request.query.get("api-version"):
             raise _BadRequest(400, "BadRequest", "Missing required query parameter api-version")
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            raise _BadRequest(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise _BadRequest(400, "BadRequest", "The request body must be a JSON object")
-        return payload
+        return _json_object(body)
 
     def _fault_response(self, fault: Fault, deployment: str) -> web.Response:
         status = fault.status or 500
@@ -503,12 +508,7 @@ def _validate_models(request: web.BaseRequest, op: str, body: bytes) -> dict[str
                           f"are: {', '.join(MODELS_API_VERSIONS)}")
     if op == "info":
         return {}
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise _BadRequest(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise _BadRequest(400, "BadRequest", "The request body must be a JSON object")
+    payload = _json_object(body)
     if not isinstance(payload.get("model"), str) or not payload["model"]:
         raise _BadRequest(400, "no_model_name", NO_MODEL_MESSAGE)
     mode = request.headers.get("extra-parameters", "error")
