@@ -104,7 +104,9 @@ class TokenKeeper:
         return self._token
 
     def _start(self) -> asyncio.Task[Token]:
-        if self._inflight is None:
+        # A finished fetch whose done-callback has not run yet is not in flight: awaiting a finished task
+        # does not yield to the loop, so a caller could otherwise meet its stale outcome again.
+        if self._inflight is None or self._inflight.done():
             task = asyncio.get_running_loop().create_task(self._fetch())
             task.add_done_callback(self._finished)
             self._inflight = task

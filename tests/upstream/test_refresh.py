@@ -11,7 +11,8 @@ import pytest
 from sandbox.entra import FakeEntra
 from shared.errors import Unavailable
 from shared.upstream.credentials import Credentials
-from shared.upstream.tokens import RefreshPolicy
+from shared.upstream.problem import CredentialProblem
+from shared.upstream.tokens import RefreshPolicy, Token, TokenKeeper
 from tests.upstream.helpers import CLIENT, TENANT, Clock, account
 
 SECRET = "s3cr3t-value"
@@ -247,3 +248,30 @@ print(sorted(m for m in sys.modules if m.startswith(("azure.identity", "msal")))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+class _Flaky:
+    """A token source that fails once, then issues: it answers at once, as a cached or local source does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def fetch(self) -> Token:
+        self.calls += 1
+        if self.calls == 1:
+            raise CredentialProblem("Entra is unavailable", transient=True)
+        return Token(value=f"token-{self.calls}", expires_on=time.time() + 3600, obtained_at=time.time())
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_fetch_that_just_finished_is_not_joined_again() -> None:
+    """A request arriving between a failed fetch's end and its clean-up starts a new fetch instead of
+    meeting the stale failure (awaiting a finished task does not yield, so the clean-up had not run)."""
+    source = _Flaky()
+    keeper = TokenKeeper(source, policy=RefreshPolicy(failure_hold_seconds=0))
+    keeper._start()
+    await asyncio.sleep(0)          # the fetch runs and fails; its done-callback is queued behind us
+    assert source.calls == 1
+    assert await keeper.token() == "token-2"
