@@ -177,6 +177,3 @@ class Config:
     mcp_servers: tuple[McpServer, ...] = ()
     agents: tuple[Agent, ...] = ()
     collaborators: tuple[Collaborator, ...] = ()
-    rate_limits: tuple[RateLimit, ...] = ()
-    budgets: tuple[Budget, ...] = ()
-    prices: tuple[Price, ...] = ()
