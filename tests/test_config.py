@@ -33,6 +33,9 @@ EXAMPLE: dict[str, Any] = {
     "mcp_servers": [],
     "agents": [],
     "workspaces": [{"name": "research"}],
+    "rate_limits": [],
+    "budgets": [],
+    "prices": [],
     "collaborators": [
         {"resource": "model:gpt-4o", "principal": "identity:partner-app", "role": "viewer"},
         {"resource": "workspace:research", "principal": "user:okta-prod/00u1abcd", "role": "manager"},

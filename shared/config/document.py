@@ -9,11 +9,16 @@ from typing import Any
 from .model import (
     DEFAULT_API_VERSIONS,
     Account,
+    Budget,
     Collaborator,
+    Condition,
     Config,
     ExternalIdentity,
     IdentityProvider,
+    Limit,
     Model,
+    Price,
+    RateLimit,
 )
 from .schema import PARSERS
 
@@ -63,13 +68,58 @@ def item_document(item: Any) -> dict[str, Any]:
         if item.workspace:
             d["workspace"] = item.workspace
         d["targets"] = [{"account": t.account, "deployment": t.deployment} for t in item.targets]
+        if item.max_output_tokens is not None:
+            d["max_output_tokens"] = item.max_output_tokens
         return d
+    if isinstance(item, RateLimit | Budget | Price):
+        return _limits_document(item)
     if isinstance(item, Collaborator):
         return {"resource": item.resource, "principal": item.principal, "role": item.role}
     d = {"name": item.name}
     for key in ("workspace", "url"):
         if getattr(item, key, None):
             d[key] = getattr(item, key)
+    return d
+
+
+def _number(value: float) -> float | int:
+    """50 rather than 50.0: the file as a person wrote it."""
+    return int(value) if value.is_integer() else value
+
+
+def _when(conditions: tuple[Condition, ...]) -> dict[str, Any]:
+    return {c.field: {"not_in" if c.negate else "in": list(c.values)} for c in conditions}
+
+
+def _limits(limits: tuple[Limit, ...]) -> list[dict[str, Any]]:
+    return [{limit.metric: limit.amount, "per": limit.window} for limit in limits]
+
+
+def _limits_document(item: RateLimit | Budget | Price) -> dict[str, Any]:
+    """A rate limit, budget or price, keys in the order the file shows them, defaults left out."""
+    if isinstance(item, Price):
+        d: dict[str, Any] = {"model": item.model, "input": _number(item.input)}
+        if item.cached_input is not None:
+            d["cached_input"] = _number(item.cached_input)
+        d["output"] = _number(item.output)
+        if item.effective:
+            d["from"] = item.effective
+        return d
+    d = {"name": item.name}
+    if item.when:
+        d["when"] = _when(item.when)
+    if item.per:
+        d["per"] = list(item.per)
+    if isinstance(item, Budget):
+        d["usd"] = {spend.window: _number(spend.usd) for spend in item.spends}
+        if item.on_store_error != "deny":
+            d["on_store_error"] = item.on_store_error
+        return d
+    d["limits"] = _limits(item.limits)
+    if item.overrides:
+        d["overrides"] = [{"bucket": dict(o.bucket), "limits": _limits(o.limits)} for o in item.overrides]
+    if item.mode != "enforce":
+        d["mode"] = item.mode
     return d
 
 

@@ -11,18 +11,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# (file section, table suffix, access prefix, /manage path, singular, may name a workspace)
-# section/table None: not stored (the gateway itself); prefix None: not an access resource.
+# (file section, table suffix, access prefix, /manage path, singular, may name a workspace, key field)
+# section/table None: not stored (the gateway itself); prefix None: not an access resource (admins
+# only). The key field names an item in the file and /manage: a price is the price of its model.
 # A literal on purpose: tests/infra reads the table suffixes from this source without importing it.
 KIND_ROWS = (
-    ("identity_providers", "identityproviders", None, "identity-providers", "identity provider", False),
-    ("external_identities", "externalidentities", None, "external-identities", "external identity", False),
-    ("accounts", "accounts", "account", "accounts", "account", False),
-    ("workspaces", "workspaces", "workspace", "workspaces", "workspace", False),
-    ("models", "models", "model", "models", "model", True),
-    ("mcp_servers", "mcpservers", "mcp-server", "mcp-servers", "MCP server", True),
-    ("agents", "agents", "agent", "agents", "agent", True),
-    (None, None, "gateway", None, "gateway", False),
+    ("identity_providers", "identityproviders", None, "identity-providers", "identity provider", False,
+     "name"),
+    ("external_identities", "externalidentities", None, "external-identities", "external identity", False,
+     "name"),
+    ("accounts", "accounts", "account", "accounts", "account", False, "name"),
+    ("workspaces", "workspaces", "workspace", "workspaces", "workspace", False, "name"),
+    ("models", "models", "model", "models", "model", True, "name"),
+    ("mcp_servers", "mcpservers", "mcp-server", "mcp-servers", "MCP server", True, "name"),
+    ("agents", "agents", "agent", "agents", "agent", True, "name"),
+    # rules and prices name models, workspaces, identities and providers: they come after them all
+    ("rate_limits", "ratelimits", None, "rate-limits", "rate limit", False, "name"),
+    ("budgets", "budgets", None, "budgets", "budget", False, "name"),
+    ("prices", "prices", None, "prices", "price", False, "model"),
+    (None, None, "gateway", None, "gateway", False, "name"),
 )
 GATEWAY = "gateway:default"     # the one resource of kind gateway
 
@@ -35,6 +42,7 @@ class Kind:
     path: str | None            # URL segment under /manage; None: no /manage collection
     singular: str               # in messages: "model 'x' does not exist ..."
     in_workspace: bool          # may name a workspace, whose roles then apply to it
+    key: str                    # the field that names an item: "name", or "model" for a price
 
     def resource(self, name: str) -> str | None:
         return f"{self.prefix}:{name}" if self.prefix else None

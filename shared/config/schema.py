@@ -10,7 +10,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import rules
 from .allowlist import Allowlist
+from .fields import NAME_RE as NAME_RE  # re-exported: /manage's schemas and routes use it
+from .fields import (
+    ConfigError,
+    parse_principal,
+    principal_reference,
+    read_count,
+    read_flag,
+    read_matching,
+    read_name,
+    read_record,
+    read_text,
+    unknown_reference,
+)
 from .kinds import BY_SECTION, GATEWAY, RESOURCE_FORMS, split_resource
 from .kinds import RESOURCE_RE as RESOURCE_RE  # re-exported: derived from the kinds table there
 from .model import (
@@ -31,7 +45,6 @@ from .model import (
     frozen_mapping,
 )
 
-NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
 # Azure's own rules for deployment names, and nothing a URL library could read as a path step: the
 # deployment is a segment of the upstream URL the gateway calls with its own identity.
 DEPLOYMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -56,47 +69,8 @@ ASSERTION_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 STRICT = Allowlist()   # the built-in values only: what a parse without the settings' allowlist admits
 
 
-class ConfigError(ValueError):
-    """The file is invalid; `field` is the path of the offending member, e.g. models[0].targets."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-def _obj(value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(where, "must be a mapping")
-    for key in value:
-        if key not in required and key not in optional:
-            raise ConfigError(f"{where}.{key}", "unknown field")
-    for key in required:
-        if value.get(key) in (None, ""):
-            raise ConfigError(f"{where}.{key}", "is required")
-    return dict(value)
-
-
-def _str(value: Any, where: str, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(where, "must be a non-empty string")
-    if any(ord(c) < 0x20 for c in value):
-        raise ConfigError(where, "must not contain control characters")
-    return value
-
-
-def _name(value: Any, where: str) -> str:
-    text = _str(value, where)
-    assert text is not None
-    if not NAME_RE.match(text):
-        raise ConfigError(where, f"{text!r} must be letters, digits and hyphens (at most 64)")
-    return text
-
-
 def _url(value: Any, where: str, *, optional: bool = False) -> str | None:
-    text = _str(value, where, optional=optional)
+    text = read_text(value, where, optional=optional)
     if text is None:
         return None
     parts = urlsplit(text)
@@ -105,12 +79,6 @@ def _url(value: Any, where: str, *, optional: bool = False) -> str | None:
     if parts.username or parts.password:
         raise ConfigError(where, "must not contain credentials")
     return text
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(where, "must be true or false")
-    return value
 
 
 def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
@@ -123,11 +91,11 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def _provider(raw: Any, where: str) -> IdentityProvider:
-    d = _obj(raw, where, ("name",), ("jwks_uri", "issuer", "audiences", "unique_id_claim", "email_claim",
-                                      "discovery", "allow_private_network"))
-    discovery = _bool(d.get("discovery", False), f"{where}.discovery")
+    d = read_record(raw, where, ("name",), ("jwks_uri", "issuer", "audiences", "unique_id_claim",
+                                            "email_claim", "discovery", "allow_private_network"))
+    discovery = read_flag(d.get("discovery", False), f"{where}.discovery")
     jwks_uri = _url(d.get("jwks_uri"), f"{where}.jwks_uri", optional=True)
-    issuer = _str(d.get("issuer"), f"{where}.issuer", optional=True)
+    issuer = read_text(d.get("issuer"), f"{where}.issuer", optional=True)
     if discovery and not issuer:
         raise ConfigError(f"{where}.issuer", "is required when discovery is true")
     if discovery and jwks_uri:
@@ -140,29 +108,29 @@ def _provider(raw: Any, where: str) -> IdentityProvider:
     if not isinstance(audiences, list):
         raise ConfigError(f"{where}.audiences", "must be a list of strings")
     return IdentityProvider(
-        name=_name(d["name"], f"{where}.name"),
+        name=read_name(d["name"], f"{where}.name"),
         jwks_uri=jwks_uri,
         issuer=issuer,
-        audiences=tuple(str(_str(a, f"{where}.audiences[{i}]")) for i, a in enumerate(audiences)),
-        unique_id_claim=str(_str(d.get("unique_id_claim", "sub"), f"{where}.unique_id_claim")),
-        email_claim=str(_str(d.get("email_claim", "email"), f"{where}.email_claim")),
+        audiences=tuple(str(read_text(a, f"{where}.audiences[{i}]")) for i, a in enumerate(audiences)),
+        unique_id_claim=str(read_text(d.get("unique_id_claim", "sub"), f"{where}.unique_id_claim")),
+        email_claim=str(read_text(d.get("email_claim", "email"), f"{where}.email_claim")),
         discovery=discovery,
-        allow_private_network=_bool(d.get("allow_private_network", False),
+        allow_private_network=read_flag(d.get("allow_private_network", False),
                                     f"{where}.allow_private_network"),
     )
 
 
 def _identity(raw: Any, where: str) -> ExternalIdentity:
-    d = _obj(raw, where, ("name", "identity_provider"), ("claims",))
+    d = read_record(raw, where, ("name", "identity_provider"), ("claims",))
     claims = d.get("claims") or {}
     if not isinstance(claims, Mapping):
         raise ConfigError(f"{where}.claims", "must be a mapping of claim to value")
     for key, value in claims.items():
-        _str(key, f"{where}.claims")
+        read_text(key, f"{where}.claims")
         if not isinstance(value, str | int | bool) or value is None:
             raise ConfigError(f"{where}.claims.{key}", "must be a string, number or boolean")
-    return ExternalIdentity(name=_name(d["name"], f"{where}.name"),
-                            identity_provider=_name(d["identity_provider"], f"{where}.identity_provider"),
+    return ExternalIdentity(name=read_name(d["name"], f"{where}.name"),
+                            identity_provider=read_name(d["identity_provider"], f"{where}.identity_provider"),
                             claims=frozen_mapping(claims))
 
 
@@ -173,7 +141,7 @@ def _auth(raw: Any, where: str) -> AccountAuth:
     if kind not in AUTH_TYPES:
         raise ConfigError(f"{where}.type", f"must be one of {', '.join(AUTH_TYPES)}")
     required, optional = AUTH_TYPES[kind]
-    d = _obj(raw, where, required, ("type", *optional))
+    d = read_record(raw, where, required, ("type", *optional))
     d.pop("type", None)
     for key, value in d.items():
         if key == "assertion":
@@ -181,27 +149,20 @@ def _auth(raw: Any, where: str) -> AccountAuth:
         if key in ("authority_host",):
             _url(value, f"{where}.{key}")
         else:
-            _str(value, f"{where}.{key}")
+            read_text(value, f"{where}.{key}")
     if "assertion" in d:
         a = d["assertion"]
         if not isinstance(a, Mapping) or a.get("source") not in ASSERTION_SOURCES:
             raise ConfigError(f"{where}.assertion.source", f"must be one of {', '.join(ASSERTION_SOURCES)}")
         a_req, a_opt = ASSERTION_SOURCES[a["source"]]
-        a = _obj(a, f"{where}.assertion", a_req, ("source", *a_opt))
+        a = read_record(a, f"{where}.assertion", a_req, ("source", *a_opt))
         for key, value in a.items():
-            _str(value, f"{where}.assertion.{key}")
+            read_text(value, f"{where}.assertion.{key}")
             if a["source"] == "kubernetes" and key in ("namespace", "service_account"):
-                _matching(value, f"{where}.assertion.{key}", KUBERNETES_NAME_RE,
-                          "must be a Kubernetes name (lower case letters, digits, '-' and '.')")
+                read_matching(value, f"{where}.assertion.{key}", KUBERNETES_NAME_RE,
+                              "must be a Kubernetes name (lower case letters, digits, '-' and '.')")
         d["assertion"] = frozen_mapping(a)
     return AccountAuth(type=kind, options=frozen_mapping(d))
-
-
-def _matching(value: Any, where: str, pattern: re.Pattern[str], rule: str) -> str:
-    text = str(_str(value, where))
-    if not pattern.match(text):
-        raise ConfigError(where, rule)
-    return text
 
 
 def _api_style(value: Any, kind: str, endpoint: str, where: str) -> str:
@@ -219,83 +180,60 @@ def _api_style(value: Any, kind: str, endpoint: str, where: str) -> str:
 
 
 def _account(raw: Any, where: str) -> Account:
-    d = _obj(raw, where, ("name", "endpoint"), ("kind", "auth", "api_style", "api_version"))
+    d = read_record(raw, where, ("name", "endpoint"), ("kind", "auth", "api_style", "api_version"))
     kind = d.get("kind", "azure-openai")
     if kind not in ("azure-openai", "ai-foundry"):
         raise ConfigError(f"{where}.kind", "must be azure-openai or ai-foundry")
     endpoint = _url(d["endpoint"], f"{where}.endpoint")
     assert endpoint is not None
     style = _api_style(d.get("api_style", "deployments"), kind, endpoint, f"{where}.api_style")
-    return Account(name=_name(d["name"], f"{where}.name"), kind=kind, endpoint=endpoint.rstrip("/"),
+    return Account(name=read_name(d["name"], f"{where}.name"), kind=kind, endpoint=endpoint.rstrip("/"),
                    auth=_auth(d.get("auth", {"type": "workload-identity"}), f"{where}.auth"),
                    api_style=style,
-                   api_version=_matching(d.get("api_version", DEFAULT_API_VERSIONS[style]),
-                                         f"{where}.api_version", API_VERSION_RE,
-                                         "must look like 2024-10-21 or 2025-04-01-preview"))
+                   api_version=read_matching(d.get("api_version", DEFAULT_API_VERSIONS[style]),
+                                             f"{where}.api_version", API_VERSION_RE,
+                                             "must look like 2024-10-21 or 2025-04-01-preview"))
 
 
 def _model(raw: Any, where: str) -> Model:
-    d = _obj(raw, where, ("name", "targets"), ("workspace",))
+    d = read_record(raw, where, ("name", "targets"), ("workspace", "max_output_tokens"))
     targets = d["targets"]
     if not isinstance(targets, list) or not targets:
         raise ConfigError(f"{where}.targets", "must be a non-empty list")
     parsed = []
     for i, t in enumerate(targets):
-        td = _obj(t, f"{where}.targets[{i}]", ("account", "deployment"), ())
-        parsed.append(Target(account=_name(td["account"], f"{where}.targets[{i}].account"),
-                             deployment=_matching(td["deployment"], f"{where}.targets[{i}].deployment",
-                                                  DEPLOYMENT_RE, "must be letters, digits, '.', '_' and '-', "
-                                                  "starting with a letter or digit (at most 64)")))
+        td = read_record(t, f"{where}.targets[{i}]", ("account", "deployment"), ())
+        parsed.append(Target(account=read_name(td["account"], f"{where}.targets[{i}].account"),
+                             deployment=read_matching(td["deployment"], f"{where}.targets[{i}].deployment",
+                                                      DEPLOYMENT_RE, "must be letters, digits, '.', '_' and "
+                                                      "'-', starting with a letter or digit (at most 64)")))
     workspace = d.get("workspace")
-    return Model(name=_name(d["name"], f"{where}.name"), targets=tuple(parsed),
-                 workspace=_name(workspace, f"{where}.workspace") if workspace is not None else None)
+    cap = d.get("max_output_tokens")
+    return Model(name=read_name(d["name"], f"{where}.name"), targets=tuple(parsed),
+                 workspace=read_name(workspace, f"{where}.workspace") if workspace is not None else None,
+                 max_output_tokens=None if cap is None else read_count(cap, f"{where}.max_output_tokens"))
 
 
 def _mcp_server(raw: Any, where: str) -> McpServer:
-    d = _obj(raw, where, ("name", "url"), ("workspace",))
+    d = read_record(raw, where, ("name", "url"), ("workspace",))
     url = _url(d["url"], f"{where}.url")
     assert url is not None
     ws = d.get("workspace")
-    return McpServer(name=_name(d["name"], f"{where}.name"), url=url,
-                     workspace=_name(ws, f"{where}.workspace") if ws is not None else None)
+    return McpServer(name=read_name(d["name"], f"{where}.name"), url=url,
+                     workspace=read_name(ws, f"{where}.workspace") if ws is not None else None)
 
 
 def _agent(raw: Any, where: str) -> Agent:
-    d = _obj(raw, where, ("name",), ("workspace", "url"))
+    d = read_record(raw, where, ("name",), ("workspace", "url"))
     ws = d.get("workspace")
-    return Agent(name=_name(d["name"], f"{where}.name"),
-                 workspace=_name(ws, f"{where}.workspace") if ws is not None else None,
+    return Agent(name=read_name(d["name"], f"{where}.name"),
+                 workspace=read_name(ws, f"{where}.workspace") if ws is not None else None,
                  url=_url(d.get("url"), f"{where}.url", optional=True))
 
 
 def _workspace(raw: Any, where: str) -> Workspace:
-    d = _obj(raw, where, ("name",), ())
-    return Workspace(name=_name(d["name"], f"{where}.name"))
-
-
-def parse_principal(text: str, where: str) -> str:
-    if text.startswith("identity:"):
-        _name(text.removeprefix("identity:"), where)
-        return text
-    if text.startswith("user:"):
-        provider, sep, unique_id = text.removeprefix("user:").partition("/")
-        if not sep or not unique_id:
-            raise ConfigError(where, f"{text!r} must be user:<provider>/<unique id>")
-        _name(provider, where)
-        return text
-    raise ConfigError(where, f"{text!r} must start with user: or identity:")
-
-
-def principal_reference(principal: str) -> tuple[str, str]:
-    """(section, name) of what a parsed principal names: its identity provider or external identity."""
-    if principal.startswith("identity:"):
-        return "external_identities", principal.removeprefix("identity:")
-    return "identity_providers", principal.removeprefix("user:").partition("/")[0]
-
-
-def unknown_reference(section: str, name: str) -> str:
-    """The one wording of a reference to something absent (or that the caller may not see)."""
-    return f"unknown {BY_SECTION[section].singular} {name!r}"
+    d = read_record(raw, where, ("name",), ())
+    return Workspace(name=read_name(d["name"], f"{where}.name"))
 
 
 def parse_resource(text: str, where: str) -> str:
@@ -304,13 +242,13 @@ def parse_resource(text: str, where: str) -> str:
     if found is None:
         raise ConfigError(where, f"{text!r} must be {RESOURCE_FORMS}")
     if found[0].section:
-        _name(found[1], where)
+        read_name(found[1], where)
     return text
 
 
 def parse_collaborator(raw: Any, where: str) -> Collaborator:
-    d = _obj(raw, where, ("resource", "principal", "role"), ())
-    resource = parse_resource(str(_str(d["resource"], f"{where}.resource")), f"{where}.resource")
+    d = read_record(raw, where, ("resource", "principal", "role"), ())
+    resource = parse_resource(str(read_text(d["resource"], f"{where}.resource")), f"{where}.resource")
     role = d["role"]
     if role not in ROLES:
         raise ConfigError(f"{where}.role", f"must be one of {', '.join(ROLES)}")
@@ -319,7 +257,7 @@ def parse_collaborator(raw: Any, where: str) -> Collaborator:
     if role != "admin" and resource == GATEWAY:
         raise ConfigError(f"{where}.role", f"only admin is granted on {GATEWAY}")
     return Collaborator(resource=resource,
-                        principal=parse_principal(str(_str(d["principal"], f"{where}.principal")),
+                        principal=parse_principal(str(read_text(d["principal"], f"{where}.principal")),
                                                   f"{where}.principal"),
                         role=role)
 
@@ -327,6 +265,7 @@ def parse_collaborator(raw: Any, where: str) -> Collaborator:
 PARSERS = {
     "identity_providers": _provider, "external_identities": _identity, "accounts": _account,
     "workspaces": _workspace, "models": _model, "mcp_servers": _mcp_server, "agents": _agent,
+    **rules.PARSERS,
 }
 
 
@@ -362,9 +301,10 @@ def parse(doc: Any, *, allowlist: Allowlist = STRICT) -> Config:
         items = tuple(_allowed(section, parser(raw, f"{section}[{i}]"), f"{section}[{i}]", allowlist)
                       for i, raw in enumerate(_list(doc, section)))
         seen: set[str] = set()
+        key = BY_SECTION[section].key
         for i, item in enumerate(items):
             if item.name in seen:
-                raise ConfigError(f"{section}[{i}].name", f"duplicate name {item.name!r}")
+                raise ConfigError(f"{section}[{i}].{key}", f"duplicate {key} {item.name!r}")
             seen.add(item.name)
         sections[section] = items
     collaborators = tuple(parse_collaborator(raw, f"collaborators[{i}]")
@@ -389,6 +329,11 @@ def check_references(config: Config) -> None:
         for j, target in enumerate(model.targets):
             if target.account not in names["accounts"]:
                 raise ConfigError(f"models[{i}].targets[{j}].account", f"unknown account {target.account!r}")
+    for section in rules.PARSERS:
+        for i, item in enumerate(getattr(config, section)):
+            for field, named_section, name in rules.references(section, item):
+                if name not in names[named_section]:
+                    raise ConfigError(f"{section}[{i}].{field}", unknown_reference(named_section, name))
     seen: set[tuple[str, str]] = set()
     for i, c in enumerate(config.collaborators):
         kind, name = split_resource(c.resource) or (None, "")

@@ -189,8 +189,8 @@ class ConfigStore:
         """Every stored resource of a section with its ETag, by name (admin checks before deletes)."""
         await self.ensure_tables()
         rows = await self.table(SECTION_TABLE[section]).query()
-        return sorted(((dict(json.loads(e["spec"])), etag_of(e)) for e in rows),
-                      key=lambda d: d[0].get("name", ""))
+        return sorted(((dict(json.loads(e["spec"])), etag_of(e)) for e in rows), key=lambda d: str(d[0].get(
+            BY_SECTION[section].key, "")))
 
     async def binding_sets(self, start: str | None, *, inclusive: bool, count: int,
                            only: str | None = None) -> tuple[list[tuple[str, dict[str, str]]], bool]:

@@ -14,8 +14,9 @@
     change or delete an account                 gateway admin: its endpoint and credentials make the
                                                   gateway act with its own identity
     identity providers, external identities,    gateway admin: a principal in GATEWAY_ADMINS, or admin
-    bindings on gateway:default, the audit        on gateway:default
-    trail, /manage/status, /manage/explain
+    rate limits, budgets, prices, bindings on     on gateway:default
+    gateway:default, the audit trail,
+    /manage/status, /manage/explain
 
 A resource the caller has no role on answers 404 exactly as one that does not exist; a kind only
 admins manage answers 403 whatever the name, so neither reveals what exists. Roles come from the

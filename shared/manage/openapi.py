@@ -84,8 +84,8 @@ def _document() -> dict[str, Any]:
             "parameters": _PAGE,
             "responses": {"200": _json(_list(ref), f"the {kind.path}"),
                           **_errors("400", "401", "403", "503")}}}
-        name = {"name": "name", "in": "path", "required": True, "schema": NAME}
-        paths[f"/manage/{kind.path}/{{name}}"] = {
+        name = {"name": kind.key, "in": "path", "required": True, "schema": NAME}
+        paths[f"/manage/{kind.path}/{{{kind.key}}}"] = {
             "parameters": [name],
             "get": {"operationId": f"get_{kind.ident}", "summary": f"one {kind.singular}",
                     "responses": {"200": _json({"$ref": ref}, f"the {kind.singular}", _ETAG),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.fields import MAX_COUNT
 from ..config.kinds import MANAGED, NAMED, Kind
-from ..config.model import API_STYLES
+from ..config.model import API_STYLES, BUDGET_WINDOWS, LIMIT_WINDOWS, PER_DIMENSIONS, WHEN_FIELDS
+from ..config.rules import MAX_PRICE, MAX_USD, MODES, ON_STORE_ERROR
 from ..config.schema import ASSERTION_SOURCES, AUTH_TYPES, NAME_RE
 
 NAME: dict[str, Any] = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 64}
@@ -30,6 +32,39 @@ ROLE: dict[str, Any] = {"type": "string", "enum": ["viewer", "editor", "manager"
 def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(required),
             "additionalProperties": False}
+
+
+COUNT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
+
+
+def _exactly_one(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An object with exactly one of `properties` (besides `required`): `{in: [...]}` or `{not_in: [...]}`,
+    `{requests: N, per: ...}` or `{tokens: N, per: ...}`."""
+    count = len(required) + 1
+    return {**_object(properties, required), "minProperties": count, "maxProperties": count}
+
+
+def _condition(field: str) -> dict[str, Any]:
+    values = {"type": "array", "minItems": 1, "uniqueItems": True,
+              "items": PRINCIPAL if field == "principals" else NAME}
+    return _exactly_one({"in": values, "not_in": values})
+
+
+WHEN: dict[str, Any] = {**_object({field: _condition(field) for field in WHEN_FIELDS}),
+                        "description": "every listed condition must hold"}
+PER: dict[str, Any] = {"type": "array", "maxItems": 2, "uniqueItems": True,
+                       "items": {"type": "string", "enum": list(PER_DIMENSIONS)},
+                       "description": "a bucket per value of each; [] or absent: one bucket shared by all"}
+LIMITS: dict[str, Any] = {"type": "array", "minItems": 1, "items": _exactly_one(
+    {"requests": COUNT, "tokens": COUNT, "per": {"type": "string", "enum": list(LIMIT_WINDOWS)}}, ("per",)),
+    "description": "at most one limit per metric and window (fixed UTC windows)"}
+BUCKET: dict[str, Any] = {**_object({
+    "user": {"type": "string", "pattern": "^user:[^/]+/.+$"}, "identity": NAME, "model": NAME,
+    "workspace": NAME}), "minProperties": 1, "maxProperties": 2,
+    "description": "a value for each of the rule's per dimensions, and no other"}
+USD: dict[str, Any] = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_USD}
+PRICE: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": MAX_PRICE,
+                         "description": "USD per million tokens"}
 
 
 def _assertion() -> dict[str, Any]:
@@ -68,10 +103,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "models": _object({
         "name": NAME, "workspace": NAME,
         "targets": {"type": "array", "minItems": 1, "items": _object(
-            {"account": NAME, "deployment": TEXT}, ("account", "deployment"))}}, ("targets",)),
+            {"account": NAME, "deployment": TEXT}, ("account", "deployment"))},
+        "max_output_tokens": {**COUNT, "description": "requests ask for at most this many output tokens"}},
+        ("targets",)),
     "mcp_servers": _object({"name": NAME, "workspace": NAME, "url": URL}, ("url",)),
     "agents": _object({"name": NAME, "workspace": NAME, "url": URL}),
     "workspaces": _object({"name": NAME}),
+    "rate_limits": _object({
+        "name": NAME, "when": WHEN, "per": PER, "limits": LIMITS,
+        "overrides": {"type": "array", "items": _object({"bucket": BUCKET, "limits": LIMITS},
+                                                        ("bucket", "limits"))},
+        "mode": {"type": "string", "enum": list(MODES), "description": "audit: count and log, never refuse"}},
+        ("limits",)),
+    "budgets": _object({
+        "name": NAME, "when": WHEN, "per": PER,
+        "usd": {**_object({window: USD for window in BUDGET_WINDOWS}), "minProperties": 1},
+        "on_store_error": {"type": "string", "enum": list(ON_STORE_ERROR),
+                           "description": "what a request meets when the counters cannot be reached"}},
+        ("usd",)),
+    "prices": _object({
+        "model": NAME, "input": PRICE, "cached_input": PRICE, "output": PRICE,
+        "from": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$",
+                 "description": "in force from this date (UTC), YYYY-MM-DD"}},
+        ("input", "output")),
 }
 BY_PATH: dict[str, Kind] = {k.path: k for k in MANAGED if k.path}
 

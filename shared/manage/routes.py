@@ -23,7 +23,9 @@ from ..callers import authenticate
 from ..config.audit import Filter, parse_since
 from ..config.document import item_document
 from ..config.entities import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
-from ..config.kinds import MANAGED, NAMED, Kind, split_resource
+from ..config.kinds import BY_SECTION, MANAGED, NAMED, Kind, split_resource
+from ..config.rules import PARSERS as RULE_SECTIONS
+from ..config.rules import references
 from ..config.schema import (
     NAME_RE,
     ConfigError,
@@ -102,6 +104,8 @@ async def _references(gw: Gateway, kind: Kind, item: Any) -> None:
         needed += [(f"targets[{i}].account", "accounts", t.account) for i, t in enumerate(item.targets)]
     if kind.in_workspace and getattr(item, "workspace", None):
         needed.append(("workspace", "workspaces", item.workspace))
+    if kind.section in RULE_SECTIONS:
+        needed += references(kind.section, item)
     for field, section, name in needed:
         if await gw.store.get(section, name) is None:
             raise _unknown(field, section, name)
@@ -133,10 +137,26 @@ async def _referrers(gw: Gateway, kind: Kind, name: str) -> list[str]:
             if other.in_workspace and other.section:
                 members = await gw.store.list_section(other.section)
                 found += [f"{other.singular} {d['name']}" for d, _ in members if d.get("workspace") == name]
+    if kind.section in ("identity_providers", "external_identities", "models", "workspaces"):
+        found += await _rule_referrers(gw, kind.section, name)
     if kind.section in ("identity_providers", "external_identities"):
         sets, _ = await gw.store.binding_sets(None, inclusive=True, count=10**9)
         found += [f"the role of {p} on {r}" for r, roles in sets for p in sorted(roles)
                   if principal_reference(p) == (kind.section, name)]
+    return found
+
+
+async def _rule_referrers(gw: Gateway, section: str, name: str) -> list[str]:
+    """The rate limits, budgets and prices that name the resource about to be deleted."""
+    found: list[str] = []
+    for rule_section in RULE_SECTIONS:
+        for doc, _ in await gw.store.list_section(rule_section):
+            try:
+                item = parse_item(rule_section, doc, allowlist=None)
+            except ConfigError:     # an invalid stored item names nothing the gateway uses
+                continue
+            if any((named, value) == (section, name) for _, named, value in references(rule_section, item)):
+                found.append(f"{BY_SECTION[rule_section].singular} {item.name}")
     return found
 
 
@@ -156,12 +176,12 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
             return JSONResponse(pages.answer([], None))
         assert kind.section is not None
         rows, more = await gw.store.page(kind.section, _after(page), page.limit)
-        items = [doc for doc, _ in rows if authz.can_read(caller, kind, doc["name"], doc)]
-        return JSONResponse(pages.answer(items, page.cursor(rows[-1][0]["name"]) if more else None))
+        items = [doc for doc, _ in rows if authz.can_read(caller, kind, doc[kind.key], doc)]
+        return JSONResponse(pages.answer(items, page.cursor(rows[-1][0][kind.key]) if more else None))
 
     async def item(req: Request) -> Response:
         gw, caller = await _caller(req)
-        name = req.path_params["name"]
+        name = req.path_params[kind.key]
         valid = bool(NAME_RE.match(name))
         if req.method == "PUT":
             return await _put(req, gw, caller, name, valid)
@@ -180,11 +200,12 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
         if kind.prefix is None:  # before looking at the body: nothing about it is any of their business
             authz.require_admin(caller, f"manage {label}")
         doc = await _body(req)
+        key = kind.key
         if not valid:
-            raise InvalidRequest(f"name: {name!r} must be letters, digits and hyphens (at most 64)",
-                                 param="name")
-        if doc.setdefault("name", name) != name:
-            raise InvalidRequest(f"name: the body names {doc['name']!r} but the path {name!r}", param="name")
+            raise InvalidRequest(f"{key}: {name!r} must be letters, digits and hyphens (at most 64)",
+                                 param=key)
+        if doc.setdefault(key, name) != name:
+            raise InvalidRequest(f"{key}: the body names {doc[key]!r} but the path {name!r}", param=key)
         assert kind.section is not None
         try:
             parsed = parse_item(kind.section, doc, "body", allowlist=gw.allowlist)
@@ -384,7 +405,7 @@ def _routes() -> tuple[Route, ...]:
     for kind in MANAGED:
         collection, item = _resource_handlers(kind)
         out.append(route(f"manage/{kind.path}", ("GET",), collection.__name__, collection))
-        out.append(route(f"manage/{kind.path}/{{name}}", ("GET", "PUT", "DELETE"), item.__name__, item))
+        out.append(route(f"manage/{kind.path}/{{{kind.key}}}", ("GET", "PUT", "DELETE"), item.__name__, item))
     for template, methods, work in (
             ("manage/collaborators", ("GET", "PUT", "DELETE"),
              _handler("manage_collaborators", _collaborators_work)),

@@ -87,7 +87,7 @@ EXPECTED_ROLES = {
 
 EXPECTED_TABLE_KINDS = [
     "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
-    "bindings", "meta", "usage", "audit", "health",
+    "ratelimits", "budgets", "prices", "bindings", "meta", "usage", "audit", "health",
 ]
 DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
                       "foundry account"}

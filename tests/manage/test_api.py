@@ -32,6 +32,10 @@ DOCS: dict[str, dict[str, Any]] = {
     "mcp-servers": {"url": "https://mcp.example.com/sse", "workspace": "research"},
     "agents": {"url": "https://agent.example.com"},
     "workspaces": {},
+    "rate-limits": {"when": {"models": {"in": ["gpt-4o"]}}, "per": ["user"],
+                    "limits": [{"requests": 60, "per": "minute"}]},
+    "budgets": {"usd": {"day": 5}},
+    "prices": {"input": 2.5, "output": 10},
 }
 CHANGED: dict[str, dict[str, Any]] = {
     "identity-providers": {"audiences": ["api://other"]},
@@ -41,20 +45,24 @@ CHANGED: dict[str, dict[str, Any]] = {
     "mcp-servers": {"url": "https://mcp.example.com/v2"},
     "agents": {"workspace": "research"},
     "workspaces": None,
+    "rate-limits": {"limits": [{"requests": 30, "per": "minute"}, {"tokens": 9000, "per": "day"}]},
+    "budgets": {"usd": {"day": 5, "month": 100}, "on_store_error": "allow"},
+    "prices": {"cached_input": 1.25, "from": "2026-01-01"},
 }
+KEYS = {"prices": ("model", "embed")}   # a price is named by its model, which must exist
 
 
 @pytest.mark.parametrize("kind", list(DOCS))
 def test_crud_with_etags_for_every_kind(world: World, kind: str) -> None:
     api: Api = world.api("root")
-    name = f"crud-{kind}"
+    key, name = KEYS.get(kind, ("name", f"crud-{kind}"))
     created = api.put(f"{kind}/{name}", DOCS[kind], headers={"If-None-Match": "*"})
     assert created.status_code == 201, created.text
     etag = created.headers["ETag"]
     got = api.get(f"{kind}/{name}")
     assert got.status_code == 200 and got.headers["ETag"] == etag
-    assert got.json()["name"] == name
-    assert name in [d["name"] for d in api.get(kind).json()["items"]]
+    assert got.json() == {key: name, **DOCS[kind]}
+    assert name in [d[key] for d in api.get(kind).json()["items"]]
     assert api.put(f"{kind}/{name}", DOCS[kind], headers={"If-None-Match": "*"}).status_code == 412
 
     if CHANGED[kind] is not None:
@@ -86,6 +94,22 @@ def test_crud_with_etags_for_every_kind(world: World, kind: str) -> None:
     ("external-identities", {"identity_provider": "nobody"}, "identity_provider"),
     ("accounts", {"endpoint": "https://x.example.com", "auth": {"type": "magic"}}, "auth.type"),
     ("accounts", {"endpoint": "https://x.example.com", "kind": "gcp"}, "kind"),
+    ("rate-limits", {"limits": [{"requests": 1, "tokens": 1, "per": "minute"}]}, "limits[0]"),
+    ("rate-limits", {"limits": [{"requests": 1, "per": "minute"}, {"requests": 2, "per": "minute"}]},
+     "limits[1].per"),
+    ("rate-limits", {"limits": [{"requests": 1, "per": "minute"}], "when": {"models": {"in": ["ghost"]}}},
+     "when.models.in[0]"),
+    ("rate-limits", {"limits": [{"requests": 1, "per": "minute"}], "per": ["model"], "overrides": [
+        {"bucket": {"user": "user:dev/x"}, "limits": [{"tokens": 1, "per": "day"}]}]},
+     "overrides[0].bucket.user"),
+    ("rate-limits", {"limits": [{"requests": 1, "per": "minute"}], "per": ["user", "model", "workspace"]},
+     "per"),
+    ("budgets", {"usd": {"day": -1}}, "usd.day"),
+    ("budgets", {"usd": {"day": 1}, "when": {"principals": {"in": ["identity:ghost"]}}},
+     "when.principals.in[0]"),
+    ("prices", {"input": 1, "output": 1}, "model"),           # no model named bad-one
+    ("models", {"targets": [{"account": "emulator", "deployment": "d"}], "max_output_tokens": 0},
+     "max_output_tokens"),
 ])
 def test_bad_input_names_the_field_and_writes_nothing(world: World, kind: str, body: dict[str, Any],
                                                       param: str) -> None:
@@ -95,6 +119,26 @@ def test_bad_input_names_the_field_and_writes_nothing(world: World, kind: str, b
     error = answer.json()["error"]
     assert error["code"] == "invalid_request" and error["param"] == param and param in error["message"]
     assert api.get(f"{kind}/bad-one").status_code == 404
+
+
+def test_what_rules_and_prices_name_cannot_be_deleted_under_them(world: World) -> None:
+    api: Api = world.api("root")
+    assert api.put("workspaces/metered", {}).status_code == 201
+    assert api.put("models/metered", {**DOCS["models"], "workspace": "metered"}).status_code == 201
+    rule = {"when": {"principals": {"not_in": ["identity:developers"]}, "workspaces": {"in": ["metered"]}},
+            "limits": [{"tokens": 1000, "per": "hour"}], "mode": "audit"}
+    assert api.put("rate-limits/metered-rule", rule).status_code == 201
+    assert api.put("prices/metered", {"input": 1, "output": 2}).status_code == 201
+    for path, named in (("models/metered", "price metered"),
+                        ("workspaces/metered", "rate limit metered-rule"),
+                        ("external-identities/developers", "rate limit metered-rule")):
+        in_use = api.delete(path)
+        assert in_use.status_code == 409 and named in in_use.json()["error"]["message"], in_use.text
+        assert api.get(path).status_code == 200
+    assert api.delete("prices/metered").status_code == 204
+    assert api.delete("rate-limits/metered-rule").status_code == 204
+    assert api.delete("models/metered").status_code == 204
+    assert api.delete("workspaces/metered").status_code == 204
 
 
 def test_body_that_is_not_json_or_an_invalid_name(world: World) -> None:
@@ -164,6 +208,14 @@ def test_every_change_is_audited_with_who_what_before_and_after(world: World) ->
     api: Api = world.api("root")
     assert api.put("workspaces/audited", {}).status_code == 201
     assert api.delete("workspaces/audited").status_code == 204
+    budget = {"name": "audited-budget", "usd": {"month": 10}}
+    assert api.put("budgets/audited-budget", budget).status_code == 201
+    assert api.put("budgets/audited-budget", {**budget, "usd": {"month": 20}}).status_code == 200
+    trail = [e for e in api.get("audit", params={"since": "10m"}).json()["items"]
+             if (e["kind"], e["key"]) == ("budgets", "audited-budget")]
+    assert [(e["action"], e["actor"], e["before"], e["after"]) for e in trail] == [
+        ("create", ROOT_ADMIN, None, budget),
+        ("update", ROOT_ADMIN, budget, {**budget, "usd": {"month": 20}})]
     result = cli(world.env, "audit", "--json", "--since", "10m")
     assert result.returncode == 0, result.stderr
     entries = json.loads(result.stdout)
