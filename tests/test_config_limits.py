@@ -31,16 +31,15 @@ BASE: dict[str, Any] = {
                {"name": "mini", "targets": [{"account": "aoai", "deployment": "mini"}]}],
 }
 
-# The product documentation's example, verbatim but for the override's bucket, which names a value
-# for both dimensions of its rule's `per` (a bucket is one value of each).
+# The product documentation's example, verbatim: the override names the user only, so it applies to that
+# user on every model of the rule.
 SECTIONS_YAML = """
 rate_limits:
   - name: per-user
     when: {models: {in: [gpt-4o]}, principals: {not_in: ["user:okta-prod/00u-batch"]}}
     per: [user, model]
     limits: [{requests: 60, per: minute}, {tokens: 100000, per: minute}, {tokens: 2000000, per: day}]
-    overrides: [{bucket: {user: "user:okta-prod/00u1abcd", model: gpt-4o},
-                 limits: [{requests: 600, per: minute}]}]
+    overrides: [{bucket: {user: "user:okta-prod/00u1abcd"}, limits: [{requests: 600, per: minute}]}]
     mode: enforce
 budgets:
   - name: research-monthly
@@ -70,7 +69,7 @@ def test_the_documented_example_parses_to_its_rules() -> None:
         overrides=config.rate_limits[0].overrides,
         mode="enforce"),)
     override = config.rate_limits[0].overrides[0]
-    assert dict(override.bucket) == {"user": "user:okta-prod/00u1abcd", "model": "gpt-4o"}
+    assert dict(override.bucket) == {"user": "user:okta-prod/00u1abcd"}
     assert override.limits == (Limit("requests", 600, "minute"),)
     assert config.budgets == (Budget(name="research-monthly",
                                      spends=(Spend(50.0, "day"), Spend(1000.0, "month")),
@@ -139,7 +138,8 @@ BAD: list[tuple[list[Any], Any, str]] = [
     ([*RULE, "when", "principals"], {"not_in": ["bob"]}, "rate_limits[0].when.principals.not_in[0]"),
     ([*RULE, "when", "principals"], {"in": ["user:ghost/1"]}, "rate_limits[0].when.principals.in[0]"),
     ([*RULE, "when", "principals"], {"in": ["identity:ghost"]}, "rate_limits[0].when.principals.in[0]"),
-    ([*OVERRIDE, "bucket"], {"user": "user:okta-prod/00u1abcd"}, f"{AT}.bucket.model"),   # one of two
+    ([*OVERRIDE, "bucket"], {}, f"{AT}.bucket"),                         # names no dimension
+    ([*OVERRIDE, "bucket", "model"], None, f"{AT}.bucket.model"),
     ([*OVERRIDE, "bucket", "workspace"], "research", f"{AT}.bucket.workspace"),
     ([*OVERRIDE, "bucket", "user"], "identity:partner-app", f"{AT}.bucket.user"),
     ([*OVERRIDE, "bucket", "user"], "user:ghost/1", f"{AT}.bucket.user"),

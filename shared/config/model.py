@@ -122,7 +122,8 @@ class Limit:
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """Other limits for one bucket: `bucket` names a value for every dimension of the rule's `per`."""
+    """Other limits for the buckets whose values match `bucket`, which names values for some or all of the
+    rule's `per` dimensions (a dimension left out matches any value). The first matching override wins."""
     bucket: Mapping[str, str]
     limits: tuple[Limit, ...]
 
@@ -177,3 +178,6 @@ class Config:
     mcp_servers: tuple[McpServer, ...] = ()
     agents: tuple[Agent, ...] = ()
     collaborators: tuple[Collaborator, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    prices: tuple[Price, ...] = ()

@@ -125,17 +125,22 @@ def read_limits(raw: Any, where: str) -> tuple[Limit, ...]:
 
 
 def _bucket(raw: Any, where: str, per: tuple[str, ...]) -> Mapping[str, str]:
-    """One value for each of the rule's `per` dimensions, and for nothing else."""
+    """Values for some of the rule's `per` dimensions, and for nothing else: the override applies to
+    every bucket with those values (`{user: ...}` on a rule per user and model: that user, any model)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(where, "must be a mapping")
+    if not raw:
+        raise ConfigError(where, f"must name a value for at least one of the rule's per ({', '.join(per)})")
     for key in raw:
         if key not in per:
             raise ConfigError(f"{where}.{key}", f"is not one of the rule's per ({', '.join(per)})")
     values: dict[str, str] = {}
     for dimension in per:
         at = f"{where}.{dimension}"
-        if raw.get(dimension) is None:
-            raise ConfigError(at, "is required: a bucket names a value for each of the rule's per")
+        if dimension not in raw:
+            continue
+        if raw[dimension] is None:
+            raise ConfigError(at, "must be a value (leave the dimension out to match any)")
         if dimension == "user":
             values[dimension] = parse_principal(str(read_text(raw[dimension], at)), at)
             if not values[dimension].startswith("user:"):
