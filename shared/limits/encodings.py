@@ -23,6 +23,8 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from tiktoken import Encoding
 
 O200K = "o200k_base"
@@ -75,9 +77,13 @@ def encoding_names(names: Iterable[str]) -> tuple[str, ...]:
 
 def ranks(name: str) -> dict[bytes, int]:
     """The mergeable ranks of a shipped encoding, checked against tiktoken's hash."""
-    raw = gzip.decompress((resources.files(__package__) / "bpe" / f"{name}.tiktoken.gz").read_bytes())
-    if hashlib.sha256(raw).hexdigest() != SPECS[name].sha256:
-        raise BadRanks(f"shared/limits/bpe/{name}.tiktoken.gz does not match tiktoken's sha256")
+    return read_ranks(resources.files(__package__) / "bpe" / f"{name}.tiktoken.gz", SPECS[name].sha256)
+
+
+def read_ranks(path: Traversable, sha256: str) -> dict[bytes, int]:
+    raw = gzip.decompress(path.read_bytes())
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise BadRanks(f"{path.name} does not hash to what tiktoken expects")
     out: dict[bytes, int] = {}
     for line in raw.splitlines():
         if line:
