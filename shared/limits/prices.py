@@ -125,5 +125,12 @@ def unpriced(model: str, budget: str) -> PermissionDenied:
 
 @functools.lru_cache(maxsize=8)
 def book(prices: tuple[Price, ...], models: tuple[Model, ...]) -> PriceBook:
-    """One PriceBook per configuration version (its prices and models), built once."""
+    """One PriceBook per configuration's prices and models, built once."""
     return PriceBook(prices, models)
+
+
+def price_book(view: Any) -> PriceBook:
+    """The PriceBook of a configuration view (shared.config.snapshot.View), or the built-in prices alone
+    before any configuration is loaded."""
+    config = getattr(view, "config", None)
+    return book(config.prices, config.models) if config is not None else book((), ())
