@@ -9,6 +9,8 @@ user principal), however they group it, so a user can follow their own spend wit
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,14 +26,12 @@ _PARAMS = frozenset({"since", "until", "group_by"})
 
 
 def _day(req: Request, name: str) -> str | None:
-    from datetime import UTC, datetime
-
     text = req.query_params.get(name)
     if text is None:
         return None
     try:
         return datetime.fromtimestamp(parse_since(text), UTC).date().isoformat()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):     # not a time, or one no calendar holds
         raise InvalidRequest(f"{name}: use an ISO date or time, or a duration like 30m, 12h, 7d",
                              param=name) from None
 

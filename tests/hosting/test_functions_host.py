@@ -29,7 +29,7 @@ def world(new_world: NewWorld) -> Iterator[World]:
 
 
 def test_every_function_is_loaded_before_the_host_is_ready(world: World) -> None:
-    assert "Host ready: 32 functions loaded (chat_completions," in world.logs()
+    assert "Host ready: 33 functions loaded (chat_completions," in world.logs()
     assert "prewarm_timer" in world.logs() and "warm_up" in world.logs()
 
 
