@@ -17,6 +17,7 @@ from .errors import SETTINGS_INVALID, Unavailable
 from .health import HealthStore
 from .heap import settle_heap
 from .keeper import keep
+from .limits.prices import price_book
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
@@ -48,17 +49,18 @@ class Gateway:
         health = HealthStore(service, settings.table_prefix)
         allowlist = Allowlist.from_settings(settings)   # what accounts may name: read once
         credentials = Credentials(allowlist=allowlist)
+        snapshot = Snapshot(store, refresh_seconds=settings.config_refresh_seconds, admins=settings.admins,
+                            allowlist=allowlist)
         return cls(
             settings=settings,
             store=store,
-            snapshot=Snapshot(store, refresh_seconds=settings.config_refresh_seconds,
-                              admins=settings.admins, allowlist=allowlist),
+            snapshot=snapshot,
             authenticator=Authenticator.from_settings(settings, load_saved_keys=health.load_keys),
             credentials=credentials,
             forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
                                 allow_http_loopback=settings.allow_http_loopback),
             usage=UsageRecorder(lambda: service_from_settings(settings, operator=operator),
-                                settings.table_prefix),
+                                settings.table_prefix, prices=lambda: price_book(snapshot.view)),
             health=health,
             allowlist=allowlist,
         )

@@ -132,8 +132,9 @@ def test_usage_groups_by_what_is_asked(usage_tables: Tables, by: str,
     keys = ["principal" if name == "user" else name for name in by.split(",")]
     assert {tuple(row[k] for k in keys): row["total_tokens"] for row in json.loads(result.stdout)} == expect
     table = cli(usage_tables.env, "usage", "--by", by)
-    assert table.stdout.splitlines()[0].split() == [*keys, "requests", "prompt_tokens", "completion_tokens",
-                                                    "total_tokens"]
+    assert table.stdout.splitlines()[0].split() == [*keys, "requests", "prompt_tokens", "cached_tokens",
+                                                    "completion_tokens", "total_tokens", "cost_usd",
+                                                    "unpriced"]   # embed has no price
 
 
 @pytest.mark.parametrize(("settings", "line"), [

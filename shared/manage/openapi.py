@@ -135,6 +135,13 @@ def _document() -> dict[str, Any]:
     paths["/manage/status"] = {"get": {
         "operationId": "status", "summary": "keys per identity provider, tokens per account (admins)",
         "responses": {"200": _json(report, "the status report"), **_errors("401", "403", "503")}}}
+    paths["/manage/usage"] = {"get": {
+        "operationId": "usage",
+        "summary": "requests, tokens and cost (admins: everyone's; others: their own)",
+        "parameters": [_query("since", "from this UTC day: an ISO date or time, or a duration back: 7d"),
+                       _query("until", "to this UTC day (included)"),
+                       _query("group_by", "comma-separated: day, user, identity, model")],
+        "responses": {"200": _json(report, "the usage report"), **_errors("400", "401", "503")}}}
     paths["/manage/explain"] = {"post": {
         "operationId": "explain", "summary": "every check a token passes or fails, and its role (admins)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {

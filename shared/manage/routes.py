@@ -38,7 +38,7 @@ from ..config.schema import (
 )
 from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge
 from ..http import Call, Route, route
-from . import authz, pages
+from . import authz, pages, usage
 
 if TYPE_CHECKING:
     from ..runtime import Gateway
@@ -411,6 +411,7 @@ def _routes() -> tuple[Route, ...]:
              _handler("manage_collaborators", _collaborators_work)),
             ("manage/audit", ("GET",), _handler("manage_audit", _audit_work)),
             ("manage/status", ("GET",), _handler("manage_status", _status_work)),
+            ("manage/usage", ("GET",), _handler("manage_usage", usage.usage_work)),
             ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
             ("manage/openapi.json", ("GET",), _handler("manage_openapi", _openapi_work))):
         out.append(route(template, methods, work.__name__, work))

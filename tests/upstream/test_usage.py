@@ -62,7 +62,7 @@ def usage_cli(tables: Tables, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def rows_of(tables: Tables) -> list[dict[str, Any]]:
-    done = usage_cli(tables, "--json")
+    done = usage_cli(tables, "--json", "--by", "day,user,model")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -138,11 +138,11 @@ def test_usage_is_counted_per_principal_model_and_day(tables: Tables, traffic: d
 
 def test_the_usage_command_prints_a_table_and_filters_by_day(tables: Tables,
                                                              traffic: dict[str, Any]) -> None:
-    done = usage_cli(tables)
+    done = usage_cli(tables, "--by", "day,user,model")
     assert done.returncode == 0, done.stderr
     header, *lines = done.stdout.splitlines()
-    assert header.split() == ["day", "principal", "model", "requests", "prompt_tokens",
-                              "completion_tokens", "total_tokens"]
+    assert header.split() == ["day", "principal", "model", "requests", "prompt_tokens", "cached_tokens",
+                              "completion_tokens", "total_tokens", "cost_usd", "unpriced"]
     assert any(ODD_SUB in line for line in lines) and len(lines) == 3
     tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     later = usage_cli(tables, "--since", tomorrow)
