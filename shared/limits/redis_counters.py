@@ -130,7 +130,7 @@ class RedisCounters:
         self._script = client.register_script(GRANT_SCRIPT)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisCounters:
+    def from_settings(cls, settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> RedisCounters:
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
@@ -142,9 +142,10 @@ class RedisCounters:
 
             identity = ManagedIdentityCredential(client_id=settings.azure_client_id or None)
             credentials = EntraCredentials(identity)
-        client = Redis.from_url(url, credential_provider=credentials, socket_timeout=TIMEOUT_SECONDS,
-                                socket_connect_timeout=TIMEOUT_SECONDS, retry=Retry(NoBackoff(), 1))
-        return cls(client, settings.table_prefix, credentials=credentials, host=urlsplit(url).hostname or "")
+        client = Redis.from_url(url, credential_provider=credentials, socket_timeout=timeout,
+                                socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1))
+        return cls(client, settings.table_prefix, credentials=credentials, host=urlsplit(url).hostname or "",
+                   timeout=timeout)
 
     def key(self, bucket: str, window: str) -> str:
         return f"{self._prefix}:{window}:{hashlib.sha256(bucket.encode()).hexdigest()[:40]}"

@@ -63,8 +63,8 @@ class TableCounters:
         self._attempts = attempts
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TableCounters:
-        return cls(service_from_settings(settings), settings.table_prefix)
+    def from_settings(cls, settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> TableCounters:
+        return cls(service_from_settings(settings), settings.table_prefix, timeout=timeout)
 
     def _unavailable(self, why: str) -> CounterUnavailable:
         return CounterUnavailable(f"limit counters in table {self.table_name}: {why}")
