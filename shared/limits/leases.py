@@ -9,8 +9,8 @@ MAX_FRACTION of the limit; near the limit the chunk shrinks with the room left, 
 waiting requests need. The store
 never grants past the limit, so the grants of a window never sum past it; units leased but unspent
 when the window ends lapse, so the only error is under-admission, bounded by the leases outstanding
-at the window's end: at most the sum over instances of min(limit x MAX_FRACTION, demand x
-DEMAND_SECONDS), and never less than one request (docs/limits.md).
+at the window's end: at most the sum over instances of max(largest request, min(limit x
+MAX_FRACTION, demand x DEMAND_SECONDS)) (docs/limits.md).
 
 Settlement: `give_back` returns reserved units that were not used; `charge` takes units used beyond
 a reservation (an overrun) from the balance, and charges whatever the balance cannot cover to the
