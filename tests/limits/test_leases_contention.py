@@ -77,7 +77,6 @@ async def counters(env: dict[str, str], keys: list[str]) -> dict[str, int]:
 
 @pytest.mark.parametrize("kind", ["table", "redis"])
 def test_many_processes_never_pass_the_limit(kind: str, request: pytest.FixtureRequest) -> None:
-    from shared.limits import windows
     from tests.harness import unique_prefix
     from tests.limits.conftest import redis_env, table_env
 
@@ -99,7 +98,6 @@ def test_many_processes_never_pass_the_limit(kind: str, request: pytest.FixtureR
     saturated = [k for k in keys if used[k] > LIMIT - max(AMOUNTS)]
     assert len(saturated) >= 2, (totals, used)
     assert all(LIMIT - totals[k] <= bound for k in saturated), (totals, used, bound)
-    assert keys[0] == windows.key("minute", t0)
 
 
 if __name__ == "__main__":
