@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run stop test test-fast lint clean
+.PHONY: install run stop test test-fast lint clean redis
 
 include infra/infra.mk
 -include bench/bench.mk
@@ -34,7 +34,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed $(RPC_STAMP)
+# redis-server for the limit counters' tests (they start their own on a free loopback port, never the
+# system service): Debian's package, installed once.
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+install: $(VENV)/.installed node_modules/.installed $(RPC_STAMP) redis
 
 local.settings.json:
 	cp local.settings.sample.json local.settings.json

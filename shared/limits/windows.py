@@ -51,3 +51,22 @@ def duration_text(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def _unit(key_text: str) -> str:
+    unit = next((w for w, fmt in _FORMATS.items() if key_text[:1] == fmt[0]), None)
+    if unit is None:
+        raise ValueError(f"not a window key: {key_text!r}")
+    return unit
+
+
+def ends_at(key_text: str) -> float:
+    """When the window named `key_text` ends (epoch seconds): a store expires its counter after it."""
+    unit = _unit(key_text)
+    start = datetime.strptime(key_text, _FORMATS[unit]).replace(tzinfo=UTC)
+    return _next(unit, start).timestamp()
+
+
+def length(window: str) -> float:
+    """The window's nominal length in seconds (a month counts 30 days): the denominator of a rate."""
+    return {"minute": 60.0, "hour": 3600.0, "day": 86400.0, "month": 30 * 86400.0}[window]

@@ -1,0 +1,138 @@
+"""The shared counters on Azure Table Storage: one entity per bucket and window in `<prefix>limits`.
+
+`grant` reads the counter and writes the new total only if the entity is still the version it read
+(an ETag compare-and-set: update with If-Match, or create when it is absent); a writer that lost the
+race (412, or 409 on create) reads again after a jittered pause. Attempts are bounded and the whole
+call runs under a timeout, so a grant either lands exactly once or raises CounterUnavailable.
+
+Keys: PartitionKey is a hash of the bucket and the window key (every counter a partition of its own,
+so hot buckets never share a partition's throughput), RowKey is the window key; the readable bucket is
+a property. Nothing is reset at rollover: a new window is a new entity. Old windows' rows are small
+(one per bucket per window) and harmless; `sweep` deletes those whose window ended long ago, for a
+timer to call when the table's size matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..config.tables import Raced, Table, etag_of, service_from_settings
+from ..errors import GatewayError
+from ..settings import Settings
+from . import windows
+from .counters import CounterUnavailable, Grant
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableServiceClient
+
+log = logging.getLogger("gateway.limits.table_counters")
+
+TABLE_SUFFIX = "limits"
+TIMEOUT_SECONDS = 3.0       # one grant, every attempt included
+ATTEMPTS = 12               # compare-and-set rounds before the counter counts as unavailable
+BACKOFF_SECONDS = 0.005     # the first pause after a lost race; doubles, with full jitter
+BACKOFF_CAP_SECONDS = 0.2
+BUCKET_TEXT_MAX = 1024      # the readable bucket kept in the entity (keys are hashed, not this)
+
+
+def counter_keys(bucket: str, window: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a counter: keys may not hold `/`, `#` or `?`, a bucket may."""
+    return hashlib.sha256(f"{bucket}\n{window}".encode()).hexdigest()[:40], window
+
+
+def _number(entity: Any, name: str) -> int:
+    value = entity.get(name, 0)
+    return int(getattr(value, "value", value) or 0)
+
+
+class TableCounters:
+    """`counters.CounterStore` on one table; safe to share between tasks of one event loop."""
+
+    def __init__(self, service: TableServiceClient, prefix: str, *, timeout: float = TIMEOUT_SECONDS,
+                 attempts: int = ATTEMPTS) -> None:
+        self._service = service
+        self.table_name = f"{prefix}{TABLE_SUFFIX}"
+        self._table = Table(service.get_table_client(self.table_name))
+        self._ready = False
+        self._timeout = timeout
+        self._attempts = attempts
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> TableCounters:
+        return cls(service_from_settings(settings), settings.table_prefix, timeout=timeout)
+
+    def _unavailable(self, why: str) -> CounterUnavailable:
+        return CounterUnavailable(f"limit counters in table {self.table_name}: {why}")
+
+    async def grant(self, bucket: str, window: str, asked: int, limit: int, *,
+                    minimum: int = 1) -> Grant:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._grant(bucket, window, asked, limit, minimum)
+        except TimeoutError:
+            raise self._unavailable(f"no answer in {self._timeout:g} s") from None
+        except GatewayError as exc:     # Unavailable: the adapter's message names the table, not a key
+            raise self._unavailable(exc.message if hasattr(exc, "message") else str(exc)) from None
+
+    async def _grant(self, bucket: str, window: str, asked: int, limit: int, minimum: int) -> Grant:
+        pk, rk = counter_keys(bucket, window)
+        pause = BACKOFF_SECONDS
+        for _ in range(self._attempts):
+            if not self._ready:
+                await self._table.ensure()
+                self._ready = True
+            entity = await self._table.get(pk, rk)
+            used = _number(entity, "used") if entity is not None else 0
+            granted = min(asked, max(0, limit - used))
+            if granted < minimum or granted <= 0:
+                return Grant(0, used)
+            try:
+                await self._write(entity, pk, rk, bucket, window, used + granted, limit)
+                return Grant(granted, used + granted)
+            except Raced:
+                self._ready = entity is not None     # a create can also fail because the table is gone
+            await asyncio.sleep(random.uniform(0, pause))  # noqa: S311 (jitter, not a secret)
+            pause = min(pause * 2, BACKOFF_CAP_SECONDS)
+        raise self._unavailable(f"still contended after {self._attempts} attempts")
+
+    async def _write(self, entity: Any, pk: str, rk: str, bucket: str, window: str, used: int,
+                     limit: int) -> None:
+        from azure.data.tables import EdmType, EntityProperty
+
+        row = {"PartitionKey": pk, "RowKey": rk, "bucket": bucket[:BUCKET_TEXT_MAX], "window": window,
+               "used": EntityProperty(used, EdmType.INT64), "limit": EntityProperty(limit, EdmType.INT64),
+               "ends": EntityProperty(int(windows.ends_at(window)), EdmType.INT64)}
+        if entity is None:
+            await self._table.create(row)
+        else:
+            await self._table.replace(row, etag_of(entity))
+
+    async def used(self, bucket: str, window: str) -> int:
+        try:
+            async with asyncio.timeout(self._timeout):
+                entity = await self._table.get(*counter_keys(bucket, window))
+        except TimeoutError:
+            raise self._unavailable(f"no answer in {self._timeout:g} s") from None
+        except GatewayError as exc:
+            raise self._unavailable(str(exc)) from None
+        return _number(entity, "used") if entity is not None else 0
+
+    async def sweep(self, *, older_than: float = 86400.0, now: float | None = None) -> int:
+        """Delete the counters of windows that ended more than `older_than` seconds ago; how many.
+        Unconditional deletes: a row this old is written by nobody."""
+        cutoff = int((time.time() if now is None else now) - older_than)
+        try:
+            rows = await self._table.query("ends lt @cutoff", {"cutoff": cutoff})
+            for row in rows:
+                await self._table.delete(row["PartitionKey"], row["RowKey"])
+        except GatewayError as exc:
+            raise self._unavailable(str(exc)) from None
+        return len(rows)
+
+    async def aclose(self) -> None:
+        await self._service.close()

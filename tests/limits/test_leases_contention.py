@@ -1,0 +1,104 @@
+"""Four processes, each with sixteen concurrent tasks, hammer one bucket through their own Leases on
+one shared store (Azurite, redis-server). Time runs sixty times fast (a minute window lasts a second),
+so a few seconds cover several windows. In every window the units admitted never pass the limit; in
+every window whose counter reached the limit, the under-admission stays within the stated bound (the
+leases outstanding at the window's end: at most a tenth of the limit per process).
+
+This file is also the worker: `python tests/limits/test_leases_contention.py '<json>'`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCESSES, TASKS = 4, 16
+LIMIT = 400
+AMOUNTS = (1, 2, 3)
+SPEED = 60.0            # fake seconds per real second
+RUN_SECONDS = 3.5
+
+
+async def work(args: dict) -> dict[str, int]:
+    from shared.limits import windows
+    from shared.limits.leases import Leases
+    from shared.limits.stores import counter_store
+    from shared.settings import load
+
+    start, t0 = args["start"], args["t0"]
+    now = [t0]
+    store = counter_store(load(args["env"]))
+    leases = Leases(store, clock=lambda: now[0])
+    admitted: dict[str, int] = {}
+    await asyncio.sleep(max(0.0, start - time.time()))
+
+    async def tick() -> None:        # the clock moves only between steps of the loop, never inside one
+        while True:
+            now[0] = t0 + (time.time() - start) * SPEED
+            await asyncio.sleep(0.002)
+
+    async def hammer() -> None:
+        rng = random.Random()
+        while time.time() < start + RUN_SECONDS:
+            amount = rng.choice(AMOUNTS)
+            taken = leases.try_take("hot", "minute", amount, fail_open=True)
+            if taken is None:
+                taken = await leases.take("hot", "minute", amount, LIMIT, fail_open=True)
+            if taken:       # no await since the last try_take: the clock is the window it spent from
+                key = windows.key("minute", now[0])
+                admitted[key] = admitted.get(key, 0) + amount
+            await asyncio.sleep(0.002)
+
+    ticker = asyncio.ensure_future(tick())
+    await asyncio.gather(*(hammer() for _ in range(TASKS)))
+    ticker.cancel()
+    await leases.aclose()
+    await store.aclose()
+    return admitted
+
+
+async def counters(env: dict[str, str], keys: list[str]) -> dict[str, int]:
+    from shared.limits.stores import counter_store
+    from shared.settings import load
+
+    store = counter_store(load(env))
+    try:
+        return {k: await store.used("hot", k) for k in keys}
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("kind", ["table", "redis"])
+def test_many_processes_never_pass_the_limit(kind: str, request: pytest.FixtureRequest) -> None:
+    from tests.harness import unique_prefix
+    from tests.limits.conftest import redis_env, table_env
+
+    server = request.getfixturevalue("azurite" if kind == "table" else "redis_server")
+    env = (table_env if kind == "table" else redis_env)(server, unique_prefix())
+    t0 = (time.time() // 86400 + 1) * 86400            # tomorrow's first minute: no Redis key expires
+    args = {"env": env, "start": time.time() + 4.0, "t0": t0}
+    workers = [subprocess.Popen([sys.executable, __file__, json.dumps(args)], cwd=ROOT,
+                                stdout=subprocess.PIPE, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
+               for _ in range(PROCESSES)]
+    outputs = [json.loads(w.communicate(timeout=60)[0]) for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+
+    keys = sorted({k for out in outputs for k in out})
+    totals = {k: sum(out.get(k, 0) for out in outputs) for k in keys}
+    used = asyncio.run(counters(env, keys))
+    bound = PROCESSES * LIMIT // 10                     # leases outstanding at a window's end
+    assert all(totals[k] <= used[k] <= LIMIT for k in keys), (totals, used)
+    saturated = [k for k in keys if used[k] > LIMIT - max(AMOUNTS)]
+    assert len(saturated) >= 2, (totals, used)
+    assert all(LIMIT - totals[k] <= bound for k in saturated), (totals, used, bound)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json.dumps(asyncio.run(work(json.loads(sys.argv[1])))))
