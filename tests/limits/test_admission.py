@@ -4,6 +4,7 @@ window rollover and a store that cannot be reached."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from shared.limits.admission import Limiter, Ticket
 from shared.limits.counters import CounterStore, CounterUnavailable, Grant, MemoryCounters
 from shared.limits.rules import Facts, Rules
 from shared.limits.tokens import Reservation
+from shared.status import render
 
 FACTS = Facts("user:okta/alice", "okta", frozenset(), frozenset({"user:okta/alice"}), "gpt-4o", None)
 NOON = datetime(2026, 3, 4, 12, 0, 10, tzinfo=UTC).timestamp()
@@ -159,3 +161,18 @@ async def test_when_the_counters_cannot_be_reached(config: Config, admitted: boo
     with pytest.raises(Unavailable) as refused:
         await admit(made, rules)
     assert refused.value.public == "budget 'b' cannot be checked now; try again later"
+
+
+async def test_status_names_the_buckets_near_their_limits() -> None:
+    config = Config(rate_limits=(RateLimit("r", (Limit("requests", 5, "minute"),), per=("user",)),))
+    made, rules = limiter(config)
+    for _ in range(3):
+        await admit(made, rules)
+    assert made.status() == {}                                # 3 of 5: not near
+    await admit(made, rules)
+    assert made.status() == {"rate limit r": [{
+        "bucket": "r{user=user:okta/alice}", "metric": "requests", "window": "minute", "used": 4, "limit": 5,
+        "resets_in": "50s"}]}
+    shown = render({"ok": True, "configuration": {}, "identity_providers": {}, "accounts": {},
+                    "limits": made.status()})
+    assert re.search(r"^rate limit r +r\{user=user:okta/alice\} +4 / 5 requests/minute +50s$", shown, re.M)

@@ -21,7 +21,8 @@ from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
 MESSAGES = [{"role": "user", "content": "How are you today?"}]
 DEFAULT_MAX_TOKENS = 64
 MODEL_MAX_OUTPUT = 256
-SUBJECTS = ("headers", "refused", "retry", "quota", "cap", "stream", "vip", "audit", "free")
+SUBJECTS = ("headers", "refused", "retry", "quota", "cap", "stream", "vip", "audit", "free", "near")
+ADMIN = "user:dev/admin"
 
 RULES: dict[str, Any] = {
     "rate_limits": [
@@ -67,7 +68,8 @@ def _config(world_parts: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def world(new_world: NewWorld, idp: Any, emulator: Any) -> Iterator[World]:
     config = _config(sandbox_config(idp, emulator))
-    with new_world(config=config, env={"GATEWAY_LIMITS_DEFAULT_MAX_TOKENS": str(DEFAULT_MAX_TOKENS)},
+    with new_world(config=config, env={"GATEWAY_LIMITS_DEFAULT_MAX_TOKENS": str(DEFAULT_MAX_TOKENS),
+                                       "GATEWAY_ADMINS": ADMIN},
                    tokens={sub: DEVELOPER for sub in SUBJECTS}) as world:
         yield world
 
@@ -235,3 +237,16 @@ def test_an_audit_rule_logs_and_never_refuses(world: World) -> None:
 def test_a_model_no_rule_meets_carries_no_limit_headers(world: World) -> None:
     raw = _client(world, "free").chat.completions.with_raw_response.create(model="free", messages=MESSAGES)
     assert not [name for name in raw.headers if name.startswith("x-ratelimit-")]
+
+
+def test_status_shows_the_buckets_near_their_limits(world: World) -> None:
+    _fresh_minute()
+    client = _client(world, "near", max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    answer = world.api("admin").get("status")
+    assert answer.status_code == 200
+    bucket = "per-user{user=user:dev/near}"
+    near = [b for b in answer.json()["limits"]["rate limit per-user"] if b["bucket"] == bucket]
+    assert near == [{"bucket": bucket, "metric": "requests", "window": "minute", "used": 2, "limit": 2,
+                     "resets_in": near[0]["resets_in"]}]
