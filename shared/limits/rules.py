@@ -40,14 +40,17 @@ class Facts:
     user: str                            # user:<provider>/<unique id>
     provider: str
     identities: frozenset[str]           # external identity names
-    principals: frozenset[str]           # the user and identity:<name> for each identity
     model: str
     workspace: str | None
 
     @classmethod
     def of(cls, principal: Principal, model: Model) -> Facts:
-        return cls(principal.user, principal.provider, principal.identities, principal.principals,
-                   model.name, model.workspace)
+        return cls(principal.user, principal.provider, principal.identities, model.name, model.workspace)
+
+    @property
+    def principals(self) -> frozenset[str]:
+        """The user and identity:<name> for each identity (read only when matches are not cached)."""
+        return frozenset({self.user, *(f"identity:{name}" for name in self.identities)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from shared.limits.rules import Facts, Rules
 from shared.limits.tokens import Reservation
 from shared.status import render
 
-FACTS = Facts("user:okta/alice", "okta", frozenset(), frozenset({"user:okta/alice"}), "gpt-4o", None)
+FACTS = Facts("user:okta/alice", "okta", frozenset(), "gpt-4o", None)
 NOON = datetime(2026, 3, 4, 12, 0, 10, tzinfo=UTC).timestamp()
 
 

@@ -15,8 +15,7 @@ MINUTE = (Limit("requests", 10, "minute"),)
 def facts(*, user: str = "alice", identities: tuple[str, ...] = ("partner", "batch"),
           model: str = "gpt-4o", workspace: str | None = "research") -> Facts:
     principal = f"user:okta/{user}"
-    return Facts(principal, "okta", frozenset(identities),
-                 frozenset({principal, *(f"identity:{name}" for name in identities)}), model, workspace)
+    return Facts(principal, "okta", frozenset(identities), model, workspace)
 
 
 def rules(*items: RateLimit | Budget) -> Rules:
