@@ -7,7 +7,7 @@ non-canonical path and ambiguous framing, and turns every failure into its answe
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
@@ -20,8 +20,10 @@ from ..upstream.response import to_starlette
 from . import operations
 
 if TYPE_CHECKING:
+    from ..config.model import Model
     from ..http import Call
-    from ..limits.admission import Ticket
+    from ..limits.admission import Limiter, Ticket
+    from ..limits.rules import Rules
     from ..upstream.answer import Forwarded
 
 
@@ -44,12 +46,8 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
     model = operations.served(model, view.accounts, operation)
     ticket, rules = None, gw.limiter.rules(view.version, view.config)
     if rules:   # no cost at all without rules or budgets
-        with tracer.start_as_current_span("admit"):
-            reservation = gw.limiter.reserve(operation, doc, model)
-            if reservation.doc is not None:     # the output cap was injected or clamped
-                doc = reservation.doc
-                raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-            ticket = await gw.limiter.admit(rules, Facts.of(principal, model), reservation)
+        ticket, doc, raw = await _admit(gw.limiter, rules, Facts.of(principal, model), model, operation,
+                                        doc, raw)
     out = Outbound(method=call.request.method, operation=operation, query=call.request.query_params,
                    headers=call.request.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
                    model=model, principal=principal.user, identity=identity_of(principal.identities),
@@ -66,6 +64,18 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
     if isinstance(forwarded.result, GatewayError):
         raise forwarded.result
     return to_starlette(forwarded.result)
+
+
+async def _admit(limiter: Limiter, rules: Rules, facts: Facts, model: Model, operation: str,
+                 doc: dict[str, Any], raw: bytes) -> tuple[Ticket, dict[str, Any], bytes]:
+    """The request's ticket, and the body to forward: with the output cap its reservation injected or
+    clamped, so what it reserved bounds what it can consume."""
+    with tracer.start_as_current_span("admit"):
+        reservation = limiter.reserve(operation, doc, model)
+        if reservation.doc is not None:
+            doc = dict(reservation.doc)
+            raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return await limiter.admit(rules, facts, reservation), doc, raw
 
 
 def _limited(forwarded: Forwarded, ticket: Ticket) -> None:
