@@ -298,6 +298,8 @@ VARIANTS = {
     "fast": "httptools + uvloop (from .venv-bench) for the same code",
     "patch": "every bench/patches/*.diff applied to a copy of shared/",
     "base": "shared/ as of git revision BENCH_BASE (default: the previous commit), for before/after",
+    "rule": "the same code with one active rate limit (requests and tokens per minute, per user, never "
+            "refusing) on the benchmarked model",
 }
 
 
@@ -350,6 +352,8 @@ def variant_launch(name: str, out: Path) -> tuple[dict[str, str], Path]:
     if name == "patch":
         tree = patched_tree(out)
         return {"PYTHONPATH": f"{tree}{os.pathsep}{bench_site_packages()}"}, tree
+    if name == "rule":
+        return {}, ROOT          # its tables (with the rule) are made once the world is up
     raise SystemExit(f"unknown variant {name!r}: one of {', '.join(VARIANTS)}")
 
 
@@ -394,6 +398,8 @@ def run(options: Options, out: Path = OUT) -> dict[str, Any]:
         targets = [direct, gateway]
         for variant, (env, cwd) in launches.items():
             progress(f"gateway+{variant} start-up")
+            if variant == "rule":
+                env = {**env, **world.with_rule()}
             proc = world.start_gateway(seq_token[0], name=f"gateway-{variant}", env=env, cwd=cwd)
             results["ready"][f"gateway+{variant}"] = {"health": [proc.ready_health],
                                                       "first": [proc.ready_first]}
@@ -658,7 +664,35 @@ def build_rows(results: dict[str, Any]) -> tuple[list[str], list[Row]]:
     stopped = results["azurite_stopped"]
     gw_only("requests OK with Azurite stopped", f"{stopped['ok']}/{stopped['sent']}", target="all",
             ok=stopped["ok"] == stopped["sent"])
+    if "gateway+rule" in rounds:
+        rows += rule_rows(results)
     return names, rows
+
+
+def rule_rows(results: dict[str, Any]) -> list[Row]:
+    """What one active rate limit adds over the same gateway without rules (in the same rounds), and
+    how often its counters were called once warm (leases refill in the background, so per request: 0)."""
+    rounds = results["rounds"]
+    pairs = list(zip(rounds["gateway+rule"], rounds["gateway"], strict=True))
+    rows = []
+    for key, label in (("lat_p50", "p50"), ("lat_p99", "p99")):
+        extra = median([ruled[key] - plain[key] for ruled, plain in pairs])
+        rows.append(Row(f"added by one active rule, latency {label}, 1 at a time",
+                        cells={"gateway+rule": (_fmt(med_of(rounds["gateway+rule"], key), "ms"),
+                                                _fmt(extra, "ms") + " over gateway")},
+                        target="<= 0.1 ms" if key == "lat_p50" else "",
+                        verdicts={"gateway+rule": extra <= 0.1 if key == "lat_p50" else None}))
+    calls = results["table_requests_once_warm"].get("limits", 0)
+    served = sum(f["requests"] for f in rounds["gateway+rule"])
+    rows.append(Row(f"rule counter calls once warm ({served:,} requests)",
+                    cells={"gateway+rule": (f"{calls} calls", f"{calls / max(served, 1):.4f} per request")},
+                    target="0 per request (refills in the background)",
+                    verdicts={"gateway+rule": calls / max(served, 1) < 0.01}))
+    return rows
+
+
+def med_of(rounds: list[dict[str, Any]], key: str) -> float:
+    return median([r[key] for r in rounds if r[key] is not None])
 
 
 def _foreign(results: dict[str, Any], q: float) -> float:

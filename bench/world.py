@@ -115,6 +115,8 @@ def chat_body(text: str = "Say hello", *, stream: bool = False, model: str = MOD
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+LIMITS_TABLE = b"limits"
+"""In the name of the table of rate-limit counters (`<prefix>limits`)."""
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|MERGE|PATCH|DELETE) (\S+) HTTP/1\.1\r\n")
 
 
@@ -131,7 +133,9 @@ class TableRelay:
 
     def _count(self, data: bytes) -> None:
         for method, path in _REQUEST_LINE.findall(data):
-            if method in (b"GET", b"HEAD"):
+            if LIMITS_TABLE in path:
+                self.counts["limits"] += 1          # the shared rate-limit counters
+            elif method in (b"GET", b"HEAD"):
                 self.counts["polls" if b"RowKey='version'" in path else "reads"] += 1
             else:
                 self.counts["writes"] += 1
@@ -180,6 +184,12 @@ def config_document(idp: DevIdentityProvider, emulator_url: str) -> dict[str, An
             {"resource": f"model:{MODEL}", "principal": "identity:developers", "role": "viewer"},
             {"resource": "model:embed", "principal": "identity:developers", "role": "viewer"}],
     }
+
+
+BENCH_RULE: dict[str, Any] = {
+    "name": "bench", "when": {"models": {"in": [MODEL]}}, "per": ["user"],
+    "limits": [{"requests": 10_000_000, "per": "minute"}, {"tokens": 1_000_000_000, "per": "minute"}]}
+"""One active rule on the benchmarked model, per user, that never refuses: what it costs to admit."""
 
 
 async def apply_config(env: dict[str, str], doc: dict[str, Any]) -> None:
@@ -287,6 +297,15 @@ class World:
         wait_until(self.emulator, lambda: port_open(port), 30, "a listening port")
         asyncio.run(apply_config(self.tables_env(), config_document(self.idp, self.emulator.url)))
         return self
+
+    def with_rule(self) -> dict[str, str]:
+        """Tables of their own holding the same configuration plus BENCH_RULE: the settings that
+        point a gateway at them."""
+        env = {**self.tables_env(), "GATEWAY_TABLE_PREFIX": self.prefix + "rule"}
+        assert self.emulator is not None
+        doc = {**config_document(self.idp, self.emulator.url), "rate_limits": [BENCH_RULE]}
+        asyncio.run(apply_config(env, doc))
+        return {"GATEWAY_TABLE_PREFIX": env["GATEWAY_TABLE_PREFIX"]}
 
     def tables_env(self) -> dict[str, str]:
         assert self.azurite is not None and self.relay is not None

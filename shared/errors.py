@@ -13,6 +13,8 @@
     ├── PreconditionFailed         412   precondition_failed
     ├── RequestTooLarge            413   request_too_large
     ├── RateLimited                429   rate_limited      (Retry-After)
+    ├── RateLimitExceeded          429   rate_limit_exceeded (Retry-After; a gateway rate limit)
+    ├── InsufficientQuota          429   insufficient_quota (x-should-retry: false; a gateway budget)
     ├── HeadersTooLarge            431   request_header_fields_too_large (the local host)
     ├── InternalError              500   internal_error    (a defect; the log has the traceback)
     ├── UpstreamError              502   upstream_error
@@ -26,6 +28,7 @@ answers before any app runs, writes the same body as raw bytes: `server_protocol
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -134,6 +137,35 @@ class RateLimited(GatewayError):
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)} if retry_after else None)
+
+
+def _wait_headers(retry_after: float) -> dict[str, str]:
+    """Retry-After in whole seconds (rounded up), and retry-after-ms, which the openai SDK prefers."""
+    return {"Retry-After": str(max(1, math.ceil(retry_after))),
+            "retry-after-ms": str(max(1, math.ceil(retry_after * 1000)))}
+
+
+class RateLimitExceeded(GatewayError):
+    """A gateway rate limit refused the request until its window ends; `final` when the request can
+    never fit the window (it asks for more tokens than the whole window allows)."""
+
+    status, code, type = 429, "rate_limit_exceeded", "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: float, *, final: bool = False,
+                 headers: dict[str, str] | None = None) -> None:
+        more = {"x-should-retry": "false"} if final else _wait_headers(retry_after)
+        super().__init__(message, headers={**(headers or {}), **more})
+
+
+class InsufficientQuota(GatewayError):
+    """A gateway budget is spent until its window ends: retrying sooner cannot help, so the openai SDK
+    is told not to."""
+
+    status, code, type = 429, "insufficient_quota", "insufficient_quota"
+
+    def __init__(self, message: str, retry_after: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={**(headers or {}), **_wait_headers(retry_after),
+                                           "x-should-retry": "false"})
 
 
 class InternalError(GatewayError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,12 @@ from .errors import SETTINGS_INVALID, Unavailable
 from .health import HealthStore
 from .heap import settle_heap
 from .keeper import keep
+from .limits.admission import Limiter
 from .limits.prices import price_book
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
+from .upstream.outbound import Outbound
 from .upstream.usage import UsageRecorder
 
 log = logging.getLogger("gateway.runtime")
@@ -37,6 +40,7 @@ class Gateway:
     usage: UsageRecorder
     health: HealthStore
     allowlist: Allowlist
+    limiter: Limiter
     last_prewarm: dict[str, Any] | None = None
     keeper: asyncio.Task[None] | None = None
 
@@ -63,17 +67,35 @@ class Gateway:
                                 settings.table_prefix, prices=lambda: price_book(snapshot.view)),
             health=health,
             allowlist=allowlist,
+            limiter=limiter(settings),
         )
+
+    def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:
+        """The forwarder's usage sink: settles the request's rate limits and budgets, and records it."""
+        try:
+            if out.ticket is not None:
+                out.ticket.settle(usage)
+        finally:
+            self.usage.charge(out, usage)
 
     async def aclose(self) -> None:
         if self.keeper is not None:
             self.keeper.cancel()
         await self.forwarder.aclose()     # first: streams still being drained charge their usage
         await self.usage.aclose()
+        await self.limiter.aclose()
         await self.snapshot.aclose()
         await self.authenticator.aclose()
         await self.credentials.aclose()
         await self.store.aclose()
+
+
+def limiter(settings: Settings) -> Limiter:
+    """This process's limiter, on the shared counters that GATEWAY_LIMITS_STORE names (no connection is
+    made until a rule first needs a grant)."""
+    from .limits.stores import counter_store
+
+    return Limiter(counter_store(settings), default_max_tokens=settings.limits_default_max_tokens)
 
 
 _gateway: Gateway | None = None

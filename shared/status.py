@@ -1,5 +1,6 @@
 """Reports the health this process sees: configuration, each provider's keys, each account's token,
-and the settings that cannot work as meant (a GATEWAY_ADMINS entry that matches no caller)."""
+the settings that cannot work as meant (a GATEWAY_ADMINS entry that matches no caller), and the rate
+limit and budget buckets near their limits."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ async def status(gw: Gateway) -> dict[str, Any]:
                 "configuration": {"version": None, "error": exc.message},
                 "problems": list(admin_problems(gw.settings.admins, None)),
                 "identity_providers": {}, "accounts": {}, "last_prewarm": gw.last_prewarm,
-                "last_timer_run": None}
+                "last_timer_run": None, "limits": gw.limiter.status()}
     providers: dict[str, Any] = {}
     for name, keys in gw.authenticator.key_status(view.config).items():
         providers[name] = ({"usable": False, "kids": [], "fetched_at": None, "age_seconds": None,
@@ -51,6 +52,7 @@ async def status(gw: Gateway) -> dict[str, Any]:
         "accounts": accounts,
         "last_prewarm": gw.last_prewarm,
         "last_timer_run": await _timer_report(gw),
+        "limits": gw.limiter.status(),
     }
 
 
@@ -67,6 +69,18 @@ def _when(epoch: float | None, now: float) -> str:
     delta = epoch - now
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     return f"{stamp} ({f'in {_age(delta)}' if delta >= 0 else f'{_age(-delta)} ago'})"
+
+
+def _limits_lines(limits: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The buckets near their limits, per rule (none: one line saying so)."""
+    if not limits:
+        return ["", "limits: no bucket near its limit"]
+    lines = ["", f"{'rule':<28} {'bucket':<48} {'used / limit':>24}  resets in"]
+    for rule, buckets in sorted(limits.items()):
+        for b in buckets:
+            usage = f"{b['used']} / {b['limit']} {b['metric']}/{b['window']}"
+            lines.append(f"{rule:<28} {b['bucket']:<48} {usage:>24}  {b['resets_in']}")
+    return lines
 
 
 def render(report: dict[str, Any]) -> str:
@@ -88,6 +102,7 @@ def render(report: dict[str, Any]) -> str:
         if a.get("field"):
             error += f" ({a['field']})"
         lines.append(f"{name:<24} {a.get('auth') or '-':<18} {_when(a.get('expires_on'), now):<32}  {error}")
+    lines += _limits_lines(report.get("limits") or {})
     timer = report.get("last_timer_run")
     lines += ["", "last timer run: " + ("none recorded" if not timer else
                                         f"{_when(timer.get('started_at'), now)}, "

@@ -1,4 +1,4 @@
-"""The data plane's handlers: authenticate, authorize the model, forward; and the caller's model list.
+"""The data plane's handlers: authenticate, authorize the model, admit, forward; and the caller's model list.
 
 Each is a `work(call)` behind the one request path (shared/http.py), which has already refused a
 non-canonical path and ambiguous framing, and turns every failure into its answer.
@@ -6,19 +6,25 @@ non-canonical path and ambiguous framing, and turns every failure into its answe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
 from ..errors import GatewayError, InvalidRequest, ModelNotFound
+from ..limits.rules import Facts
 from ..telemetry import identity_of, tracer
 from ..upstream.outbound import Outbound
 from ..upstream.response import to_starlette
 from . import operations
 
 if TYPE_CHECKING:
+    from ..config.model import Model
     from ..http import Call
+    from ..limits.admission import Limiter, Ticket
+    from ..limits.rules import Rules
+    from ..upstream.answer import Forwarded
 
 
 async def _proxy(call: Call, operation: str, path_model: str | None) -> Response:
@@ -38,15 +44,55 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
             raise ModelNotFound(model_name)
     model = operations.served(model, view.accounts, operation)
+    ticket, rules = None, gw.limiter.rules(view.version, view.config)
+    if rules:   # no cost at all without rules or budgets
+        ticket, doc, raw = await _admit(gw.limiter, rules, Facts.of(principal, model), model, operation,
+                                        doc, raw)
     out = Outbound(method=call.request.method, operation=operation, query=call.request.query_params,
                    headers=call.request.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
                    model=model, principal=principal.user, identity=identity_of(principal.identities),
-                   request_id=call.request_id)
-    forwarded = await gw.forwarder.forward(out, view.accounts, gw.usage.charge)
+                   request_id=call.request_id, ticket=ticket)
+    try:
+        forwarded = await gw.forwarder.forward(out, view.accounts, gw.charge)
+    except BaseException:
+        if ticket is not None:
+            ticket.cancel()
+        raise
     call.account, call.deployment, call.attempts = forwarded.account, forwarded.deployment, forwarded.attempts
+    if ticket is not None:
+        _limited(forwarded, ticket)
     if isinstance(forwarded.result, GatewayError):
         raise forwarded.result
     return to_starlette(forwarded.result)
+
+
+async def _admit(limiter: Limiter, rules: Rules, facts: Facts, model: Model, operation: str,
+                 doc: dict[str, Any], raw: bytes) -> tuple[Ticket, dict[str, Any], bytes]:
+    """The request's ticket, and the body to forward: with the output cap its reservation injected or
+    clamped, so what it reserved bounds what it can consume."""
+    with tracer.start_as_current_span("admit"):
+        reservation = limiter.reserve(operation, doc, model)
+        if reservation.doc is not None:
+            doc = dict(reservation.doc)
+            raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return await limiter.admit(rules, facts, reservation), doc, raw
+
+
+def _limited(forwarded: Forwarded, ticket: Ticket) -> None:
+    """A request that used nothing gets its tokens and money back; every answer carries the rate
+    limits' headers (in place of the upstream's own)."""
+    result = forwarded.result
+    if isinstance(result, GatewayError) or result.status >= 300:
+        ticket.cancel()
+    headers = ticket.headers()
+    if not headers:
+        return
+    if isinstance(result, GatewayError):
+        result.headers.update(headers)
+        return
+    for name in [n for n in result.headers if n.startswith("x-ratelimit-")]:
+        del result.headers[name]
+    result.headers.update(headers)
 
 
 async def chat_completions(call: Call) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..config.model import Model
 
@@ -18,6 +19,12 @@ log = logging.getLogger("gateway.upstream.outbound")
 # Caller headers worth passing on; everything else (credentials, cookies, identity headers, hop-by-hop
 # headers) is dropped.
 REQUEST_HEADERS = frozenset({"content-type", "accept", "openai-beta", "x-ms-useragent"})
+
+
+class Settlement(Protocol):
+    """What an admitted request owes its rate limits and budgets (shared/limits/admission.py's Ticket)."""
+
+    def settle(self, usage: Mapping[str, object] | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,7 @@ class Outbound:
     principal: str
     identity: str
     request_id: str
+    ticket: Settlement | None = None    # settled with the usage when rate limits or budgets apply
 
 
 UsageSink = Callable[[Outbound, Mapping[str, object] | None], None]
