@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 from ..config.model import Config
 from ..errors import InsufficientQuota, RateLimitExceeded, Unavailable
 from . import tokens, windows
-from .counters import CounterStore, CounterUnavailable, Grant
+from .counters import CounterStore, Grant
 from .leases import Leases
-from .prices import PriceBook
+from .prices import PriceBook, book
 from .rules import Cap, Facts, Match, Rules
 
 if TYPE_CHECKING:
@@ -109,12 +109,15 @@ class Limiter:
     def rules(self, version: str, config: Config) -> Rules:
         """The compiled rules of this configuration version (compiled on its first request)."""
         if version != self._version:
-            self.current, self.prices, self._version = Rules(config), PriceBook(config.prices), version
+            self.current, self._version = Rules(config), version
+            self.prices = book(config.prices, config.models)
         return self.current
 
-    def reserve(self, operation: str, doc: Mapping[str, object], model: Model) -> Reservation:
-        return tokens.reserve(operation, doc, default_max_tokens=self.default_max_tokens,
-                              max_output=model.max_output_tokens)
+    async def reserve(self, operation: str, doc: Mapping[str, object], model: Model,
+                      size: int) -> Reservation:
+        """What the request reserves (counted off the loop for a large body: `size` is its bytes)."""
+        return await tokens.areserve(operation, doc, size=size, default_max_tokens=self.default_max_tokens,
+                                     max_output=model.max_output_tokens, names=tokens.model_names(model))
 
     def window(self, unit: str, now: float) -> tuple[str, float]:
         """The key of the `unit` window holding `now`, and its seconds left (computed once a window)."""
@@ -143,30 +146,26 @@ class Limiter:
         if amount <= 0:
             return
         key, _ = self.window(cap.window, ticket.now)
-        taken = False if amount > cap.amount else self.leases.try_take(counter, cap.window, amount)
+        fail_open = not match.rule.deny_on_store_error
+        taken = False if amount > cap.amount else self.leases.try_take(counter, cap.window, amount,
+                                                                       fail_open=fail_open)
         if taken is None:
-            taken = await self._take(match, cap, counter, amount)
-            if taken is None:               # the store is unreachable and the rule fails open
-                return
+            taken = await self.leases.take(counter, cap.window, amount, cap.amount, fail_open=fail_open)
+        if not taken and not fail_open and self.leases.is_down(counter, cap.window):
+            self._unavailable(match)
         if taken:
             ticket.taken.append(Taken(counter, cap, key, amount))
             self._tally(match, cap, counter, key).spent += amount
             return
         self._refuse(ticket, match, cap, counter, amount)
 
-    async def _take(self, match: Match, cap: Cap, counter: str, amount: int) -> bool | None:
-        try:
-            return await self.leases.take(counter, cap.window, amount, cap.amount)
-        except CounterUnavailable as exc:
-            rule = match.rule
-            if rule.deny_on_store_error:
-                log.error("budget %s refuses a request: its counters cannot be reached (%s)", rule.name, exc)
-                raise Unavailable(f"budget {rule.name!r} cannot be checked: its counters cannot be reached",
-                                  public=f"budget {rule.name!r} cannot be checked now; try again later") \
-                    from None
-            log.warning("%s %s admits a request unchecked: its counters cannot be reached (%s)",
-                        rule.kind, rule.name, exc)
-            return None
+    @staticmethod
+    def _unavailable(match: Match) -> None:
+        """A budget that denies on store errors cannot be checked: 503, not a spent budget."""
+        name = match.rule.name
+        log.error("budget %s refuses a request: its counters cannot be reached", name)
+        raise Unavailable(f"budget {name!r} cannot be checked: its counters cannot be reached",
+                          public=f"budget {name!r} cannot be checked now; try again later")
 
     def _tally(self, match: Match, cap: Cap, counter: str, key: str) -> Tally:
         tally = self._tallies.get((counter, cap.window))

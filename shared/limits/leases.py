@@ -109,6 +109,11 @@ class Leases:
             return self._take_while_down(lease, amount, now, fail_open)
         return None
 
+    def is_down(self, bucket: str, window: str) -> bool:
+        """The store did not answer this bucket's last refill and has not answered since."""
+        lease = self._leases.get((bucket, window))
+        return lease is not None and lease.down_since is not None
+
     async def take(self, bucket: str, window: str, amount: int, limit: int, *,
                    fail_open: bool = False) -> bool:
         """`try_take`, refilling first when needed; never raises CounterUnavailable."""
@@ -127,7 +132,9 @@ class Leases:
     def _take_while_down(self, lease: Lease, amount: int, now: float, fail_open: bool) -> bool:
         if not fail_open:
             return False
-        paced = lease.down_rate * (now - (lease.down_since or now)) + max(lease.chunk, 1)
+        # the limit's own pace since the store went down, plus a burst of one chunk (at least this
+        # request, so a store down from the start still admits at that pace)
+        paced = lease.down_rate * (now - (lease.down_since or now)) + max(lease.chunk, amount, 1)
         if amount > paced - lease.down_spent or lease.spent + amount > lease.limit:
             return False
         beyond = amount - lease.balance

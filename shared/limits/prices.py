@@ -27,7 +27,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ..config.model import Model, Price
-from ..errors import PermissionDenied
 
 MICRO = 1_000_000
 
@@ -101,13 +100,6 @@ class PriceBook:
         found = [builtin_rate(name, day) for name in self._names.get(model, (model,))]
         return _highest([r for r in found if r is not None])
 
-    def budget_rate(self, model: str, budget: str, *, now: float | None = None) -> Rate:
-        """The rate a budget charges; an unpriced model cannot be kept within a budget, so it is refused."""
-        rate = self.rate(model, now=now)
-        if rate is None:
-            raise unpriced(model, budget)
-        return rate
-
     @staticmethod
     def micro_usd(rate: Rate, prompt: int, output: int, cached: int = 0) -> int:
         """Cost in micro-USD, rounded up (a budget is never under-charged)."""
@@ -115,12 +107,6 @@ class PriceBook:
         cached_rate = rate.input if rate.cached_input is None else rate.cached_input
         usd_per_million = (prompt - cached) * rate.input + cached * cached_rate + output * rate.output
         return math.ceil(usd_per_million)      # tokens x USD/million = micro-USD
-
-
-def unpriced(model: str, budget: str) -> PermissionDenied:
-    return PermissionDenied(
-        f"model {model!r} has no price, so budget {budget!r} cannot admit it; an operator adds the model "
-        f"to the configuration's prices (input, cached_input and output USD per million tokens)")
 
 
 @functools.lru_cache(maxsize=8)

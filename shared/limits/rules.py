@@ -15,9 +15,8 @@ the one bucket it names.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -83,16 +82,23 @@ class Rule:
     when: tuple[Test, ...]
     per: tuple[str, ...]
     caps: tuple[Cap, ...]
-    overrides: Mapping[str, tuple[Cap, ...]]        # bucket -> the caps that replace `caps` there
+    # (values, caps): the caps that replace `caps` in every bucket whose values include `values` (an
+    # override may name some of the rule's dimensions only); the first that fits wins
+    overrides: tuple[tuple[frozenset[tuple[str, str]], tuple[Cap, ...]], ...]
     audit: bool = False                             # count and log, never refuse
     deny_on_store_error: bool = False               # budgets: refuse when the counters are unreachable
 
-    def buckets(self, facts: Facts) -> list[str]:
+    def buckets(self, facts: Facts) -> list[tuple[str, tuple[Cap, ...]]]:
+        """Each bucket the request falls in, with the caps that apply there."""
         if not self.per:
-            return [self.name]
+            return [(self.name, self.caps)]
         choices = [_dimension(facts, dim) for dim in self.per]
-        return [bucket_key(self.name, zip(self.per, combo, strict=True))
-                for combo in itertools.product(*choices)]
+        found = []
+        for combo in itertools.product(*choices):
+            pairs = tuple(zip(self.per, combo, strict=True))
+            caps = next((caps for values, caps in self.overrides if values <= set(pairs)), self.caps)
+            found.append((bucket_key(self.name, pairs), caps))
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +109,7 @@ class Match:
     counters: tuple[str, ...]       # per cap: the counter's name, `<metric>:<bucket>`
 
     @classmethod
-    def of(cls, rule: Rule, bucket: str) -> Match:
-        caps = rule.overrides.get(bucket, rule.caps)
+    def of(cls, rule: Rule, bucket: str, caps: tuple[Cap, ...]) -> Match:
         return cls(rule, bucket, caps, tuple(f"{cap.metric}:{bucket}" for cap in caps))
 
 
@@ -152,19 +157,18 @@ def _caps(limits: tuple[Limit, ...]) -> tuple[Cap, ...]:
 
 
 def _rate_limit(rule: RateLimit) -> Rule:
-    overrides = {}
-    for override in rule.overrides:
-        bucket = {dim: _identity_name(v) if dim == "identity" else v for dim, v in override.bucket.items()}
-        key = bucket_key(rule.name, ((dim, bucket.get(dim, "")) for dim in rule.per))
-        overrides[key] = _caps(override.limits)
+    overrides = tuple(
+        (frozenset((dim, _identity_name(v) if dim == "identity" else v) for dim, v in o.bucket.items()),
+         _caps(o.limits))
+        for o in rule.overrides)
     return Rule("rate limit", rule.name, tuple(_test(c) for c in rule.when), rule.per, _caps(rule.limits),
-                MappingProxyType(overrides), audit=rule.mode == "audit")
+                overrides, audit=rule.mode == "audit")
 
 
 def _budget(budget: Budget) -> Rule:
     caps = tuple(Cap("usd", round(spend.usd * MICRO), spend.window) for spend in budget.spends)
     return Rule("budget", budget.name, tuple(_test(c) for c in budget.when), budget.per, caps,
-                MappingProxyType({}), deny_on_store_error=budget.on_store_error != "allow")
+                (), deny_on_store_error=budget.on_store_error != "allow")
 
 
 class Rules:
@@ -182,9 +186,9 @@ class Rules:
         key = (facts.user, facts.identities, facts.model)      # the rest follows from these
         found = self._cache.get(key)
         if found is None:
-            found = tuple(Match.of(rule, bucket)
+            found = tuple(Match.of(rule, bucket, caps)
                           for rule in self.rules if all(test.holds(facts) for test in rule.when)
-                          for bucket in rule.buckets(facts))
+                          for bucket, caps in rule.buckets(facts))
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
             self._cache[key] = found

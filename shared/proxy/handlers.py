@@ -71,7 +71,7 @@ async def _admit(limiter: Limiter, rules: Rules, facts: Facts, model: Model, ope
     """The request's ticket, and the body to forward: with the output cap its reservation injected or
     clamped, so what it reserved bounds what it can consume."""
     with tracer.start_as_current_span("admit"):
-        reservation = limiter.reserve(operation, doc, model)
+        reservation = await limiter.reserve(operation, doc, model, len(raw))
         if reservation.doc is not None:
             doc = dict(reservation.doc)
             raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()

@@ -143,9 +143,12 @@ async def test_a_budget_reserves_the_price_and_settles_the_cost() -> None:
 
 
 async def test_a_budget_refuses_a_model_it_cannot_price() -> None:
+    """Neither the configuration nor the built-in table prices a model named `house-chat`."""
     made, rules = limiter(Config(budgets=BUDGET.budgets))
-    with pytest.raises(InsufficientQuota, match="no price"):
-        await admit(made, rules)
+    house = Facts(FACTS.user, FACTS.provider, FACTS.identities, "house-chat", FACTS.workspace)
+    with pytest.raises(InsufficientQuota, match="no price") as refused:
+        await made.admit(rules, house, Reservation(prompt=30, output=30))
+    assert refused.value.headers["x-should-retry"] == "false"
 
 
 @pytest.mark.parametrize(("config", "admitted"), [

@@ -15,7 +15,6 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from shared.config.schema import ConfigError, parse
 from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
 
 MESSAGES = [{"role": "user", "content": "How are you today?"}]
@@ -38,18 +37,6 @@ RULES: dict[str, Any] = {
                  "usd": {"day": 0.0002}}],
     "prices": [{"model": "priced", "input": 1.0, "output": 1.0}],
 }
-
-
-def _schema_carries_rules() -> bool:
-    try:
-        parse({"rate_limits": [{"name": "probe", "limits": [{"requests": 1, "per": "minute"}]}]})
-    except ConfigError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _schema_carries_rules(),
-                                reason="the configuration file does not carry rate_limits yet")
 
 
 def _config(world_parts: dict[str, Any]) -> dict[str, Any]:

@@ -2,14 +2,11 @@
 clients. Admitted requests and tokens never exceed a window's limit, and what is left unadmitted is
 within the bound the leases allow (the units leased but unspent at the window's end: at most a tenth
 of the limit per process).
-
-Needs the shared counters (GATEWAY_LIMITS_STORE=table); it is skipped until they are in place.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import math
 import time
 from collections.abc import Iterator
@@ -36,10 +33,6 @@ PROCESSES = 4
 CLIENTS = 64
 SECONDS = 8.0
 MESSAGES = [{"role": "user", "content": "How are you today?"}]
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("shared.limits.stores") is None,
-                                reason="the shared counter stores (GATEWAY_LIMITS_STORE) are not in place")
-
 
 @pytest.fixture
 def gateways(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, tmp_path: Path,

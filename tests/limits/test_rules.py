@@ -108,3 +108,16 @@ def test_rules_compile_once_per_configuration_version() -> None:
     assert limiter.rules("v1", config) is compiled
     assert compiled.match(facts()) is compiled.match(facts())      # nothing built per request
     assert limiter.rules("v2", Config()) is not compiled and not limiter.rules("v2", Config())
+
+
+@pytest.mark.parametrize(("user", "model", "requests"), [
+    ("alice", "gpt-4o", 600),       # the override names the user only: every model of hers
+    ("alice", "mini", 600),
+    ("bob", "gpt-4o", 10),
+])
+def test_an_override_naming_some_dimensions_applies_to_every_bucket_it_fits(user: str, model: str,
+                                                                         requests: int) -> None:
+    rule = RateLimit("r", MINUTE, per=("user", "model"),
+                     overrides=(Override({"user": "user:okta/alice"}, (Limit("requests", 600, "minute"),)),))
+    (match,) = rules(rule).match(facts(user=user, model=model))
+    assert match.caps == (Cap("requests", requests, "minute"),)
