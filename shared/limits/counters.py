@@ -3,9 +3,11 @@
 Amounts are integers: requests, tokens, or micro-USD for budgets. `grant` is the only write: it adds
 as much of `asked` as keeps the counter at or under `limit`, atomically (an ETag compare-and-set on
 Table Storage, a script on Redis), so however many instances ask at once, the grants of one window
-never sum past its limit. Counters are keyed by window (`windows.key`), so nothing is reset or deleted
-at rollover. Implementations: `MemoryCounters` (one process: tests, and a gateway without shared
-storage), Table Storage and Redis (docs/limits.md).
+never sum past its limit. `window` is a window key (`windows.key`): on Table Storage the first grant of
+a new window replaces the last one's count by the same compare-and-set (one row per bucket and window
+length, no rows of ended windows), on Redis each window's key expires after it. Implementations:
+`MemoryCounters` (one process: tests, and a gateway without shared storage), Table Storage and Redis
+(docs/limits.md).
 """
 
 from __future__ import annotations

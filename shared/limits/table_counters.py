@@ -1,15 +1,17 @@
-"""The shared counters on Azure Table Storage: one entity per bucket and window in `<prefix>limits`.
+"""The shared counters on Azure Table Storage: one entity per bucket and window length in `<prefix>limits`.
 
 `grant` reads the counter and writes the new total only if the entity is still the version it read
 (an ETag compare-and-set: update with If-Match, or create when it is absent); a writer that lost the
 race (412, or 409 on create) reads again after a jittered pause. Attempts are bounded and the whole
 call runs under a timeout, so a grant either lands exactly once or raises CounterUnavailable.
 
-Keys: PartitionKey is a hash of the bucket and the window key (every counter a partition of its own,
-so hot buckets never share a partition's throughput), RowKey is the window key; the readable bucket is
-a property. Nothing is reset at rollover: a new window is a new entity. Old windows' rows are small
-(one per bucket per window) and harmless; `sweep` deletes those whose window ended long ago, for a
-timer to call when the table's size matters.
+Keys: PartitionKey is a hash of the bucket and the window length (minute, hour, day, month: every
+counter a partition of its own, so hot buckets never share a partition's throughput), RowKey is the
+window length; the window key it counts, the readable bucket and the limit are properties. At rollover
+the first grant of the new window replaces the count by the same compare-and-set, so the table holds one
+row per bucket and window length, and never rows of ended windows. An instance whose clock is behind
+(it asks for a window older than the one stored) is granted nothing until its clock reaches it: the
+error stays on the side of under-admission.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ import asyncio
 import hashlib
 import logging
 import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..config.tables import Raced, Table, etag_of, service_from_settings
 from ..errors import GatewayError
 from ..settings import Settings
-from . import windows
 from .counters import CounterUnavailable, Grant
 
 if TYPE_CHECKING:
@@ -41,8 +41,21 @@ BUCKET_TEXT_MAX = 1024      # the readable bucket kept in the entity (keys are h
 
 
 def counter_keys(bucket: str, window: str) -> tuple[str, str]:
-    """(PartitionKey, RowKey) of a counter: keys may not hold `/`, `#` or `?`, a bucket may."""
-    return hashlib.sha256(f"{bucket}\n{window}".encode()).hexdigest()[:40], window
+    """(PartitionKey, RowKey) of the counter for a window key's length (`windows.key` starts with its
+    length's letter): keys may not hold `/`, `#` or `?`, a bucket may."""
+    length = window[:1]
+    return hashlib.sha256(f"{bucket}\n{length}".encode()).hexdigest()[:40], length
+
+
+def _used_in(entity: Any, window: str) -> int | None:
+    """The count of `window` in the entity: 0 when it counts an older window (about to be replaced),
+    None when it counts a newer one (this instance's clock is behind)."""
+    if entity is None:
+        return 0
+    stored = str(entity.get("window", ""))
+    if stored == window:
+        return _number(entity, "used")
+    return 0 if stored < window else None
 
 
 def _number(entity: Any, name: str) -> int:
@@ -87,7 +100,9 @@ class TableCounters:
                 await self._table.ensure()
                 self._ready = True
             entity = await self._table.get(pk, rk)
-            used = _number(entity, "used") if entity is not None else 0
+            used = _used_in(entity, window)
+            if used is None:
+                return Grant(0, limit)
             granted = min(asked, max(0, limit - used))
             if granted < minimum or granted <= 0:
                 return Grant(0, used)
@@ -105,8 +120,7 @@ class TableCounters:
         from azure.data.tables import EdmType, EntityProperty
 
         row = {"PartitionKey": pk, "RowKey": rk, "bucket": bucket[:BUCKET_TEXT_MAX], "window": window,
-               "used": EntityProperty(used, EdmType.INT64), "limit": EntityProperty(limit, EdmType.INT64),
-               "ends": EntityProperty(int(windows.ends_at(window)), EdmType.INT64)}
+               "used": EntityProperty(used, EdmType.INT64), "limit": EntityProperty(limit, EdmType.INT64)}
         if entity is None:
             await self._table.create(row)
         else:
@@ -120,19 +134,8 @@ class TableCounters:
             raise self._unavailable(f"no answer in {self._timeout:g} s") from None
         except GatewayError as exc:
             raise self._unavailable(str(exc)) from None
-        return _number(entity, "used") if entity is not None else 0
-
-    async def sweep(self, *, older_than: float = 86400.0, now: float | None = None) -> int:
-        """Delete the counters of windows that ended more than `older_than` seconds ago; how many.
-        Unconditional deletes: a row this old is written by nobody."""
-        cutoff = int((time.time() if now is None else now) - older_than)
-        try:
-            rows = await self._table.query("ends lt @cutoff", {"cutoff": cutoff})
-            for row in rows:
-                await self._table.delete(row["PartitionKey"], row["RowKey"])
-        except GatewayError as exc:
-            raise self._unavailable(str(exc)) from None
-        return len(rows)
+        used = _used_in(entity, window)
+        return 0 if used is None else used
 
     async def aclose(self) -> None:
         await self._service.close()

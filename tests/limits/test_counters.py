@@ -44,9 +44,10 @@ async def test_grant(store: CounterStore, used_before: int, asked: int, limit: i
 
 async def test_counters_are_per_bucket_and_window(store: CounterStore) -> None:
     await store.grant(BUCKET, WINDOW, 7, 10)
-    assert await store.grant(BUCKET, OTHER_WINDOW, 10, 10) == Grant(10, 10)    # a new window starts at 0
     assert await store.grant(BUCKET + "x", WINDOW, 10, 10) == Grant(10, 10)
     assert await store.used(BUCKET, WINDOW) == 7
+    assert await store.grant(BUCKET, OTHER_WINDOW, 10, 10) == Grant(10, 10)    # a new window starts at 0
+    assert await store.used(BUCKET, OTHER_WINDOW) == 10
     assert await store.used("never-seen", WINDOW) == 0
 
 
@@ -57,20 +58,27 @@ async def test_concurrent_grants_never_pass_the_limit(store: CounterStore) -> No
     assert await store.used(BUCKET, WINDOW) == 50
 
 
-async def test_table_keeps_one_readable_row_per_bucket_and_window(azurite: Azurite) -> None:
+async def test_table_keeps_one_readable_row_per_bucket_and_window_length(azurite: Azurite) -> None:
+    """A new window replaces the count of the last one in the same row: no rows of ended windows."""
     prefix = unique_prefix()
     store = counter_store(load({"GATEWAY_TABLES_CONNECTION": azurite.connection_string,
                                 "GATEWAY_TABLE_PREFIX": prefix}))
     assert isinstance(store, TableCounters) and store.table_name == f"{prefix}limits"
+    later = windows.key("day", time.time() + 2 * 86400)
     try:
         await store.grant(BUCKET, WINDOW, 4, 10)
         await store.grant(BUCKET, WINDOW, 4, 10)
-        rows = await store._table.query()
         pk, rk = counter_keys(BUCKET, WINDOW)
-        assert [(r["PartitionKey"], r["RowKey"], r["bucket"], r["used"].value) for r in rows] == \
-            [(pk, rk, BUCKET, 8)]
-        assert await store.sweep(older_than=60, now=windows.ends_at(WINDOW) + 59) == 0
-        assert await store.sweep(older_than=60, now=windows.ends_at(WINDOW) + 61) == 1
+
+        async def rows() -> list[tuple[str, str, str, str, int]]:
+            return [(r["PartitionKey"], r["RowKey"], r["bucket"], r["window"], r["used"].value)
+                    for r in await store._table.query()]
+
+        assert await rows() == [(pk, rk, BUCKET, WINDOW, 8)]
+        assert await store.grant(BUCKET, later, 3, 10) == Grant(3, 3)           # rollover: reset by CAS
+        assert await rows() == [(pk, rk, BUCKET, later, 3)]
+        assert await store.used(BUCKET, later) == 3
+        assert await store.grant(BUCKET, WINDOW, 1, 10) == Grant(0, 10)   # a clock behind: nothing
         assert await store.used(BUCKET, WINDOW) == 0
     finally:
         await store.aclose()
