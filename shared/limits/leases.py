@@ -42,6 +42,8 @@ from .counters import CounterStore, CounterUnavailable, Grant
 log = logging.getLogger("gateway.limits.leases")
 
 MAX_FRACTION = 0.1          # a chunk is at most this share of the limit
+MIN_FRACTION = 0.01         # and at least this share (far from the limit), so a bucket with little demand
+                            # (one user's among thousands) is not refilled for every few requests
 DEMAND_SECONDS = 5.0        # a chunk covers about this many seconds of recent demand
 DEMAND_HORIZON = 30.0       # demand older than about this is forgotten (halved at each horizon)
 LOW_WATER = 0.5             # refill in the background once the balance falls under this share of a chunk
@@ -228,10 +230,11 @@ class Leases:
         return lease.demand / max(now - lease.demand_since, 1.0)
 
     def _chunk(self, lease: Lease, now: float) -> int:
-        """The units a lease should hold: recent demand, capped at a share of the limit. Near the limit
-        it shrinks with the room left (a NEAR_SHARE of it), down to nothing."""
+        """The units a lease should hold: recent demand, between a hundredth and a tenth of the limit.
+        Near the limit it shrinks with the room left (a NEAR_SHARE of it), down to nothing."""
         cap = max(1, int(lease.limit * MAX_FRACTION))
-        chunk = max(min(int(self._rate(lease, now) * DEMAND_SECONDS), cap), 1)
+        floor = max(1, int(lease.limit * MIN_FRACTION))
+        chunk = min(max(int(self._rate(lease, now) * DEMAND_SECONDS), floor), cap)
         room = lease.limit - lease.used
         return min(chunk, int(room * NEAR_SHARE)) if room < NEAR_CHUNKS * chunk else chunk
 

@@ -79,8 +79,8 @@ async def test_rollover_starts_a_fresh_window(store: CounterStore) -> None:
 
 
 @pytest.mark.parametrize(("rate", "limit", "chunk"), [
-    (10, 100_000, 50),          # five seconds of demand
-    (100, 100_000, 500),
+    (10, 100_000, 1_000),       # at least a hundredth of the limit
+    (400, 100_000, 2_000),      # five seconds of demand
     (1_000, 30_000, 3_000),     # at most a tenth of the limit
     (20, 600, 60),
 ])
