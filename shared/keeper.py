@@ -25,6 +25,7 @@ async def keep(gw: Gateway, interval: float = INTERVAL_SECONDS) -> None:
         if view is None:
             continue
         if not settled:      # configuration, keys and sessions are in place by now
+            await gw.limiter.warm(view.config)
             settle_heap()
             settled = True
         try:

@@ -83,4 +83,5 @@ async def warm_up() -> None:
     with contextlib.suppress(GatewayError):
         view = await gw.snapshot.current()
         await asyncio.gather(gw.authenticator.warm(view.config),
-                             gw.credentials.refresh_all(view.config.accounts))
+                             gw.credentials.refresh_all(view.config.accounts),
+                             gw.limiter.warm(view.config))

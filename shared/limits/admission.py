@@ -113,6 +113,14 @@ class Limiter:
             self.prices = book(config.prices, config.models)
         return self.current
 
+    async def warm(self, config: Config) -> None:
+        """With rules or budgets configured, load what their first request would otherwise wait for:
+        the tokenizers of the models' families and the price library (in a thread: ~1 s of CPU)."""
+        if not (config.rate_limits or config.budgets):
+            return
+        names = {name for model in config.models for name in tokens.model_names(model)}
+        await asyncio.to_thread(_warm, tuple(sorted(names)))
+
     async def reserve(self, operation: str, doc: Mapping[str, object], model: Model,
                       size: int) -> Reservation:
         """What the request reserves (counted off the loop for a large body: `size` is its bytes)."""
@@ -266,6 +274,14 @@ class Limiter:
         for task in list(self._overruns):
             task.cancel()
         await self.store.aclose()
+
+
+def _warm(names: tuple[str, ...]) -> None:
+    from . import encodings, prices
+
+    for name in encodings.encoding_names(names) or ("o200k_base",):
+        encodings.encoding(name)
+    prices.prime()
 
 
 def _amount(metric: str, amount: int) -> str:

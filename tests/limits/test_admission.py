@@ -179,3 +179,15 @@ async def test_status_names_the_buckets_near_their_limits() -> None:
     shown = render({"ok": True, "configuration": {}, "identity_providers": {}, "accounts": {},
                     "limits": made.status()})
     assert re.search(r"^rate limit r +r\{user=user:okta/alice\} +4 / 5 requests/minute +50s$", shown, re.M)
+
+
+async def test_warming_loads_the_tokenizer_only_when_rules_exist() -> None:
+    """The warm-up trigger and the keeper load what a rule's first request would wait for."""
+    from shared.limits import encodings
+
+    encodings._cache.clear()
+    made, _ = limiter(Config())
+    await made.warm(Config())
+    assert encodings._cache == {}
+    await made.warm(Config(rate_limits=(per_minute("r", ("requests", 5)),)))
+    assert "o200k_base" in encodings._cache
