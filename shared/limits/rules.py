@@ -181,6 +181,11 @@ class Rules:
     def __bool__(self) -> bool:
         return bool(self.rules)
 
+    def counts_tokens(self, facts: Facts) -> bool:
+        """Some cap the request meets counts tokens or money: only then is its prompt counted and its
+        output capped (a rule on requests alone leaves the body as the caller sent it)."""
+        return any(cap.metric != "requests" for match in self.match(facts) for cap in match.caps)
+
     def match(self, facts: Facts) -> tuple[Match, ...]:
         """Every (rule, bucket) the request meets, with the caps that apply in that bucket."""
         key = (facts.user, facts.identities, facts.model)      # the rest follows from these

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from ..callers import authenticate
 from ..errors import GatewayError, InvalidRequest, ModelNotFound
 from ..limits.rules import Facts
+from ..limits.tokens import Reservation
 from ..telemetry import identity_of, tracer
 from ..upstream.outbound import Outbound
 from ..upstream.response import to_starlette
@@ -66,11 +67,16 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
     return to_starlette(forwarded.result)
 
 
+NOTHING_RESERVED = Reservation(prompt=0, output=0)
+
+
 async def _admit(limiter: Limiter, rules: Rules, facts: Facts, model: Model, operation: str,
                  doc: dict[str, Any], raw: bytes) -> tuple[Ticket, dict[str, Any], bytes]:
     """The request's ticket, and the body to forward: with the output cap its reservation injected or
     clamped, so what it reserved bounds what it can consume."""
     with tracer.start_as_current_span("admit"):
+        if not rules.counts_tokens(facts):
+            return await limiter.admit(rules, facts, NOTHING_RESERVED), doc, raw
         reservation = await limiter.reserve(operation, doc, model, len(raw))
         if reservation.doc is not None:
             doc = dict(reservation.doc)

@@ -20,7 +20,8 @@ from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
 MESSAGES = [{"role": "user", "content": "How are you today?"}]
 DEFAULT_MAX_TOKENS = 64
 MODEL_MAX_OUTPUT = 256
-SUBJECTS = ("headers", "refused", "retry", "quota", "cap", "stream", "vip", "audit", "free", "near")
+SUBJECTS = ("headers", "refused", "retry", "quota", "stream", "vip", "audit", "free", "near",
+            *(f"cap-{n}" for n in (DEFAULT_MAX_TOKENS, MODEL_MAX_OUTPUT, 100)))   # one user per cap case
 ADMIN = "user:dev/admin"
 
 RULES: dict[str, Any] = {
@@ -183,10 +184,20 @@ def _upstream_body(world: World, request_id: str) -> dict[str, Any]:
 def test_the_output_cap_is_sent_upstream(world: World, sent: dict[str, int], upstream: int) -> None:
     _fresh_minute(3)
     request_id = f"cap-{uuid.uuid4().hex[:12]}"
-    client = _client(world, "vip", default_headers={"x-request-id": request_id})
+    client = _client(world, f"cap-{upstream}", default_headers={"x-request-id": request_id})
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES, **sent)
     body = _upstream_body(world, request_id)
     assert body.get("max_tokens", body.get("max_completion_tokens")) == upstream
+
+
+def test_a_rule_on_requests_alone_leaves_the_body_as_sent(world: World) -> None:
+    """vip's override counts requests only: nothing to reserve, so no output cap is injected."""
+    _fresh_minute(3)
+    request_id = f"vip-{uuid.uuid4().hex[:12]}"
+    client = _client(world, "vip", default_headers={"x-request-id": request_id})
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    body = _upstream_body(world, request_id)
+    assert "max_tokens" not in body and "max_completion_tokens" not in body
 
 
 def _stream(client: openai.OpenAI, **options: Any) -> tuple[int, list[dict[str, Any]]]:
