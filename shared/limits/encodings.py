@@ -13,6 +13,7 @@ default for names that say nothing.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import re
@@ -68,11 +69,16 @@ class BadRanks(RuntimeError):
     """A shipped rank file does not hash to what tiktoken expects."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _encoding_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    found = {CL100K if _CL100K_NAMES.match(name.strip().lower()) else O200K for name in names if name}
+    return tuple(sorted(found, reverse=True)) or (O200K,)
+
+
 def encoding_names(names: Iterable[str]) -> tuple[str, ...]:
     """The encodings to count with for a model known by these names: one, or both when its names
     disagree (then the larger count is used, so a wrong guess never under-counts)."""
-    found = {CL100K if _CL100K_NAMES.match(name.strip().lower()) else O200K for name in names if name}
-    return tuple(sorted(found, reverse=True)) or (O200K,)
+    return _encoding_names(tuple(names))
 
 
 def ranks(name: str) -> dict[bytes, int]:

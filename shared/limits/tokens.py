@@ -20,6 +20,7 @@ choices asked for (`n`, `best_of`, and each prompt of a completions batch).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import re
@@ -236,6 +237,11 @@ def _choices(operation: str, doc: Mapping[str, Any]) -> int:
 
 def reasoning(names: Iterable[str]) -> bool:
     """A reasoning model by one of its names: chat requests to it must cap with max_completion_tokens."""
+    return _reasoning(tuple(names))
+
+
+@functools.lru_cache(maxsize=1024)
+def _reasoning(names: tuple[str, ...]) -> bool:
     return any(_REASONING.match(n.strip().lower()) for n in names if n)
 
 

@@ -27,10 +27,21 @@ def _next(window: str, start: datetime) -> datetime:
                     "day": timedelta(days=1)}[window]
 
 
+# per window length: (start, end, key) of the window last asked for; admission asks several times per
+# request, and formatting a date costs more than the rest of a lease's bookkeeping
+_current: dict[str, tuple[float, float, str]] = {}
+
+
 def key(window: str, now: float) -> str:
     """The window's name at `now` (epoch seconds), e.g. `m202612041958`: counters are keyed by it, so a
     new window starts from zero without anything being reset or deleted."""
-    return _start(window, datetime.fromtimestamp(now, UTC)).strftime(_FORMATS[window])
+    found = _current.get(window)
+    if found is not None and found[0] <= now < found[1]:
+        return found[2]
+    start = _start(window, datetime.fromtimestamp(now, UTC))
+    name = start.strftime(_FORMATS[window])
+    _current[window] = (start.timestamp(), _next(window, start).timestamp(), name)
+    return name
 
 
 def seconds_left(window: str, now: float) -> float:
