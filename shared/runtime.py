@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import logsafe, telemetry
 from .auth.authenticator import Authenticator
@@ -25,6 +25,9 @@ from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
 from .upstream.outbound import Outbound
 from .upstream.usage import UsageRecorder
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableServiceClient
 
 log = logging.getLogger("gateway.runtime")
 
@@ -67,7 +70,7 @@ class Gateway:
                                 settings.table_prefix, prices=lambda: price_book(snapshot.view)),
             health=health,
             allowlist=allowlist,
-            limiter=limiter(settings),
+            limiter=limiter(settings, service),
         )
 
     def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:
@@ -90,12 +93,12 @@ class Gateway:
         await self.store.aclose()
 
 
-def limiter(settings: Settings) -> Limiter:
-    """This process's limiter, on the shared counters that GATEWAY_LIMITS_STORE names (no connection is
-    made until a rule first needs a grant)."""
+def limiter(settings: Settings, service: TableServiceClient) -> Limiter:
+    """This process's limiter, on the shared counters that GATEWAY_LIMITS_STORE names: on Table Storage
+    through the gateway's one table client (no connection is made until a rule first needs a grant)."""
     from .limits.stores import counter_store
 
-    return Limiter(counter_store(settings), default_max_tokens=settings.limits_default_max_tokens)
+    return Limiter(counter_store(settings, service), default_max_tokens=settings.limits_default_max_tokens)
 
 
 _gateway: Gateway | None = None

@@ -67,8 +67,9 @@ class TableCounters:
     """`counters.CounterStore` on one table; safe to share between tasks of one event loop."""
 
     def __init__(self, service: TableServiceClient, prefix: str, *, timeout: float = TIMEOUT_SECONDS,
-                 attempts: int = ATTEMPTS) -> None:
+                 attempts: int = ATTEMPTS, owns_service: bool = True) -> None:
         self._service = service
+        self._owns_service = owns_service     # False: the gateway's one client, closed by its owner
         self.table_name = f"{prefix}{TABLE_SUFFIX}"
         self._table = Table(service.get_table_client(self.table_name))
         self._ready = False
@@ -138,4 +139,5 @@ class TableCounters:
         return 0 if used is None else used
 
     async def aclose(self) -> None:
-        await self._service.close()
+        if self._owns_service:
+            await self._service.close()
