@@ -14,7 +14,6 @@ restrictive cap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -104,7 +103,6 @@ class Limiter:
         self._tallies: dict[tuple[str, str], Tally] = {}      # (counter, window unit) -> tally
         self._windows: dict[str, tuple[float, float, str]] = {}   # unit -> (start, end, key)
         self._audited: dict[str, str] = {}                    # counter -> window key last logged
-        self._overruns: set[asyncio.Task[bool]] = set()
 
     def rules(self, version: str, config: Config) -> Rules:
         """The compiled rules of this configuration version (compiled on its first request)."""
@@ -213,22 +211,12 @@ class Limiter:
             tally.spent -= amount
 
     def overrun(self, taken: Taken, amount: int) -> None:
-        """The request used more than it reserved: charge the rest from the lease, or in the
-        background (never past the window's limit)."""
+        """The request used more than it reserved: the lease charges the rest (never past the window's
+        limit)."""
         tally = self._tallies.get((taken.counter, taken.cap.window))
         if tally is not None and tally.key == taken.key:
             tally.spent += amount
-        if self.leases.try_take(taken.counter, taken.cap.window, amount) is None:
-            with contextlib.suppress(RuntimeError):     # no running loop: left uncharged
-                task = asyncio.get_running_loop().create_task(
-                    self.leases.take(taken.counter, taken.cap.window, amount, taken.cap.amount))
-                self._overruns.add(task)
-                task.add_done_callback(self._overran)
-
-    def _overran(self, task: asyncio.Task[bool]) -> None:
-        self._overruns.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("an overrun could not be charged (%s)", type(task.exception()).__name__)
+        self.leases.charge(taken.counter, taken.cap.window, amount, taken.key, taken.cap.amount)
 
     def remaining(self, counter: str, cap: Cap, now: float) -> int:
         key, _ = self.window(cap.window, now)
@@ -271,8 +259,7 @@ class Limiter:
         return report
 
     async def aclose(self) -> None:
-        for task in list(self._overruns):
-            task.cancel()
+        await self.leases.aclose()
         await self.store.aclose()
 
 

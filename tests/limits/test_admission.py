@@ -83,6 +83,7 @@ async def test_an_audit_rule_is_charged_and_logs_but_never_refuses(caplog: pytes
     ({"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}, 90),   # the real usage
     ({"input_tokens": 20, "output_tokens": 30}, 50),                           # the responses API's names
     (None, 40),                                                                # no usage: the reservation
+    ({"prompt_tokens": 50, "completion_tokens": 30}, 20),                      # more than reserved: charged
 ])
 async def test_settlement_replaces_the_reservation(usage: dict[str, int] | None, remaining: int) -> None:
     made, rules = limiter(Config(rate_limits=(per_minute("t", ("tokens", 100)),)))
