@@ -7,9 +7,11 @@ and an `x-request-id`.
 
 from __future__ import annotations
 
+from .agents import ROUTES as AGENT_ROUTES
 from .http import Route, fallback
 from .manage.routes import ROUTES as MANAGE_ROUTES
+from .mcp import ROUTES as MCP_ROUTES
 from .proxy import ROUTES as PROXY_ROUTES
 
-PLANES: tuple[Route, ...] = (*PROXY_ROUTES, *MANAGE_ROUTES)
+PLANES: tuple[Route, ...] = (*PROXY_ROUTES, *MCP_ROUTES, *AGENT_ROUTES, *MANAGE_ROUTES)
 ROUTES: tuple[Route, ...] = (*PLANES, fallback(PLANES))

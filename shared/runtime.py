@@ -20,6 +20,7 @@ from .heap import settle_heap
 from .keeper import keep
 from .limits.admission import Limiter
 from .limits.prices import price_book
+from .remote.services import RemoteServices
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
@@ -44,6 +45,7 @@ class Gateway:
     health: HealthStore
     allowlist: Allowlist
     limiter: Limiter
+    remote: RemoteServices
     last_prewarm: dict[str, Any] | None = None
     keeper: asyncio.Task[None] | None = None
 
@@ -71,6 +73,7 @@ class Gateway:
             health=health,
             allowlist=allowlist,
             limiter=limiter(settings, service),
+            remote=RemoteServices.build(settings),
         )
 
     def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:
@@ -85,6 +88,7 @@ class Gateway:
         if self.keeper is not None:
             self.keeper.cancel()
         await self.forwarder.aclose()     # first: streams still being drained charge their usage
+        await self.remote.aclose()
         await self.usage.aclose()
         await self.limiter.aclose()
         await self.snapshot.aclose()

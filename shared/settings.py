@@ -101,6 +101,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_LIMITS_DEFAULT_MAX_TOKENS", "4096",
             "The output cap injected into a request that sent none, so its reservation bounds its cost.",
             False),
+    Setting("GATEWAY_PUBLIC_URL", "",
+            "The gateway's external base URL: issuer of its identity assertions, MCP resource metadata, "
+            "agent cards, OAuth redirects. Default https://$WEBSITE_HOSTNAME in Azure, else "
+            "http://127.0.0.1:$GATEWAY_PORT.", False),
+    Setting("GATEWAY_SEALING_KEY", "",
+            "Base64 secret of at least 32 bytes (a Key Vault reference in Azure) sealing MCP session ids, "
+            "OAuth state and stored OAuth tokens, and deriving the identity-assertion key; the same on every "
+            "instance. Unset: a random key per process.", False),
     Setting("GATEWAY_PORT", "7071",
             "Local host: the port `python -m shared serve` and `make run` serve the gateway on.", False),
 )
@@ -143,6 +151,8 @@ class Settings:
     limits_store: str = "table"
     limits_redis_url: str = ""
     limits_default_max_tokens: int = 4096
+    public_url: str = "http://127.0.0.1:7071"
+    sealing_key: bytes | None = None
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -340,7 +350,43 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         limits_redis_url=merged["GATEWAY_LIMITS_REDIS_URL"].strip(),
         limits_default_max_tokens=int(_number(merged, "GATEWAY_LIMITS_DEFAULT_MAX_TOKENS", integer=True,
                                               minimum=1)),
+        public_url=_public_url(merged, source),
+        sealing_key=_sealing_key(merged),
     )
+
+
+_PUBLIC_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$")
+
+
+def _public_url(env: Mapping[str, str], source: Mapping[str, str]) -> str:
+    """Where callers reach the gateway: set, else the App Service host name Azure announces, else the
+    local host. Never the request's Host header, which the caller writes."""
+    raw = env["GATEWAY_PUBLIC_URL"].strip().rstrip("/")
+    if raw:
+        if not _PUBLIC_URL_RE.match(raw) or raw.count("://") != 1:
+            raise SettingsError("GATEWAY_PUBLIC_URL must be an absolute http(s) URL without query or "
+                                f"fragment, got {raw!r}")
+        return raw
+    host = source.get("WEBSITE_HOSTNAME", "").strip()
+    if host and re.fullmatch(r"[A-Za-z0-9.-]+(?::\d+)?", host):
+        return f"https://{host.lower()}"
+    return f"http://127.0.0.1:{_port(env, 'GATEWAY_PORT')}"
+
+
+def _sealing_key(env: Mapping[str, str]) -> bytes | None:
+    import base64
+    import binascii
+
+    raw = env["GATEWAY_SEALING_KEY"].strip()
+    if not raw:
+        return None
+    try:
+        key = base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError("GATEWAY_SEALING_KEY must be base64 (e.g. `openssl rand -base64 32`)") from None
+    if len(key) < 32:
+        raise SettingsError(f"GATEWAY_SEALING_KEY must hold at least 32 bytes, it holds {len(key)}")
+    return key
 
 
 def secret(name: str, *, purpose: str, prefix: str) -> str:

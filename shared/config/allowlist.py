@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from ..settings import Settings
-    from .model import Account
+    from .model import Account, Agent, McpServer
 
 DEFAULT_SECRET_PREFIX = "GATEWAY_SECRET_"
 # Azure OpenAI, Azure AI Services and Foundry resources, in the public, US Government and China clouds.
@@ -40,6 +40,15 @@ ENTRA_SCOPES = frozenset({"https://cognitiveservices.azure.com/.default",
 AUTHORITY_HOSTS = frozenset({"https://login.microsoftonline.com", "https://login.microsoftonline.us",
                              "https://login.chinacloudapi.cn", "https://login.partner.microsoftonline.cn"})
 ENV_FIELDS = ("key_env", "secret_env")
+# Tokens for these resources would let whoever runs an MCP server or agent act on Azure itself with the
+# gateway's identity: never issued for one, even when listed in GATEWAY_ENTRA_SCOPES.
+CONTROL_PLANE_SCOPE_HOSTS = ("management.azure.com", "management.core.windows.net",
+                             "management.usgovcloudapi.net", "management.chinacloudapi.cn",
+                             "storage.azure.com", "vault.azure.net",
+                             "vault.usgovcloudapi.net", "vault.azure.cn", "graph.microsoft.com",
+                             "graph.microsoft.us", "microsoftgraph.chinacloudapi.cn", "database.windows.net",
+                             "servicebus.azure.net", "eventhubs.azure.net")
+_APP_ID_URI_RE = re.compile(r"^api://[A-Za-z0-9][A-Za-z0-9._~/-]{0,200}/\.default$")
 # Where Kubernetes projects a pod's service-account token and cluster CA, and AKS workload identity its
 # federated token (/var/run/secrets/azure/tokens): credential files are read from here, or from a
 # directory listed in GATEWAY_CREDENTIAL_FILE_DIRS, and nowhere else.
@@ -227,6 +236,49 @@ class Allowlist:
                              "$KUBERNETES_SERVICE_PORT, used when api_server is left out) or an https origin "
                              "listed in GATEWAY_KUBERNETES_API_SERVERS")
         return origin
+
+    def check_remote_url(self, url: str, *, field: str = "url") -> None:
+        """An MCP server's or agent's address: https (any port), or plain http to loopback in
+        development. Which addresses its host may resolve to is checked on every connection
+        (shared/auth/addresses.py), so this only refuses what no connection could make safe."""
+        parts = _split(url)
+        if parts.scheme == "http" and not (self.http_loopback and is_loopback_host(parts.host)):
+            raise NotAllowed("must use https (plain http is allowed only to a loopback address, with "
+                             "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK=true)", field)
+
+    def check_remote_scope(self, scope: str) -> None:
+        """A scope the gateway asks a token for on an MCP server's or agent's behalf: an application
+        ID URI (api://.../.default) or one listed in GATEWAY_ENTRA_SCOPES, never a control-plane,
+        storage, Key Vault or Graph resource."""
+        host = urlsplit(scope).hostname or ""
+        if any(host == h or host.endswith("." + h) for h in CONTROL_PLANE_SCOPE_HOSTS):
+            raise NotAllowed("must not be a Resource Manager, Storage, Key Vault, Graph or other Azure "
+                             "data-plane scope: the MCP server or agent would hold the gateway's own power")
+        if not _APP_ID_URI_RE.match(scope) and scope not in self.scopes:
+            raise NotAllowed("must be an application ID URI such as api://<app>/.default or a scope "
+                             "listed in GATEWAY_ENTRA_SCOPES")
+
+    def remote_problem(self, item: McpServer | Agent) -> NotAllowed | None:
+        """The first value of an MCP server or agent outside the allowlist, its field relative to it."""
+        options = item.auth.options
+        checks: list[tuple[str, Callable[[str], object], object]] = [
+            ("url", self.check_remote_url, item.url),
+            ("card_url", self.check_remote_url, getattr(item, "card_url", None)),
+            ("auth.authorization_server", self.check_remote_url, options.get("authorization_server")),
+            ("auth.client_secret_env", self.check_env_name, options.get("client_secret_env"))]
+        if item.auth.type == "entra":
+            checks.append(("auth.scope", self.check_remote_scope, options.get("scope")))
+        headers = options.get("headers_env")
+        if isinstance(headers, Mapping):
+            checks += [(f"auth.headers_env.{h}", self.check_env_name, env) for h, env in headers.items()]
+        for field, check, value in checks:
+            if value is None:
+                continue
+            try:
+                check(str(value))
+            except NotAllowed as exc:
+                return NotAllowed(exc.problem, field)
+        return None
 
     def _file_dirs(self) -> frozenset[str]:
         return self.credential_dirs | {CREDENTIAL_FILE_DIR}

@@ -8,7 +8,9 @@ from typing import Any
 
 from .model import (
     DEFAULT_API_VERSIONS,
+    DEFAULT_REMOTE_TIMEOUT_S,
     Account,
+    Agent,
     Budget,
     Collaborator,
     Condition,
@@ -16,6 +18,7 @@ from .model import (
     ExternalIdentity,
     IdentityProvider,
     Limit,
+    McpServer,
     Model,
     Price,
     RateLimit,
@@ -75,10 +78,25 @@ def item_document(item: Any) -> dict[str, Any]:
         return _limits_document(item)
     if isinstance(item, Collaborator):
         return {"resource": item.resource, "principal": item.principal, "role": item.role}
-    d = {"name": item.name}
-    for key in ("workspace", "url"):
+    if isinstance(item, McpServer | Agent):
+        return _remote_document(item)
+    return {"name": item.name}
+
+
+def _remote_document(item: McpServer | Agent) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": item.name}
+    for key in ("workspace", "url", "card_url"):
         if getattr(item, key, None):
             d[key] = getattr(item, key)
+    if item.auth.type != "none" or item.auth.options:
+        d["auth"] = {"type": item.auth.type, **_thaw(item.auth.options)}
+    tools = getattr(item, "tools", None)
+    if tools is not None and not tools.everything:
+        d["tools"] = {k: list(v) for k, v in (("allow", tools.allow), ("deny", tools.deny)) if v}
+    if item.timeout_s != DEFAULT_REMOTE_TIMEOUT_S:
+        d["timeout_s"] = _number(item.timeout_s)
+    if item.allow_private_network:
+        d["allow_private_network"] = True
     return d
 
 

@@ -69,18 +69,61 @@ class Model:
     max_output_tokens: int | None = None        # the output cap a request is clamped to (limits)
 
 
+# ---- MCP servers and agents (docs/mcp-and-agents.md) --------------------------------------------------
+REMOTE_AUTH_TYPES: tuple[str, ...] = ("none", "headers", "entra", "identity-assertion", "oauth")
+DEFAULT_REMOTE_TIMEOUT_S = 120.0
+MAX_REMOTE_TIMEOUT_S = 220.0      # below the 230 s within which Functions must start an HTTP response
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteAuth:
+    """How the gateway authenticates itself to an MCP server or agent: never with the caller's own
+    credentials. `options` by type: headers {headers_env: {Header: GATEWAY_SECRET_...}}; entra
+    {scope, account?}; identity-assertion {}; oauth {client_id, client_secret_env?, scopes?,
+    authorization_server?}."""
+    type: str = "none"                          # one of REMOTE_AUTH_TYPES
+    options: Mapping[str, Any] = field(default_factory=lambda: frozen_mapping({}))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFilter:
+    """Which of an MCP server's tools callers see and may call: globs (fnmatch, case-sensitive);
+    `deny` wins; an empty `allow` allows every tool not denied."""
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def allows(self, tool: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        if any(fnmatchcase(tool, pattern) for pattern in self.deny):
+            return False
+        return not self.allow or any(fnmatchcase(tool, pattern) for pattern in self.allow)
+
+    @property
+    def everything(self) -> bool:
+        return not self.allow and not self.deny
+
+
 @dataclass(frozen=True, slots=True)
 class McpServer:
     name: str
     url: str
     workspace: str | None = None
+    auth: RemoteAuth = RemoteAuth()
+    tools: ToolFilter = ToolFilter()
+    timeout_s: float = DEFAULT_REMOTE_TIMEOUT_S
+    allow_private_network: bool = False   # the url's host may resolve to a private (RFC 1918/4193) address
 
 
 @dataclass(frozen=True, slots=True)
 class Agent:
     name: str
     workspace: str | None = None
-    url: str | None = None
+    url: str | None = None                # the agent's JSON-RPC endpoint; without one it is not served
+    auth: RemoteAuth = RemoteAuth()
+    timeout_s: float = DEFAULT_REMOTE_TIMEOUT_S
+    card_url: str | None = None           # default: <url's origin>/.well-known/agent-card.json
+    allow_private_network: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from .kinds import RESOURCE_RE as RESOURCE_RE  # re-exported: derived from the k
 from .model import (
     API_STYLES,
     DEFAULT_API_VERSIONS,
+    MAX_REMOTE_TIMEOUT_S,
+    REMOTE_AUTH_TYPES,
     ROLES,
     Account,
     AccountAuth,
@@ -40,7 +42,9 @@ from .model import (
     IdentityProvider,
     McpServer,
     Model,
+    RemoteAuth,
     Target,
+    ToolFilter,
     Workspace,
     frozen_mapping,
 )
@@ -214,21 +218,107 @@ def _model(raw: Any, where: str) -> Model:
                  max_output_tokens=None if cap is None else read_count(cap, f"{where}.max_output_tokens"))
 
 
+# Outbound headers an MCP server's or agent's `headers` auth may set: a token name, none that frames the
+# request or that the gateway sets itself (the session, protocol and content headers).
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+RESERVED_HEADERS = frozenset({
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "proxy-authorization", "proxy-connection", "accept", "accept-encoding",
+    "cookie", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
+    "a2a-version", "x-request-id", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+})
+REMOTE_AUTH_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "none": ((), ()),
+    "headers": (("headers_env",), ()),
+    "entra": (("scope",), ("account",)),
+    "identity-assertion": ((), ()),
+    "oauth": (("client_id",), ("client_secret_env", "scopes", "authorization_server")),
+}
+MAX_GLOBS = 100
+
+
+def _remote_auth(raw: Any, where: str) -> RemoteAuth:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, "must be a mapping")
+    kind = raw.get("type", "none")
+    if kind not in REMOTE_AUTH_FIELDS:
+        raise ConfigError(f"{where}.type", f"must be one of {', '.join(REMOTE_AUTH_TYPES)}")
+    required, optional = REMOTE_AUTH_FIELDS[kind]
+    d = read_record(raw, where, required, ("type", *optional))
+    d.pop("type", None)
+    if "headers_env" in d:
+        d["headers_env"] = frozen_mapping(_headers_env(d["headers_env"], f"{where}.headers_env"))
+    if "scopes" in d:
+        d["scopes"] = tuple(_strings(d["scopes"], f"{where}.scopes", limit=20))
+    for key in ("scope", "client_id", "client_secret_env"):
+        if key in d:
+            read_text(d[key], f"{where}.{key}")
+    if "account" in d:
+        read_name(d["account"], f"{where}.account")
+    if "authorization_server" in d:
+        _url(d["authorization_server"], f"{where}.authorization_server")
+    return RemoteAuth(type=kind, options=frozen_mapping(d))
+
+
+def _headers_env(raw: Any, where: str) -> dict[str, str]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(where, "must be a non-empty mapping of header name to environment variable")
+    out: dict[str, str] = {}
+    for name, env in raw.items():
+        header = read_matching(name, where, HEADER_NAME_RE, "header names must be letters, digits and '-'")
+        if header.lower() in RESERVED_HEADERS:
+            raise ConfigError(where, f"the header {header} is set by the gateway itself")
+        if header.lower() in {h.lower() for h in out}:
+            raise ConfigError(where, f"the header {header} is named twice")
+        out[header] = str(read_text(env, f"{where}.{header}"))
+    return out
+
+
+def _strings(raw: Any, where: str, *, limit: int) -> list[str]:
+    if not isinstance(raw, list) or len(raw) > limit:
+        raise ConfigError(where, f"must be a list of at most {limit} strings")
+    return [str(read_text(v, f"{where}[{i}]")) for i, v in enumerate(raw)]
+
+
+def _tools(raw: Any, where: str) -> ToolFilter:
+    d = read_record(raw if raw is not None else {}, where, (), ("allow", "deny"))
+    return ToolFilter(allow=tuple(_strings(d.get("allow", []), f"{where}.allow", limit=MAX_GLOBS)),
+                      deny=tuple(_strings(d.get("deny", []), f"{where}.deny", limit=MAX_GLOBS)))
+
+
+def _timeout(raw: Any, where: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw <= MAX_REMOTE_TIMEOUT_S:
+        raise ConfigError(where, f"must be a number of seconds above 0 and at most {MAX_REMOTE_TIMEOUT_S:g} "
+                                 "(Functions ends an HTTP request that has not answered within 230 s)")
+    return float(raw)
+
+
+def _remote_common(d: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The fields MCP servers and agents share."""
+    ws = d.get("workspace")
+    return {"name": read_name(d["name"], f"{where}.name"),
+            "workspace": read_name(ws, f"{where}.workspace") if ws is not None else None,
+            "auth": _remote_auth(d.get("auth", {"type": "none"}), f"{where}.auth"),
+            "timeout_s": _timeout(d.get("timeout_s", 120), f"{where}.timeout_s"),
+            "allow_private_network": read_flag(d.get("allow_private_network", False),
+                                               f"{where}.allow_private_network")}
+
+
+REMOTE_FIELDS = ("workspace", "auth", "timeout_s", "allow_private_network")
+
+
 def _mcp_server(raw: Any, where: str) -> McpServer:
-    d = read_record(raw, where, ("name", "url"), ("workspace",))
+    d = read_record(raw, where, ("name", "url"), (*REMOTE_FIELDS, "tools"))
     url = _url(d["url"], f"{where}.url")
     assert url is not None
-    ws = d.get("workspace")
-    return McpServer(name=read_name(d["name"], f"{where}.name"), url=url,
-                     workspace=read_name(ws, f"{where}.workspace") if ws is not None else None)
+    return McpServer(url=url, tools=_tools(d.get("tools"), f"{where}.tools"), **_remote_common(d, where))
 
 
 def _agent(raw: Any, where: str) -> Agent:
-    d = read_record(raw, where, ("name",), ("workspace", "url"))
-    ws = d.get("workspace")
-    return Agent(name=read_name(d["name"], f"{where}.name"),
-                 workspace=read_name(ws, f"{where}.workspace") if ws is not None else None,
-                 url=_url(d.get("url"), f"{where}.url", optional=True))
+    d = read_record(raw, where, ("name",), (*REMOTE_FIELDS, "url", "card_url"))
+    return Agent(url=_url(d.get("url"), f"{where}.url", optional=True),
+                 card_url=_url(d.get("card_url"), f"{where}.card_url", optional=True),
+                 **_remote_common(d, where))
 
 
 def _workspace(raw: Any, where: str) -> Workspace:
@@ -271,10 +361,15 @@ PARSERS = {
 
 def _allowed(section: str, item: Any, where: str, allowlist: Allowlist | None) -> Any:
     """`item` if the allowlist admits what it makes the gateway read or send its identity to."""
-    if section == "accounts" and allowlist is not None:
+    if allowlist is None:
+        return item
+    refused = None
+    if section == "accounts":
         refused = allowlist.account_problem(item)
-        if refused is not None:
-            raise ConfigError(f"{where}.{refused.field}", refused.problem)
+    elif section in ("mcp_servers", "agents"):
+        refused = allowlist.remote_problem(item)
+    if refused is not None:
+        raise ConfigError(f"{where}.{refused.field}", refused.problem)
     return item
 
 
@@ -325,6 +420,11 @@ def check_references(config: Config) -> None:
         for i, item in enumerate(getattr(config, section)):
             if item.workspace is not None and item.workspace not in names["workspaces"]:
                 raise ConfigError(f"{section}[{i}].workspace", f"unknown workspace {item.workspace!r}")
+    for section in ("mcp_servers", "agents"):
+        for i, item in enumerate(getattr(config, section)):
+            account = item.auth.options.get("account")
+            if account is not None and account not in names["accounts"]:
+                raise ConfigError(f"{section}[{i}].auth.account", f"unknown account {account!r}")
     for i, model in enumerate(config.models):
         for j, target in enumerate(model.targets):
             if target.account not in names["accounts"]:

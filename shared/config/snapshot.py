@@ -25,11 +25,12 @@ from ..access import Policy
 from ..errors import GatewayError
 from .allowlist import Allowlist
 from .kinds import BY_SECTION
-from .model import Account, Config, Model
+from .model import Account, Agent, Config, McpServer, Model
 from .schema import ConfigError, parse_principal, principal_reference
 from .store import ConfigStore
 
 log = logging.getLogger("gateway.config.snapshot")
+_Remote = McpServer | Agent
 
 
 def admin_problems(admins: Iterable[str], config: Config | None) -> tuple[str, ...]:
@@ -65,6 +66,8 @@ class View:
     accounts: MappingProxyType[str, Account] = field(repr=False)
     refused: MappingProxyType[str, str] = field(repr=False)
     admin_problems: tuple[str, ...] = ()
+    mcp_servers: MappingProxyType[str, McpServer] = field(repr=False, default=MappingProxyType({}))
+    agents: MappingProxyType[str, Agent] = field(repr=False, default=MappingProxyType({}))
 
     @classmethod
     def build(cls, config: Config, version: str, admins: frozenset[str], loaded_at: float, *,
@@ -77,10 +80,27 @@ class View:
                 usable[account.name] = account
             else:
                 refused[account.name] = f"{problem.field}: {problem.problem}"
+        servers = _admitted(config.mcp_servers, "mcp-server", allowlist, refused)
+        agents = _admitted(config.agents, "agent", allowlist, refused)
         return cls(config=config, version=version, loaded_at=loaded_at, policy=Policy(config, admins),
                    models=MappingProxyType({m.name: m for m in config.models}),
                    accounts=MappingProxyType(usable), refused=MappingProxyType(refused),
-                   admin_problems=admin_problems(admins, config))
+                   admin_problems=admin_problems(admins, config),
+                   mcp_servers=MappingProxyType(servers), agents=MappingProxyType(agents))
+
+
+def _admitted(items: tuple[_Remote, ...], prefix: str, allowlist: Allowlist,
+              refused: dict[str, str]) -> dict[str, _Remote]:
+    """The MCP servers or agents the allowlist admits by name; the others into `refused` as
+    "<prefix>:<name>" (a stored one written before a setting changed is named, not served)."""
+    usable = {}
+    for item in items:
+        problem = allowlist.remote_problem(item)
+        if problem is None:
+            usable[item.name] = item
+        else:
+            refused[f"{prefix}:{item.name}"] = f"{problem.field}: {problem.problem}"
+    return usable
 
 
 class Snapshot:
@@ -132,8 +152,8 @@ class Snapshot:
         if self._view is None or self._view.version != version:
             log.info("configuration version %s loaded", version)
             for name, problem in view.refused.items():
-                log.error("account %s is not used, its configuration is outside the allowlist: %s",
-                          name, problem)
+                what = name if ":" in name else f"account {name}"
+                log.error("%s is not used, its configuration is outside the allowlist: %s", what, problem)
             for problem in view.admin_problems:
                 log.warning("%s", problem)
         self._view = view

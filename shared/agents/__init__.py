@@ -1,0 +1,10 @@
+"""The agent plane: A2A agents behind the gateway's identities and roles (docs/mcp-and-agents.md).
+
+`ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
+"""
+
+from __future__ import annotations
+
+from ..http import Route
+
+ROUTES: tuple[Route, ...] = ()
