@@ -170,6 +170,7 @@ module keyVault 'modules/keyvault.bicep' = {
     name: 'kv-${resourceToken}'
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     sealingKey: sealingKey
+    createSealingKey: !empty(sealingKey)
   }
 }
 

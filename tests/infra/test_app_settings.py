@@ -197,8 +197,8 @@ def test_both_stacks_reference_the_sealing_key_in_key_vault(bicep, terraform, bi
     call = bicep.main["modules"]["functionApp"]["config"]["params"]
     assert helpers.expression_text(call["sealingKeyUri"]) == "keyVault.outputs.sealingKeyUri"
     uri = helpers.expression_text(bicep.files["modules/keyvault.bicep"]["outputs"]["sealingKeyUri"]["value"])
-    assert uri == "<conditional condition=empty(sealingKey), true_value=, " \
-                  "false_value=sealingKeySecret.properties.secretUri>"  # secretUri has no version
+    assert uri == "<conditional condition=createSealingKey, " \
+                  "true_value=sealingKeySecret.properties.secretUri, false_value=>"  # secretUri: no version
     # Terraform: always, to the versionless URI of the secret it writes.
     assert terraform_settings["GATEWAY_SEALING_KEY"] == (
         "@Microsoft.KeyVault(SecretUri=${local.sealing_key_secret_uri})"

@@ -15,8 +15,11 @@ param name string
 param logAnalyticsId string
 
 @secure()
-@description('GATEWAY_SEALING_KEY: base64 of at least 32 random bytes. Empty: no secret, and the app setting stays empty (each instance draws its own key).')
+@description('GATEWAY_SEALING_KEY: base64 of at least 32 random bytes.')
 param sealingKey string
+
+@description('Whether sealingKey holds a key. False: no secret, and the app setting stays empty (each instance draws its own key). A plain bool, so that no output reads the secure parameter.')
+param createSealingKey bool
 
 var sealingKeySecretName = 'gateway-sealing-key'
 
@@ -44,7 +47,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 
 // Written through Resource Manager (the deployer needs no data-plane role on the vault). Only when a key
 // is given: a reference to a missing secret would hand the gateway the reference text as its key.
-resource sealingKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(sealingKey)) {
+resource sealingKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (createSealingKey) {
   parent: vault
   name: sealingKeySecretName
   properties: {
@@ -69,4 +72,4 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
 
 output name string = vault.name
 // Versionless: the app follows the secret's current version, so replacing the secret rotates the key.
-output sealingKeyUri string = empty(sealingKey) ? '' : sealingKeySecret.properties.secretUri
+output sealingKeyUri string = createSealingKey ? sealingKeySecret.properties.secretUri : ''
