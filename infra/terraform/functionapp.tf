@@ -1,6 +1,6 @@
 # The gateway: a Flex Consumption function app (Python 3.13) that runs as the user-assigned identity for
-# everything, including its deployment package and its Key Vault references. HTTPS only, TLS 1.2, no basic publishing credentials,
-# logs to Log Analytics.
+# everything, including its deployment package and its Key Vault references. HTTPS only, TLS 1.2, no
+# basic publishing credentials, logs to Log Analytics.
 
 resource "azurerm_service_plan" "main" {
   name                = "plan-${local.resource_token}"
