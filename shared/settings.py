@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_SEALING_KEY", "",
             "Base64 secret of at least 32 bytes (a Key Vault reference in Azure) sealing MCP session ids, "
             "OAuth state and stored OAuth tokens, and deriving the identity-assertion key; the same on every "
-            "instance. Unset: a random key per process.", False),
+            "instance. Unset: a random key per process.", True),
     Setting("GATEWAY_PORT", "7071",
             "Local host: the port `python -m shared serve` and `make run` serve the gateway on.", False),
 )

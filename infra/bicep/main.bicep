@@ -1,6 +1,7 @@
 // The gateway on Azure, keyless: a Flex Consumption function app that reaches its storage, its
-// configuration tables, Application Insights and Azure OpenAI with one user-assigned managed identity.
-// No connection string with a key, no API key, no client secret anywhere.
+// configuration tables, Application Insights, Azure OpenAI and its Key Vault with one user-assigned
+// managed identity. No connection string with a key, no API key, no client secret anywhere; the one
+// secret, the gateway's sealing key, lives in the Key Vault and reaches the app as a reference.
 //
 // Deployed by `azd up` (azure.yaml), or by hand:
 //   az deployment sub create -l <region> -f infra/bicep/main.bicep -p environmentName=<name> location=<region>
@@ -106,6 +107,10 @@ param kubernetesServiceAccount string = ''
 @description('Days Log Analytics keeps logs.')
 param logRetentionDays int = 30
 
+@secure()
+@description('GATEWAY_SEALING_KEY, kept in the Key Vault (azd: GATEWAY_SEALING_KEY; `openssl rand -base64 32`). Empty: no secret, and each instance draws its own key (sessions break across instances, OAuth is unavailable).')
+param sealingKey string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -156,6 +161,19 @@ module storage 'modules/storage.bicep' = {
   }
 }
 
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'kv-${resourceToken}'
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    sealingKey: sealingKey
+    createSealingKey: !empty(sealingKey)
+  }
+}
+
 module openAi 'modules/openai.bicep' = {
   name: 'openai'
   scope: rg
@@ -202,6 +220,7 @@ module roles 'modules/roles.bicep' = {
     storageAccountName: storage.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     openAiAccountName: openAi.outputs.name
+    keyVaultName: keyVault.outputs.name
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
     entraServicePrincipalId: createEntraApp ? entraApp.outputs.servicePrincipalId : ''
@@ -223,6 +242,7 @@ module functionApp 'modules/functionapp.bicep' = {
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     tablePrefix: tablePrefix
     gatewayAdmins: gatewayAdmins
+    sealingKeyUri: keyVault.outputs.sealingKeyUri
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     alwaysReadyInstanceCount: alwaysReadyInstanceCount
     maximumInstanceCount: maximumInstanceCount
@@ -244,6 +264,7 @@ output GATEWAY_TABLE_PREFIX string = tablePrefix
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAi.outputs.deploymentName
 output AZURE_AI_FOUNDRY_ENDPOINT string = createAiFoundry ? foundry.outputs.endpoint : ''

@@ -1,6 +1,6 @@
 # The gateway: a Flex Consumption function app (Python 3.13) that runs as the user-assigned identity for
-# everything, including its deployment package. HTTPS only, TLS 1.2, no basic publishing credentials,
-# logs to Log Analytics.
+# everything, including its deployment package and its Key Vault references. HTTPS only, TLS 1.2, no
+# basic publishing credentials, logs to Log Analytics.
 
 resource "azurerm_service_plan" "main" {
   name                = "plan-${local.resource_token}"
@@ -92,6 +92,9 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
     GATEWAY_MAX_BODY_BYTES           = "26214400"
     GATEWAY_UPSTREAM_TIMEOUT_SECONDS = "120"
     GATEWAY_LOG_LEVEL                = "INFO"
+    # A reference, never the key: the platform resolves it with the identity that
+    # azapi_resource_action.key_vault_reference_identity below names.
+    GATEWAY_SEALING_KEY = "@Microsoft.KeyVault(SecretUri=${local.sealing_key_secret_uri})"
   }
 
   depends_on = [
@@ -99,6 +102,7 @@ resource "azurerm_function_app_flex_consumption" "gateway" {
     azurerm_role_assignment.identity_queue_contributor,
     azurerm_role_assignment.identity_table_contributor,
     azurerm_role_assignment.identity_metrics_publisher,
+    azurerm_role_assignment.identity_key_vault_secrets_user,
   ]
 }
 
@@ -110,9 +114,26 @@ resource "azapi_update_resource" "ftp_basic_auth" {
   type      = "Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01"
   name      = "ftp"
   parent_id = azurerm_function_app_flex_consumption.gateway.id
+  locks     = [azurerm_function_app_flex_consumption.gateway.id]
   body = {
     properties = {
       allow = false
+    }
+  }
+}
+
+# Key Vault references resolve with the user-assigned identity, as in the Bicep stack: the default is a
+# system-assigned identity, which the app does not have. azurerm's Flex Consumption resource has no
+# argument for it (hashicorp/terraform-provider-azurerm#28928), so a PATCH of the site sets
+# keyVaultReferenceIdentity alone. azurerm's own updates read the site and write it back, so they keep it.
+resource "azapi_resource_action" "key_vault_reference_identity" {
+  type        = "Microsoft.Web/sites@2024-04-01"
+  resource_id = azurerm_function_app_flex_consumption.gateway.id
+  method      = "PATCH"
+  locks       = [azurerm_function_app_flex_consumption.gateway.id]
+  body = {
+    properties = {
+      keyVaultReferenceIdentity = azurerm_user_assigned_identity.gateway.id
     }
   }
 }

@@ -41,6 +41,10 @@ output "AZURE_MANAGED_IDENTITY_PRINCIPAL_ID" {
   value = azurerm_user_assigned_identity.gateway.principal_id
 }
 
+output "AZURE_KEY_VAULT_NAME" {
+  value = azurerm_key_vault.main.name
+}
+
 output "AZURE_OPENAI_ENDPOINT" {
   value = azurerm_cognitive_account.openai.endpoint
 }

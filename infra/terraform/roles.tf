@@ -9,6 +9,7 @@ locals {
     monitoring_metrics_publisher   = "3913510d-42f4-4e42-8a64-420c390055eb"
     cognitive_services_openai_user = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
     azure_ai_user                  = "53ca6127-db72-4b80-b1b0-d745d6d5456d"
+    key_vault_secrets_user         = "4633458b-17de-408a-b874-0445c86b69e6"
   }
   # The optional AI Foundry resource: each of these principals gets both roles on it.
   foundry_principals = var.create_ai_foundry ? merge(
@@ -63,6 +64,15 @@ resource "azurerm_role_assignment" "entra_app_openai_user" {
   scope              = azurerm_cognitive_account.openai.id
   role_definition_id = "${local.role_definition_prefix}${local.roles.cognitive_services_openai_user}"
   principal_id       = azuread_service_principal.gateway[0].object_id
+  principal_type     = "ServicePrincipal"
+}
+
+# The app's Key Vault references (GATEWAY_SEALING_KEY): read secrets of this one vault, nothing else.
+# The deployer gets no role here: the secret is written through Resource Manager (keyvault.tf).
+resource "azurerm_role_assignment" "identity_key_vault_secrets_user" {
+  scope              = azurerm_key_vault.main.id
+  role_definition_id = "${local.role_definition_prefix}${local.roles.key_vault_secrets_user}"
+  principal_id       = azurerm_user_assigned_identity.gateway.principal_id
   principal_type     = "ServicePrincipal"
 }
 

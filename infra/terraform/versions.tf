@@ -20,6 +20,11 @@ terraform {
       source  = "Azure/azapi"
       version = "~> 2.2"
     }
+    # GATEWAY_SEALING_KEY (random_bytes, keyvault.tf).
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.7"
+    }
   }
 }
 
@@ -32,9 +37,17 @@ provider "azurerm" {
     cognitive_account {
       purge_soft_delete_on_destroy = false
     }
+    # Purge protection forbids purging the vault; a new apply of the same environment within the
+    # retention days takes the soft-deleted vault back instead of failing on its name.
+    key_vault {
+      purge_soft_delete_on_destroy    = false
+      recover_soft_deleted_key_vaults = true
+    }
   }
 }
 
 provider "azuread" {}
 
 provider "azapi" {}
+
+provider "random" {}

@@ -7,6 +7,8 @@ the gateway's settings, a stack may only set the Functions host's own settings l
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any
 
 import pytest
@@ -36,7 +38,12 @@ NOT_IN_AZURE = {s.name for s in SETTINGS if not s.in_azure}
 
 # Settings whose value is the stack's own resource or parameter, not a literal default.
 DERIVED = {"GATEWAY_TABLES_ENDPOINT", "AZURE_CLIENT_ID", "GATEWAY_TABLE_PREFIX", "GATEWAY_ADMINS",
-           "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+           "APPLICATIONINSIGHTS_CONNECTION_STRING", "GATEWAY_SEALING_KEY"}
+
+# Secrets reach the app as Key Vault references only, never as values: the platform resolves the
+# reference with the site's keyVaultReferenceIdentity and hands the gateway the secret.
+SECRET_SETTINGS = {"GATEWAY_SEALING_KEY"}
+KEY_VAULT_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(SecretUri=\$\{[\w.]+\}\)")
 
 
 def setting_problems(settings: dict[str, Any], *, workarounds: dict[str, str] | None = None) -> list[str]:
@@ -55,6 +62,19 @@ def setting_problems(settings: dict[str, Any], *, workarounds: dict[str, str] | 
             problems.append(f"{name} may only be set to {value!r}, got {settings[name]!r}")
     for name in sorted((names & FLEX_FORBIDDEN) - set(workarounds)):
         problems.append(f"{name} must not be set on Flex Consumption")
+    return problems
+
+
+def secret_problems(settings: dict[str, Any]) -> list[str]:
+    """Secret settings whose value is anything but a Key Vault reference (Bicep may fall back to "")."""
+    problems = []
+    for name in sorted(SECRET_SETTINGS & set(settings)):
+        value = str(settings[name])
+        references = KEY_VAULT_REFERENCE.findall(value)
+        rest = KEY_VAULT_REFERENCE.sub("", value)
+        bicep_fallback = rest.startswith("<conditional ") and re.search(r"true_value=,", rest)
+        if len(references) != 1 or (rest and not bicep_fallback):
+            problems.append(f"{name} must be a Key Vault reference, got {value!r}")
     return problems
 
 
@@ -153,6 +173,8 @@ def test_the_deployed_settings_load(bicep_settings):
     env["AZURE_CLIENT_ID"] = "11111111-1111-1111-1111-111111111111"
     env["GATEWAY_TABLE_PREFIX"] = IN_AZURE["GATEWAY_TABLE_PREFIX"].default
     env["GATEWAY_ADMINS"] = "user:okta/admin"
+    key = bytes(range(32))
+    env["GATEWAY_SEALING_KEY"] = base64.b64encode(key).decode()  # what the resolved reference holds
     try:
         settings = load(env)
     except SettingsError as exc:  # pragma: no cover - the failure message is the point
@@ -160,6 +182,49 @@ def test_the_deployed_settings_load(bicep_settings):
     settings.require_tables()
     assert settings.tables_endpoint == "https://stexample.table.core.windows.net"
     assert not settings.allow_http_loopback
+    assert settings.sealing_key == key
+
+
+def test_both_stacks_reference_the_sealing_key_in_key_vault(bicep, terraform, bicep_settings,
+                                                            terraform_settings, helpers):
+    assert secret_problems(bicep_settings) == []
+    assert secret_problems(terraform_settings) == []
+    # Bicep: the reference only when the secret exists; the module's versionless URI from main.
+    assert bicep_settings["GATEWAY_SEALING_KEY"] == (
+        "<conditional condition=empty(sealingKeyUri), true_value=, "
+        "false_value=@Microsoft.KeyVault(SecretUri=${sealingKeyUri})>"
+    )
+    call = bicep.main["modules"]["functionApp"]["config"]["params"]
+    assert helpers.expression_text(call["sealingKeyUri"]) == "keyVault.outputs.sealingKeyUri"
+    uri = helpers.expression_text(bicep.files["modules/keyvault.bicep"]["outputs"]["sealingKeyUri"]["value"])
+    assert uri == "<conditional condition=createSealingKey, " \
+                  "true_value=sealingKeySecret.properties.secretUri, false_value=>"  # secretUri: no version
+    # Terraform: always, to the versionless URI of the secret it writes.
+    assert terraform_settings["GATEWAY_SEALING_KEY"] == (
+        "@Microsoft.KeyVault(SecretUri=${local.sealing_key_secret_uri})"
+    )
+    assert terraform.locals()["sealing_key_secret_uri"] == (
+        "${azurerm_key_vault.main.vault_uri}secrets/${azapi_resource.sealing_key.name}"
+    )
+
+
+def test_a_secret_pasted_as_a_value_is_caught(bicep_settings, terraform_settings):
+    pasted = base64.b64encode(bytes(32)).decode()
+    for settings in (bicep_settings, terraform_settings):
+        drifted = {**settings, "GATEWAY_SEALING_KEY": pasted}
+        assert any("Key Vault reference" in p for p in secret_problems(drifted))
+    with_suffix = {**terraform_settings,
+                   "GATEWAY_SEALING_KEY": terraform_settings["GATEWAY_SEALING_KEY"] + pasted}
+    assert secret_problems(with_suffix) != []
+
+
+def test_an_unresolved_reference_stops_the_gateway():
+    """When the platform cannot resolve the reference it passes the reference text on: the gateway must
+    refuse it, naming the setting, rather than fall back to a key of its own per instance."""
+    env = {"GATEWAY_SEALING_KEY": "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/"
+                                  "gateway-sealing-key)"}
+    with pytest.raises(SettingsError, match="GATEWAY_SEALING_KEY"):
+        load(env)
 
 
 # ---- the comparison fails for real when a stack drifts ------------------------------------------

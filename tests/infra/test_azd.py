@@ -98,3 +98,23 @@ def test_the_substitution_reads_like_azd():
     assert azd_substitute("${A}", {"A": "x"}) == "x"
     assert azd_substitute("${A=d}", {}) == "d"
     assert azd_substitute("${A}", {}) == ""
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, ""),  # unset: the parameter's default, no secret (each instance draws its own key)
+    ({"GATEWAY_SEALING_KEY": "c2VhbGluZw=="}, "c2VhbGluZw=="),
+])
+def test_azd_passes_the_sealing_key_from_its_environment(bicep, env, expected):
+    """`azd env set GATEWAY_SEALING_KEY ...` reaches the secure parameter; nothing is written in the repo."""
+    parameters = json.loads((ROOT / "infra/bicep/main.parameters.json").read_text(encoding="utf-8"))
+    assert azd_substitute(parameters["parameters"]["sealingKey"]["value"], env) == expected
+    declared = bicep.main["parameters"]["sealingKey"]
+    assert {"type": "secure"} in declared["decorators"]
+    assert declared["default"] == ""
+
+
+def test_the_readme_documents_the_sealing_key():
+    readme = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
+    assert "azd env set GATEWAY_SEALING_KEY" in readme
+    assert "random_bytes.sealing_key" in readme  # rotation with Terraform
+    assert "Key Vault Secrets User" in readme

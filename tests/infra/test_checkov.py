@@ -77,6 +77,10 @@ TERRAFORM_MUTATIONS = [
     ("openai.tf", r"\n\s*custom_subdomain_name\s*=.*", "", "CKV2_GW_12"),
     ("openai.tf", r'(?s)resource "azurerm_monitor_diagnostic_setting" "openai" \{.*?\n\}\n', "",
      "CKV2_GW_13"),
+    ("keyvault.tf", r'(?s)resource "azurerm_monitor_diagnostic_setting" "key_vault" \{.*?\n\}\n', "",
+     "CKV2_GW_13"),
+    ("keyvault.tf", r"rbac_authorization_enabled\s*=\s*true", "rbac_authorization_enabled = false",
+     "CKV2_GW_14"),
 ]
 BICEP_MUTATIONS = [
     ("modules/functionapp.bicep", r"type: 'UserAssignedIdentity'", "type: 'SystemAssignedIdentity'",
@@ -87,6 +91,8 @@ BICEP_MUTATIONS = [
     ("modules/monitoring.bicep", r"disableLocalAuth: true", "disableLocalAuth: false", "CKV2_GW_25"),
     ("modules/openai.bicep", r"\n\s*customSubDomainName: name", "", "CKV2_GW_26"),
     ("modules/functionapp.bicep", r"categoryGroup: 'allLogs'", "category: 'FunctionAppLogs'", "CKV2_GW_27"),
+    ("modules/keyvault.bicep", r"enableRbacAuthorization: true", "enableRbacAuthorization: false",
+     "CKV2_GW_28"),
 ]
 BROKEN_BICEP = "modules/broken.bicep"
 
@@ -253,6 +259,13 @@ def test_custom_policy_catches_its_violation(reports, policy):
     report = reports[f"broken {POLICY_FRAMEWORKS[policy]}"]
     failed = {r["check_id"] for r in report["results"]["failed_checks"]}
     assert policy in failed, f"{policy} did not fail on a stack broken on purpose"
+
+
+def test_the_key_vault_without_diagnostics_is_caught(reports):
+    """CKV2_GW_13 covers the vault itself, not only the resources whose mutation fails it first."""
+    failed = {resource_name(r) for r in reports["broken terraform"]["results"]["failed_checks"]
+              if r["check_id"] == "CKV2_GW_13"}
+    assert {"azurerm_key_vault.main", "azurerm_cognitive_account.openai"} <= failed
 
 
 def test_the_comparison_flags_an_unjustified_failure(reports):

@@ -6,6 +6,7 @@ Kubernetes federated credentials).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from pathlib import Path
@@ -37,6 +38,8 @@ BICEP_KINDS = {
     "Microsoft.Graph/applications": "entra app",
     "Microsoft.Graph/applications/federatedIdentityCredentials": "entra app credential",
     "Microsoft.Graph/servicePrincipals": "entra service principal",
+    "Microsoft.KeyVault/vaults": "key vault",
+    "Microsoft.KeyVault/vaults/secrets": "sealing key secret",
 }
 TERRAFORM_KINDS = {
     "azurerm_resource_group": "resource group",
@@ -57,9 +60,14 @@ TERRAFORM_KINDS = {
     "azuread_application": "entra app",
     "azuread_application_federated_identity_credential": "entra app credential",
     "azuread_service_principal": "entra service principal",
+    "azurerm_key_vault": "key vault",
+    "azapi_resource:Microsoft.KeyVault/vaults/secrets": "sealing key secret",
+    "random_bytes": "(the sealing key's bytes)",
+    "azapi_resource_action:Microsoft.Web/sites": "(key vault reference identity)",
 }
 # Kinds in parentheses are settings of another resource (blob_properties, the basic publishing
-# policies): checked below, not counted.
+# policies, the site's keyVaultReferenceIdentity) or Terraform's own state (the sealing key's random
+# bytes, which Bicep takes as a parameter): checked below, not counted.
 
 ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
@@ -68,6 +76,7 @@ ROLE_IDS = {
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
     "Azure AI User": "53ca6127-db72-4b80-b1b0-d745d6d5456d",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 # (role, scope, principal, optional)
 EXPECTED_ROLES = {
@@ -76,6 +85,9 @@ EXPECTED_ROLES = {
     ("Storage Table Data Contributor", "storage account", "managed identity", False),
     ("Monitoring Metrics Publisher", "application insights", "managed identity", False),
     ("Cognitive Services OpenAI User", "openai account", "managed identity", False),
+    # The Key Vault reference of GATEWAY_SEALING_KEY. The deployer gets nothing on the vault: the
+    # secret is written through Resource Manager in both stacks.
+    ("Key Vault Secrets User", "key vault", "managed identity", False),
     ("Cognitive Services OpenAI User", "openai account", "entra app", True),
     ("Storage Table Data Contributor", "storage account", "deployer", True),
     # The optional AI Foundry resource, for the identity and (when it exists) the app registration.
@@ -90,7 +102,7 @@ EXPECTED_TABLE_KINDS = [
     "ratelimits", "budgets", "prices", "bindings", "meta", "usage", "audit", "health",
 ]
 DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
-                      "foundry account"}
+                      "foundry account", "key vault"}
 
 
 # ---- Bicep readers --------------------------------------------------------------------------------
@@ -162,7 +174,7 @@ def bicep_foundry_roles(bicep, helpers, symbol, resource) -> set[tuple[str, str,
 
 
 def terraform_type_key(rtype: str, body: dict[str, Any], helpers) -> str:
-    if rtype in ("azapi_resource", "azapi_update_resource"):
+    if rtype in ("azapi_resource", "azapi_update_resource", "azapi_resource_action"):
         return f"{rtype}:{helpers.unwrap(body['type']).split('@', 1)[0]}"
     return rtype
 
@@ -225,7 +237,8 @@ def test_an_added_resource_is_caught(bicep_copy, terraform, helpers):
 
 
 def test_an_unmapped_resource_type_is_caught(terraform_copy, helpers):
-    terraform_copy.files["main.tf"].setdefault("resource", []).append({"azurerm_key_vault": {"kv": {}}})
+    # The data-plane secret resource: the stack writes the secret through Resource Manager instead.
+    terraform_copy.files["main.tf"].setdefault("resource", []).append({"azurerm_key_vault_secret": {"s": {}}})
     with pytest.raises(AssertionError, match="unmapped"):
         terraform_kinds(terraform_copy, helpers)
 
@@ -272,7 +285,7 @@ def test_tables_are_named_prefix_kind(bicep, terraform, helpers):
 def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers):
     scope_kinds = {
         "blobService": "blob service", "queueService": "queue service", "tableService": "table service",
-        "account": "openai account", "site": "function app",
+        "account": "openai account", "site": "function app", "vault": "key vault",
     }
     bicep_targets = set()
     for file, symbol, resource in bicep.resources():
@@ -292,6 +305,7 @@ def test_diagnostic_settings_cover_the_same_resources(bicep, terraform, helpers)
                 "${azurerm_cognitive_account.openai.id}": "openai account",
                 "${azurerm_cognitive_account.foundry[0].id}": "foundry account",
                 "${azurerm_function_app_flex_consumption.gateway.id}": "function app",
+                "${azurerm_key_vault.main.id}": "key vault",
             }[target]
             terraform_targets.add(kind)
             assert helpers.unwrap(helpers.unwrap(body["enabled_log"])["category_group"]) == "allLogs", rname
@@ -342,6 +356,7 @@ def test_both_stacks_take_the_same_parameters_with_the_same_defaults(bicep, terr
         _normalized(n): helpers.unwrap(v.get("default")) for n, v in terraform.variables().items()
     }
     terraform_vars.pop("subscriptionid")  # Terraform's provider needs it; Bicep deploys to a subscription
+    bicep_params.pop("sealingkey")  # Terraform draws the key itself (random_bytes)
     assert set(bicep_params) == set(terraform_vars)
     for name, default in bicep_params.items():
         assert default == terraform_vars[name], name
@@ -587,3 +602,91 @@ def test_ai_foundry_endpoint_is_an_output_empty_when_off(bicep, terraform, helpe
     assert "createAiFoundry" in str(output) and "foundry.outputs.endpoint" in str(output)
     value = helpers.unwrap(terraform.outputs()["AZURE_AI_FOUNDRY_ENDPOINT"]["value"])
     assert value == '${var.create_ai_foundry ? azurerm_cognitive_account.foundry[0].endpoint : ""}'
+
+
+# ---- the sealing key in Key Vault ----------------------------------------------------------------
+
+KEY_VAULT_FILE = "modules/keyvault.bicep"
+SEALING_KEY_SECRET = "gateway-sealing-key"
+
+
+def test_the_key_vault_is_rbac_only_and_recoverable(bicep, terraform, helpers):
+    vault, _, _ = helpers.bicep_resource_body(bicep.resource(KEY_VAULT_FILE, "vault"))
+    props = vault["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert "accessPolicies" not in props
+    assert props["enableSoftDelete"] is True
+    assert props["enablePurgeProtection"] is True
+    assert props["softDeleteRetentionInDays"] == 7
+    assert props["publicNetworkAccess"] == "Enabled"  # as the storage account and Azure OpenAI
+
+    vault_tf = terraform.resource("azurerm_key_vault", "main")
+    assert helpers.unwrap(vault_tf["rbac_authorization_enabled"]) is True
+    assert "access_policy" not in vault_tf and "enable_rbac_authorization" not in vault_tf
+    assert helpers.unwrap(vault_tf["purge_protection_enabled"]) is True
+    assert helpers.unwrap(vault_tf["soft_delete_retention_days"]) == 7
+    assert helpers.unwrap(vault_tf["public_network_access_enabled"]) is True
+    assert helpers.unwrap(vault_tf["name"]) == "${local.key_vault_name}"
+    assert terraform.locals()["key_vault_name"] == "kv-${local.resource_token}"
+    call = bicep.main["modules"]["keyVault"]["config"]["params"]
+    assert call["name"] == "kv-${resourceToken}"
+
+
+def test_the_sealing_key_is_written_through_resource_manager(bicep, terraform, helpers):
+    """Both stacks create the same secret with a control-plane write: the deployer needs no data role."""
+    secret, condition, _ = helpers.bicep_resource_body(bicep.resource(KEY_VAULT_FILE, "sealingKeySecret"))
+    assert condition == "createSealingKey"
+    call = bicep.main["modules"]["keyVault"]["config"]["params"]
+    assert helpers.expression_text(call["createSealingKey"]) == "<not bool_value=empty(sealingKey)>"
+    assert bicep.variable(KEY_VAULT_FILE, secret["name"]) == SEALING_KEY_SECRET
+    assert secret["parent"] == "vault"
+    assert secret["properties"] == {"value": "sealingKey", "contentType": "base64"}
+    assert call["sealingKey"] == "sealingKey"
+
+    secret_tf = terraform.resource("azapi_resource", "sealing_key")
+    assert helpers.unwrap(secret_tf["type"]).startswith("Microsoft.KeyVault/vaults/secrets@")
+    assert helpers.unwrap(secret_tf["name"]) == SEALING_KEY_SECRET
+    assert helpers.unwrap(secret_tf["parent_id"]) == "${azurerm_key_vault.main.id}"
+    assert helpers.unwrap(secret_tf["body"])["properties"] == {
+        "value": "${random_bytes.sealing_key.base64}", "contentType": "base64",
+    }
+    # 32 bytes: the least GATEWAY_SEALING_KEY accepts (shared/settings.py).
+    assert helpers.unwrap(terraform.resource("random_bytes", "sealing_key")["length"]) == 32
+    assert not [n for t, n, _ in terraform.resources() if t == "azurerm_key_vault_secret"]
+
+
+def test_the_app_resolves_references_with_its_managed_identity(bicep, terraform, helpers):
+    site, _, _ = helpers.bicep_resource_body(bicep.resource("modules/functionapp.bicep", "site"))
+    assert helpers.expression_text(site["properties"]["keyVaultReferenceIdentity"]) == "identity.id"
+
+    action = terraform.resource("azapi_resource_action", "key_vault_reference_identity")
+    assert helpers.unwrap(action["resource_id"]) == "${azurerm_function_app_flex_consumption.gateway.id}"
+    assert helpers.unwrap(action["method"]) == "PATCH"
+    assert helpers.unwrap(action["type"]).startswith("Microsoft.Web/sites@")
+    assert helpers.unwrap(action["body"]) == {
+        "properties": {"keyVaultReferenceIdentity": "${azurerm_user_assigned_identity.gateway.id}"},
+    }
+    # The app waits for its read access, as it does for its storage roles.
+    app = terraform.resource("azurerm_function_app_flex_consumption", "gateway")
+    depends = str(helpers.unwrap(app["depends_on"]))
+    assert "azurerm_role_assignment.identity_key_vault_secrets_user" in depends
+
+
+def test_no_output_reads_the_sealing_key(bicep, terraform, helpers):
+    for file, document in bicep.files.items():
+        for name, spec in (document.get("outputs") or {}).items():
+            assert not re.search(r"\bsealingKey\b", str(spec["value"])), f"{file}: output {name}"
+    for name, spec in terraform.outputs().items():
+        assert "random_bytes" not in str(helpers.unwrap(spec["value"])), name
+    output = helpers.expression_text(bicep.main["outputs"]["AZURE_KEY_VAULT_NAME"]["value"])
+    assert output == "keyVault.outputs.name"
+    vault_name = helpers.unwrap(terraform.outputs()["AZURE_KEY_VAULT_NAME"]["value"])
+    assert vault_name == "${azurerm_key_vault.main.name}"
+
+
+def test_a_deployer_role_on_the_vault_is_caught(bicep_copy, helpers):
+    roles = bicep_copy.files["modules/roles.bicep"]["resources"]
+    extra = copy.deepcopy(roles["identityKeyVaultSecretsUser"])
+    extra["config"]["properties"]["principalId"] = "deployerPrincipalId"
+    roles["deployerKeyVaultSecretsUser"] = extra
+    assert bicep_roles(bicep_copy, helpers) != EXPECTED_ROLES

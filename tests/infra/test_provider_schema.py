@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = ROOT / "infra" / "terraform"
 SCHEMAS = Path(os.environ.get("INFRA_PROVIDER_SCHEMAS", ROOT / ".venv-infra" / "provider-schemas"))
-PROVIDERS = ("azurerm", "azuread", "azapi")
+PROVIDERS = ("azurerm", "azuread", "azapi", "random")
 
 META_ARGUMENTS = {"count", "for_each", "depends_on", "provider", "lifecycle", "dynamic"}
 LIFECYCLE = {"create_before_destroy", "prevent_destroy", "ignore_changes", "replace_triggered_by",

@@ -97,7 +97,8 @@ def test_locals_are_declared(terraform):
 def test_references_point_at_declared_resources(terraform):
     declared = {(t, n) for t, n, _ in terraform.resources()}
     text = "\n".join(terraform.texts.values())
-    for rtype, rname in set(re.findall(r"\b((?:azurerm|azuread|azapi)_[a-z_]+)\.([a-z_0-9]+)\b", text)):
+    reference = r"\b((?:azurerm|azuread|azapi|random)_[a-z_]+)\.([a-z_0-9]+)\b"
+    for rtype, rname in set(re.findall(reference, text)):
         if rtype.startswith(("azurerm_client", "azuread_client")):
             continue  # data sources, checked below
         assert (rtype, rname) in declared, f"reference to undeclared {rtype}.{rname}"

@@ -13,6 +13,8 @@ param appInsightsName string
 param logAnalyticsId string
 param tablePrefix string
 param gatewayAdmins string
+@description('Versionless URI of the secret holding GATEWAY_SEALING_KEY; empty when there is none.')
+param sealingKeyUri string
 param httpPerInstanceConcurrency int
 param alwaysReadyInstanceCount int
 param maximumInstanceCount int
@@ -62,6 +64,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
+    // Key Vault references resolve with the user-assigned identity (the default would be a system-assigned
+    // identity, which the app does not have).
+    keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
@@ -146,6 +151,11 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'GATEWAY_LOG_LEVEL'
           value: 'INFO'
+        }
+        {
+          // A reference, never the key: the platform resolves it with keyVaultReferenceIdentity.
+          name: 'GATEWAY_SEALING_KEY'
+          value: empty(sealingKeyUri) ? '' : '@Microsoft.KeyVault(SecretUri=${sealingKeyUri})'
         }
       ]
     }

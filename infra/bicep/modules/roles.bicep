@@ -4,6 +4,7 @@ param identityPrincipalId string
 param storageAccountName string
 param appInsightsName string
 param openAiAccountName string
+param keyVaultName string
 param deployerPrincipalId string
 param deployerPrincipalType string
 param entraServicePrincipalId string
@@ -15,6 +16,7 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   cognitiveServicesOpenAiUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -27,6 +29,10 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 
 resource openAi 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
   name: openAiAccountName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
 }
 
 // Host storage (AzureWebJobsStorage: blobs, the timer's lease, queues), the deployment package and
@@ -90,6 +96,18 @@ resource entraAppOpenAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01'
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.cognitiveServicesOpenAiUser)
     principalId: entraServicePrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The app's Key Vault references (GATEWAY_SEALING_KEY): read secrets of this one vault, nothing else.
+// The deployer gets no role here: the secret is written through Resource Manager.
+resource identityKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, identityPrincipalId, roles.keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: identityPrincipalId
     principalType: 'ServicePrincipal'
   }
 }
