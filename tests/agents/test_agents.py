@@ -178,3 +178,14 @@ async def test_silent_stream_ends_with_a_json_rpc_error_event(http: httpx.AsyncC
     assert "task" in events[0]["result"]
     assert events[-1]["error"]["code"] == -32603 and "silent" in events[-1]["error"]["message"]
     assert _audited(world, "slow", "SendStreamingMessage", "timeout", 200)
+
+
+async def test_a_stream_the_caller_abandons_is_audited_when_it_ends(http: httpx.AsyncClient,
+                                                                    world: World) -> None:
+    body = rpc("SendStreamingMessage", message_params("leaving early"))
+    async with http.stream("POST", f"{world.url}/agents/helper", json=body,
+                           headers={"A2A-Version": "1.0", "Accept": "text/event-stream"}) as answer:
+        async for line in answer.aiter_lines():
+            if line.startswith("data:"):
+                break
+    assert _audited(world, "helper", "SendStreamingMessage", "failed", 200)
