@@ -132,8 +132,9 @@ class GatewayProcess:
     """The gateway in its own process, the real route table: `python -m shared serve` (uvicorn), or
     with `host="functions"` function_app.py under the Functions host stand-in (`python -m funchost`)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, host: str = "uvicorn") -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, host: str = "uvicorn",
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -223,16 +224,17 @@ class World:
 def start_world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, log_dir: Path, *,
                 config: dict[str, Any] | None = None, env: Mapping[str, str] | None = None,
                 tokens: Mapping[str, dict[str, Any] | None] | None = None,
-                upstreams: Mapping[str, Any] | None = None, host: str = "uvicorn") -> Iterator[World]:
+                upstreams: Mapping[str, Any] | None = None, host: str = "uvicorn",
+                port: int | None = None) -> Iterator[World]:
     """Fresh tables holding `config` (the sandbox configuration if none), checked under the gateway's
-    own settings; a gateway on a free port with `env` over the test settings, served by `host` (see
-    HOSTS); a token per subject of `tokens` (subject -> claims; alice the developer if none). The
+    own settings; a gateway on `port` (a free one if none) with `env` over the test settings, served by
+    `host` (see HOSTS); a token per subject of `tokens` (subject -> claims; alice the developer if none). The
     gateway stops on leaving."""
     tables = Tables(azurite, unique_prefix())
     extra = dict(env or {})
     tables.apply(sandbox_config(idp, emulator) if config is None else config, **extra)
     settings = gateway_env(tables, **extra)
-    gw = GatewayProcess(settings, log_dir / "gateway.log", host)
+    gw = GatewayProcess(settings, log_dir / "gateway.log", host, port)
     try:
         minted = {sub: idp.mint(sub, claims=claims, audience=AUDIENCE)
                   for sub, claims in ({"alice": DEVELOPER} if tokens is None else tokens).items()}

@@ -1,0 +1,89 @@
+"""One world for the agent-plane tests: the A2A agents of servers.py on loopback, and a gateway whose
+public URL is its own address (so an A2A client can follow the rewritten card back to it).
+
+Agents: `helper` (1.0, in workspace research, identity-assertion auth), `legacy` (behind a 0.3 card),
+`slow` (the helper with a 1 s timeout), `bouncer` (answers redirects), `nourl` (no url). Callers:
+alice (viewer on each agent), bob (viewer on workspace research), carol (no role at all).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.azurite import free_port
+from sandbox.emulator import AzureOpenAIEmulator
+from sandbox.idp import DevIdentityProvider
+from sandbox.loop import BackgroundLoop
+from tests.agents.servers import Agents
+from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
+
+SEALING_KEY = bytes(range(32))
+ALICE_AGENTS = ("helper", "legacy", "slow", "bouncer", "nourl")
+
+
+@pytest.fixture(scope="module")
+def agents() -> Iterator[Agents]:
+    """The agents in a loop of their own, so stopping them can end everything the SDK started."""
+    with BackgroundLoop() as loop:
+        server = Agents()
+        loop.run(server.start())
+        yield server
+        loop.run(server.stop())
+
+
+def agents_config(idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, base: str) -> dict[str, Any]:
+    doc = sandbox_config(idp, emulator)
+    doc["workspaces"] = [{"name": "research"}]
+    doc["agents"] = [
+        {"name": "helper", "workspace": "research", "url": f"{base}/a2a",
+         "auth": {"type": "identity-assertion"}},
+        {"name": "legacy", "url": f"{base}/legacy/a2a", "card_url": f"{base}/legacy/card.json"},
+        {"name": "slow", "url": f"{base}/a2a", "timeout_s": 1},
+        {"name": "bouncer", "url": f"{base}/bounce"},
+        {"name": "nourl"},
+    ]
+    doc["collaborators"] = [
+        *doc["collaborators"],
+        *({"resource": f"agent:{name}", "principal": "user:dev/alice", "role": "viewer"}
+          for name in ALICE_AGENTS),
+        {"resource": "workspace:research", "principal": "user:dev/bob", "role": "viewer"},
+    ]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+          agents: Agents) -> Iterator[World]:
+    port = free_port()
+    env = {"GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "GATEWAY_SEALING_KEY": base64.b64encode(SEALING_KEY).decode()}
+    with new_world(config=agents_config(idp, emulator, agents.url), env=env, port=port,
+                   tokens={"alice": DEVELOPER, "bob": None, "carol": None}) as world:
+        yield world
+
+
+@pytest.fixture(autouse=True)
+def _fresh(agents: Agents) -> None:
+    agents.seen.clear()
+
+
+@pytest.fixture
+async def http(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    """Alice's HTTP client: her bearer token on every request."""
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {world.tokens['alice']}"},
+                                 timeout=30) as client:
+        yield client
+
+
+def rpc(method: str, params: dict[str, Any] | None = None, rpc_id: Any = "req-1") -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params or {}}
+
+
+def message_params(text: str) -> dict[str, Any]:
+    """SendMessage's params in protocol 1.0's JSON."""
+    return {"message": {"role": "ROLE_USER", "messageId": "m-" + text, "parts": [{"text": text}]}}
