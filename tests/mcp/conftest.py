@@ -1,0 +1,77 @@
+"""The MCP plane's world: official-SDK MCP servers of each kind on loopback, a gateway in front of them
+with tool filters and identity-assertion auth, and SDK clients of both eras connected through it.
+
+Servers (each `docs-<kind>`, filter deny delete_*): stateful (sessions, SSE answers), stateless (SSE
+answers) and json (JSON answers). `slow-sse` and `slow-json` are the stateful and json servers again
+with a one-second timeout; nobody holds a role on `forbidden`. alice and bob are viewers through the
+`tools` workspace; carol has no role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from sandbox.emulator import AzureOpenAIEmulator
+from sandbox.idp import DevIdentityProvider
+from tests.harness import NewWorld, World, sandbox_config
+from tests.mcp.servers import KINDS, McpUpstream
+
+PUBLIC_URL = "https://gateway.example"
+MODES = {"modern": "2026-07-28", "sessions": "legacy"}
+SERVERS = [f"docs-{kind}" for kind in KINDS]
+USERS: dict[str, dict[str, Any] | None] = {"alice": {"email": "alice@example.com"}, "bob": None,
+                                           "carol": None}
+DENY = {"deny": ["delete_*"]}
+
+
+@pytest.fixture(scope="package")
+def upstreams() -> Iterator[dict[str, McpUpstream]]:
+    started = {kind: McpUpstream(kind, issuer=PUBLIC_URL).start() for kind in KINDS}
+    yield started
+    for upstream in started.values():
+        upstream.stop()
+
+
+def mcp_config(idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+               upstreams: dict[str, McpUpstream]) -> dict[str, Any]:
+    def server(name: str, kind: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "url": upstreams[kind].url, "workspace": "tools",
+                "auth": {"type": "identity-assertion"}, "tools": DENY, **extra}
+
+    doc = sandbox_config(idp, emulator)
+    doc["workspaces"] = [{"name": "tools"}]
+    doc["mcp_servers"] = [*(server(f"docs-{kind}", kind) for kind in KINDS),
+                          server("slow-sse", "stateful", timeout_s=1),
+                          server("slow-json", "json", timeout_s=1),
+                          {"name": "forbidden", "url": upstreams["json"].url}]
+    doc["collaborators"] = [*doc["collaborators"],
+                            {"resource": "workspace:tools", "principal": "user:dev/alice", "role": "viewer"},
+                            {"resource": "workspace:tools", "principal": "user:dev/bob", "role": "viewer"}]
+    return doc
+
+
+@pytest.fixture(scope="package")
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+          upstreams: dict[str, McpUpstream]) -> Iterator[World]:
+    with new_world(config=mcp_config(idp, emulator, upstreams), tokens=USERS,
+                   env={"GATEWAY_PUBLIC_URL": PUBLIC_URL}, upstreams=upstreams) as world:
+        for upstream in upstreams.values():
+            upstream.jwks_url = f"{world.url}/.well-known/jwks.json"
+        yield world
+
+
+@asynccontextmanager
+async def connect(world: World, server: str, user: str, mode: str, **headers: str) -> AsyncIterator[Client]:
+    """The SDK client of the era `mode` (MODES) on <gateway>/mcp/<server>, as `user`."""
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {world.tokens[user]}", **headers},
+                              timeout=httpx2.Timeout(30, read=60))
+    async with http, Client(streamable_http_client(f"{world.url}/mcp/{server}", http_client=http),
+                            mode=MODES[mode]) as client:
+        yield client
