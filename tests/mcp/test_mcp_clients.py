@@ -5,12 +5,15 @@ server (the gateway's identity assertion), never someone else."""
 from __future__ import annotations
 
 import itertools
+import json
+from typing import Any
 
 import pytest
+import requests
 from mcp.shared.exceptions import MCPError
 
 from tests.harness import World
-from tests.mcp.conftest import MODES, SERVERS, connect
+from tests.mcp.conftest import MODES, SERVERS, connect, initialize, modern, post
 
 COMBINATIONS = list(itertools.product(SERVERS, MODES))
 ALLOWED = {"search_docs", "get_item", "wait", "fail", "whoami"}
@@ -52,3 +55,27 @@ async def test_two_users_each_get_their_own_whoami(world: World, server: str, mo
             result = await client.call_tool("whoami", {})
         assert not result.is_error, result.content
         assert result.content[0].text == f"user:dev/{user}"
+
+
+def listed_on_the_wire(answer: requests.Response) -> dict[str, Any]:
+    """The tools/list result as the caller's bytes carry it (JSON, or the event holding it)."""
+    if answer.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:].strip() for line in answer.text.splitlines() if line.startswith("data:")]
+        return dict(next(json.loads(d) for d in data if '"result"' in d)["result"])
+    return dict(answer.json()["result"])
+
+
+@pytest.mark.parametrize(("server", "mode"), COMBINATIONS)
+def test_every_tools_list_answer_on_the_wire_is_filtered_and_private(world: World, server: str,
+                                                                     mode: str) -> None:
+    if mode == "modern":
+        body, sent = modern("tools/list")
+    else:
+        session = initialize(world, server) if server == "docs-stateful" else None
+        body = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}
+        sent = {"MCP-Protocol-Version": "2025-11-25", **({"Mcp-Session-Id": session} if session else {})}
+    answer = post(world, server, body, sent)
+    assert answer.status_code == 200, answer.text
+    result = listed_on_the_wire(answer)
+    assert {tool["name"] for tool in result["tools"]} == ALLOWED
+    assert result["cacheScope"] == "private"
