@@ -76,6 +76,13 @@ class McpUpstream:
             return "waited"
 
         @server.tool()
+        async def count(steps: int, ctx: Context) -> str:
+            for step in range(1, steps + 1):
+                await ctx.report_progress(step, steps)
+                await asyncio.sleep(0.1)
+            return f"counted {steps}"
+
+        @server.tool()
         def fail() -> str:
             raise ValueError("this tool always fails")
 

@@ -16,7 +16,7 @@ from tests.harness import World
 from tests.mcp.conftest import MODES, SERVERS, connect, initialize, modern, post
 
 COMBINATIONS = list(itertools.product(SERVERS, MODES))
-ALLOWED = {"search_docs", "get_item", "wait", "fail", "whoami"}
+ALLOWED = {"search_docs", "get_item", "wait", "count", "fail", "whoami"}
 
 
 @pytest.mark.parametrize(("server", "mode"), COMBINATIONS)
