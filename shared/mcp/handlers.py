@@ -146,10 +146,15 @@ async def gateway_auth(caller: Caller, rpc_id: Any = None) -> dict[str, str]:
                            rpc_id=rpc_id) from None
 
 
-def outgoing(caller: Caller, method: str, sent: dict[str, str], body: bytes | None) -> RemoteRequest:
-    """A request to the server's configured URL: never one built from caller text."""
+def outgoing(caller: Caller, method: str, sent: dict[str, str], body: bytes | None,
+             deadline: float | None = None) -> RemoteRequest:
+    """A request to the server's configured URL (never one built from caller text), given what is left
+    of the call's time."""
     server = caller.server
-    return RemoteRequest(method, server.url, sent, body, server.timeout_s, server.allow_private_network)
+    timeout = server.timeout_s
+    if deadline is not None:
+        timeout = max(0.001, deadline - asyncio.get_running_loop().time())
+    return RemoteRequest(method, server.url, sent, body, timeout, server.allow_private_network)
 
 
 async def exchange(caller: Caller, request: RemoteRequest, rpc_id: Any = None) -> RemoteReply:
@@ -199,7 +204,7 @@ async def forward(call: Call, caller: Caller, message: wire.Message, audit: Audi
     deadline = asyncio.get_running_loop().time() + caller.server.timeout_s
     sent = headers.outbound(raw_headers(call), message, session=session, request_id=call.request_id,
                             auth=await gateway_auth(caller, message.rpc_id))
-    reply = await exchange(caller, outgoing(caller, "POST", sent, message.raw), message.rpc_id)
+    reply = await exchange(caller, outgoing(caller, "POST", sent, message.raw, deadline), message.rpc_id)
     return await answer(caller, message, reply, deadline, audit)
 
 
