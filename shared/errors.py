@@ -19,7 +19,9 @@
     ├── InternalError              500   internal_error    (a defect; the log has the traceback)
     ├── UpstreamError              502   upstream_error
     ├── Unavailable                503   unavailable
-    └── UpstreamTimeout            504   upstream_timeout
+    ├── UpstreamTimeout            504   upstream_timeout
+    └── JsonRpcError               the status and error.code of the failure it stands for, with a
+                                   JSON-RPC error body (MCP servers and agents speak JSON-RPC)
 
 `to_response` is the one place they become HTTP responses (the local host's connection guard, which
 answers before any app runs, writes the same body as raw bytes: `server_protocol.error_bytes`).
@@ -188,6 +190,37 @@ SETTINGS_INVALID = "the gateway is misconfigured (its log names the setting to f
 
 class UpstreamTimeout(GatewayError):
     status, code, type = 504, "upstream_timeout", "server_error"
+
+
+class JsonRpcError(GatewayError):
+    """A failure on a route whose clients speak JSON-RPC (MCP servers, agents): they parse
+    `{"jsonrpc": "2.0", "id": ..., "error": {"code", "message", "data"?}}`, not OpenAI's shape. The HTTP
+    status, headers and `code` (the log's and metrics' error.code) are those of the failure it stands for,
+    so a refused token is still a 401 with its WWW-Authenticate."""
+
+    def __init__(self, message: str, *, rpc_code: int, status: int, code: str, rpc_id: object = None,
+                 data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                 public: str | None = None) -> None:
+        super().__init__(message, headers=headers, public=public)
+        self.status = status    # type: ignore[misc]  # per instance: it stands for another member
+        self.code = code        # type: ignore[misc]
+        self.rpc_code = rpc_code
+        self.rpc_id = rpc_id
+        self.data = data
+
+    @classmethod
+    def of(cls, error: GatewayError, rpc_code: int, rpc_id: object = None) -> JsonRpcError:
+        """`error` in JSON-RPC's shape, with the same status, headers and caller-facing message."""
+        if isinstance(error, JsonRpcError):
+            return error
+        return cls(error.message, rpc_code=rpc_code, status=error.status, code=error.code, rpc_id=rpc_id,
+                   headers=error.headers, public=error.public)
+
+    def body(self) -> dict[str, object]:
+        error: dict[str, object] = {"code": self.rpc_code, "message": self.public}
+        if self.data is not None:
+            error["data"] = self.data
+        return {"jsonrpc": "2.0", "id": self.rpc_id, "error": error}
 
 
 def to_response(error: GatewayError, request_id: str | None = None) -> Response:
