@@ -6,5 +6,6 @@
 from __future__ import annotations
 
 from ..http import Route
+from . import oauth_routes
 
-ROUTES: tuple[Route, ...] = ()
+ROUTES: tuple[Route, ...] = (*oauth_routes.ROUTES,)
