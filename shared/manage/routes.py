@@ -398,10 +398,11 @@ async def _oauth_tokens_work(req: Request) -> Response:
     """Forget users' OAuth tokens at an MCP server (shared/remote/oauth.py): `?principal=` one user's,
     else everyone's. Needs manager on the server, as deleting it does, or gateway admin."""
     gw, caller = await _caller(req)
-    name = req.path_params["name"]
-    found = await gw.store.get("mcp_servers", name) if NAME_RE.match(name) else None
-    if not (caller.is_admin and NAME_RE.match(name)):
-        authz.check_resource(caller, BY_SECTION["mcp_servers"], name, "delete", found[0] if found else None)
+    name, kind = req.path_params["name"], BY_SECTION["mcp_servers"]
+    if not NAME_RE.match(name):
+        raise authz.not_found(kind.singular, name)
+    found = await gw.store.get("mcp_servers", name)
+    authz.check_resource(caller, kind, name, "delete", found[0] if found else None)   # admins pass
     if gw.remote.oauth is None:
         raise Unavailable("per-user OAuth is not available in this process")
     principal = req.query_params.get("principal")
