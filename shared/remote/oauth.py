@@ -48,6 +48,7 @@ AHEAD_S = 60.0              # refresh when less than this (or half the token's l
 DEFAULT_LIFETIME_S = 3600   # when the token response has no expires_in
 TOKEN_RESPONSE_LIMIT = 64 * 1024
 TOKEN_TIMEOUT_S = 15.0
+HELD_MAX = 10_000           # (server, user) pairs kept in memory; past it the copies are dropped
 NO_KEY = ("per-user OAuth needs GATEWAY_SEALING_KEY (the key that encrypts OAuth state and stored "
           "tokens, the same on every instance): set it")
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
@@ -185,6 +186,8 @@ class OAuthMode:
             raise self._required(target)
         doc = json.loads(raw)
         held = Held(doc["a"], doc.get("r"), doc["x"], doc["o"], stored.etag, now)
+        if len(self._held) >= HELD_MAX:
+            self._held.clear()
         self._held[key] = held
         return held
 
