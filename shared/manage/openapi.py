@@ -148,6 +148,14 @@ def _document() -> dict[str, Any]:
             "$ref": "#/components/schemas/Explain"}}}},
         "responses": {"200": _json(report, "the explanation"),
                       **_errors("400", "401", "403", "413", "503")}}}
+    paths["/manage/mcp-servers/{name}/oauth-tokens"] = {
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": NAME}],
+        "delete": {"operationId": "revoke_mcp_oauth_tokens",
+                   "summary": "forget users' OAuth tokens at an MCP server (its managers, admins)",
+                   "parameters": [_query("principal", "only this user's (user:<provider>/<id>), else all")],
+                   "responses": {"200": _json({"type": "object", "required": ["revoked"],
+                                               "properties": {"revoked": {"type": "integer"}}}, "how many"),
+                                 **_errors("400", "401", "403", "404", "503")}}}
     paths["/manage/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "this document", "security": [],
         "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}}

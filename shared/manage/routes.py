@@ -36,7 +36,7 @@ from ..config.schema import (
     principal_reference,
     unknown_reference,
 )
-from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge
+from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge, Unavailable
 from ..http import Call, Route, route
 from . import authz, pages, usage
 
@@ -394,6 +394,24 @@ async def _explain_work(req: Request) -> Response:
                                               default=str)))
 
 
+async def _oauth_tokens_work(req: Request) -> Response:
+    """Forget users' OAuth tokens at an MCP server (shared/remote/oauth.py): `?principal=` one user's,
+    else everyone's. Needs manager on the server, as deleting it does, or gateway admin."""
+    gw, caller = await _caller(req)
+    name, kind = req.path_params["name"], BY_SECTION["mcp_servers"]
+    if not NAME_RE.match(name):
+        raise authz.not_found(kind.singular, name)
+    found = await gw.store.get("mcp_servers", name)
+    authz.check_resource(caller, kind, name, "delete", found[0] if found else None)   # admins pass
+    if gw.remote.oauth is None:
+        raise Unavailable("per-user OAuth is not available in this process")
+    principal = req.query_params.get("principal")
+    if principal is not None:
+        await gw.remote.oauth.revoke(name, _principal_param(principal, "principal"))
+        return JSONResponse({"revoked": 1})
+    return JSONResponse({"revoked": await gw.remote.oauth.revoke_all(name)})
+
+
 async def _openapi_work(req: Request) -> Response:
     from .openapi import document
 
@@ -413,6 +431,8 @@ def _routes() -> tuple[Route, ...]:
             ("manage/status", ("GET",), _handler("manage_status", _status_work)),
             ("manage/usage", ("GET",), _handler("manage_usage", usage.usage_work)),
             ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
+            ("manage/mcp-servers/{name}/oauth-tokens", ("DELETE",),
+             _handler("manage_mcp_oauth_tokens", _oauth_tokens_work)),
             ("manage/openapi.json", ("GET",), _handler("manage_openapi", _openapi_work))):
         out.append(route(template, methods, work.__name__, work))
     return tuple(out)

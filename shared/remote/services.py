@@ -9,10 +9,18 @@ from .assertions import AssertionSigner
 from .audit import RemoteAudit
 from .auth import RemoteAuthenticator
 from .client import RemoteClient
+from .entra import EntraMode, RemoteScopes
+from .oauth import OAuthMode
+from .oauth_discovery import Discovery
+from .oauth_store import OAuthTokenStore
 from .seal import Sealer
 
 if TYPE_CHECKING:
+    from azure.data.tables.aio import TableServiceClient
+
+    from ..config.allowlist import Allowlist
     from ..settings import Settings
+    from ..upstream.credentials import Credentials
 
 
 @dataclass(slots=True)
@@ -23,16 +31,35 @@ class RemoteServices:
     auth: RemoteAuthenticator
     audit: RemoteAudit
     public_url: str
+    entra: Credentials | None = None      # the synthetic accounts of servers with auth type entra
+    oauth: OAuthMode | None = None        # per-user tokens: needs the table service
 
     @classmethod
-    def build(cls, settings: Settings) -> RemoteServices:
+    def build(cls, settings: Settings, allowlist: Allowlist | None = None,
+              service: TableServiceClient | None = None) -> RemoteServices:
+        """`service`: the gateway's one table client (per-user OAuth tokens are kept there)."""
+        from ..config.allowlist import Allowlist
+        from ..upstream.credentials import Credentials
+
+        allowlist = allowlist or Allowlist.from_settings(settings)
+        client = RemoteClient(allow_http_loopback=settings.allow_http_loopback)
         sealer = Sealer(settings.sealing_key)
         assertions = AssertionSigner(sealer, settings.public_url)
-        return cls(client=RemoteClient(allow_http_loopback=settings.allow_http_loopback), sealer=sealer,
-                   assertions=assertions,
-                   auth=RemoteAuthenticator(secret_prefix=settings.secret_env_prefix, assertions=assertions),
-                   audit=RemoteAudit(), public_url=settings.public_url)
+        entra = Credentials(allowlist=RemoteScopes.of(allowlist))
+        modes: dict[str, object] = {"entra": EntraMode(entra, client_id=settings.azure_client_id)}
+        oauth = None
+        if service is not None:
+            oauth = OAuthMode(sealer=sealer, store=OAuthTokenStore(service, settings.table_prefix),
+                              discovery=Discovery(client, allowlist), client=client,
+                              public_url=settings.public_url, secret_prefix=settings.secret_env_prefix)
+            modes["oauth"] = oauth
+        return cls(client=client, sealer=sealer, assertions=assertions,
+                   auth=RemoteAuthenticator(secret_prefix=settings.secret_env_prefix, assertions=assertions,
+                                            modes=modes),
+                   audit=RemoteAudit(), public_url=settings.public_url, entra=entra, oauth=oauth)
 
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.audit.aclose()
+        if self.entra is not None:
+            await self.entra.aclose()
