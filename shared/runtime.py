@@ -73,7 +73,7 @@ class Gateway:
             health=health,
             allowlist=allowlist,
             limiter=limiter(settings, service),
-            remote=RemoteServices.build(settings),
+            remote=RemoteServices.build(settings, service),
         )
 
     def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:

@@ -20,6 +20,7 @@ locals {
     "usage",
     "audit",
     "health",
+    "remotecalls",
   ]
   deployment_container_name = "deployment-package"
 }

@@ -88,6 +88,7 @@ EXPECTED_ROLES = {
 EXPECTED_TABLE_KINDS = [
     "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
     "ratelimits", "budgets", "prices", "bindings", "meta", "usage", "audit", "health",
+    "remotecalls",
 ]
 DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
                       "foundry account"}

@@ -25,6 +25,7 @@ var tableKinds = [
   'usage'
   'audit'
   'health'
+  'remotecalls'
 ]
 var deploymentContainerName = 'deployment-package'
 
