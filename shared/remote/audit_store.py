@@ -74,6 +74,7 @@ class AuditStore:
         self._task: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._closed = False
+        self._writing = 0                 # records taken from the queue by the write in progress
 
     def __call__(self, call: RemoteCall) -> None:
         """Queue one record; never waits, never raises for storage."""
@@ -88,7 +89,8 @@ class AuditStore:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Records not yet written (the write in progress included)."""
+        return len(self._queue) + self._writing
 
     async def _run(self) -> None:
         while True:
@@ -103,6 +105,7 @@ class AuditStore:
             self._log_drops()
             while self._queue:
                 batch = self._next_batch()
+                self._writing = len(batch)
                 try:
                     if not self._ready:
                         await self._table.ensure()
@@ -112,11 +115,16 @@ class AuditStore:
                     self.dropped += len(batch)
                     log.warning("remote calls: table %s refused %d record(s) as too large; dropped them",
                                 self.table_name, len(batch))
+                except asyncio.CancelledError:       # shutdown mid-write: close writes them again
+                    self._queue.extendleft(reversed(batch))
+                    raise
                 except Exception as exc:
                     self._queue.extendleft(reversed(batch))
                     log.warning("remote calls: could not write %d record(s) to table %s, kept for the "
                                 "next flush (%s)", len(self._queue), self.table_name, type(exc).__name__)
                     return False
+                finally:
+                    self._writing = 0
             return True
 
     def _next_batch(self) -> list[tuple[str, RemoteCall]]:

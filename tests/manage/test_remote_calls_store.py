@@ -62,6 +62,26 @@ def test_records_reach_the_table_in_time_order_without_argument_values(azurite: 
     assert not any("secret text" in str(value) for r in records for value in r.values())
 
 
+def test_records_survive_a_shutdown_in_the_middle_of_a_write(azurite: Azurite) -> None:
+    prefix = unique_prefix()
+
+    async def go() -> int:
+        client = service(azurite.connection_string)
+        store = AuditStore(client, prefix, flush_seconds=3600)
+        for i in range(30):
+            store(call(i))
+        writing = asyncio.get_running_loop().create_task(store.flush())
+        await asyncio.sleep(0)            # the write has taken its batch and waits on storage
+        writing.cancel()
+        await store.aclose()
+        try:
+            return len(await read_calls(client, prefix, CallQuery()))
+        finally:
+            await client.close()
+
+    assert asyncio.run(go()) == 30
+
+
 def test_reading_filters_by_window_kind_target_and_principal(azurite: Azurite) -> None:
     prefix = unique_prefix()
     now = time.time()
