@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .cli import configure
+from .cli import mcp as mcp_cli
 from .cli import usage as usage_cli
 from .cli.output import CommandError, common, emit
 from .cli.reports import render_explain, render_prewarm
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resource", required=True, help="e.g. model:gpt-4o")
     p.set_defaults(run=cmd_explain)
     usage_cli.register(sub, parents)
+    mcp_cli.register(sub, parents)
     register_audit(sub, parents)
     args = parser.parse_args(argv)
     return run(args)

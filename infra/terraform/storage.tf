@@ -20,6 +20,8 @@ locals {
     "usage",
     "audit",
     "health",
+    "remotecalls",
+    "oauthtokens",
   ]
   deployment_container_name = "deployment-package"
 }

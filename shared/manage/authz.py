@@ -13,6 +13,10 @@
     list / bind / unbind its collaborators      manager
     change or delete an account                 gateway admin: its endpoint and credentials make the
                                                   gateway act with its own identity
+    set or change an MCP server's or agent's    gateway admin: they decide where the gateway sends its
+      url, card_url, auth or                      own credentials and its users' identity assertions
+      allow_private_network (so also create       (editors change tools, timeout_s and, under the move
+      one, which sets its url)                    rule, workspace)
     identity providers, external identities,    gateway admin: a principal in GATEWAY_ADMINS, or admin
     rate limits, budgets, prices, bindings on     on gateway:default
     gateway:default, the audit trail,
@@ -35,6 +39,11 @@ from ..config.kinds import GATEWAY, Kind
 from ..errors import NotFound, PermissionDenied
 
 ADMIN_WRITES = frozenset({"accounts"})   # sections whose resources only admins change
+ADMIN_FIELDS: dict[str, tuple[str, ...]] = {
+    "mcp_servers": ("url", "auth", "allow_private_network"),
+    "agents": ("url", "card_url", "auth", "allow_private_network"),
+}
+"""Fields only admins set: where the gateway connects, and with which credentials."""
 
 
 def not_found(kind_singular: str, name: str) -> NotFound:
@@ -112,6 +121,20 @@ def check_resource(caller: Caller, kind: Kind, name: str, operation: str,
                                f"reading {resource} needs viewer")
     if operation == "write" and kind.in_workspace and _workspace(desired) != source:
         _check_move(caller, resource, source, _workspace(desired))
+
+
+def check_admin_fields(caller: Caller, kind: Kind, stored: dict[str, object] | None,
+                       desired: dict[str, object]) -> None:
+    """An editor who could set an MCP server's url or auth could point the gateway's credentials, or
+    its users' identity assertions, at a host of their choosing: those fields need admin. `stored`
+    and `desired` are documents as item_document writes them (defaults left out)."""
+    fields = ADMIN_FIELDS.get(kind.section or "")
+    if caller.is_admin or not fields:
+        return
+    changed = [f for f in fields if (stored or {}).get(f) != desired.get(f)]
+    if changed:
+        raise PermissionDenied(f"only gateway admins set the {', '.join(changed)} of {kind.singular}s "
+                               "(they decide where the gateway sends credentials)", param=changed[0])
 
 
 def _check_move(caller: Caller, resource: str, source: str | None, target: str | None) -> None:

@@ -8,7 +8,17 @@ from typing import Any
 
 from ..config.kinds import MANAGED
 from .pages import DEFAULT_LIMIT, MAX_LIMIT
-from .resources import AUDIT_ENTRY, BINDING, ERROR, EXPLAIN, NAME, UNBINDING, schema_of
+from .resources import (
+    AUDIT_ENTRY,
+    BINDING,
+    ERROR,
+    EXPLAIN,
+    NAME,
+    REMOTE_CALL,
+    REMOTE_CALL_REPORT,
+    UNBINDING,
+    schema_of,
+)
 
 _ERRORS = {
     "400": "invalid input; error.param names the field", "401": "no token, or an invalid one",
@@ -69,7 +79,8 @@ def _query(name: str, description: str) -> dict[str, Any]:
 @cache
 def _document() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR, "Binding": BINDING, "Unbinding": UNBINDING, "Explain": EXPLAIN,
-                               "AuditEntry": AUDIT_ENTRY}
+                               "AuditEntry": AUDIT_ENTRY, "RemoteCall": REMOTE_CALL,
+                               "RemoteCallReport": REMOTE_CALL_REPORT}
     paths: dict[str, Any] = {}
     for kind in MANAGED:
         assert kind.path is not None
@@ -142,6 +153,23 @@ def _document() -> dict[str, Any]:
                        _query("until", "to this UTC day (included)"),
                        _query("group_by", "comma-separated: day, user, identity, model")],
         "responses": {"200": _json(report, "the usage report"), **_errors("400", "401", "503")}}}
+    paths["/manage/remote-calls"] = {"get": {
+        "operationId": "remote_calls",
+        "summary": "MCP tool calls and agent messages (admins: all; managers: their servers' and agents')",
+        "description": "Without group_by: the records, oldest first, a page at a time (argument values are "
+                       "never kept, only args_hash). With group_by: per group, calls, calls per outcome "
+                       "(ok, error, refused, timeout, failed) and p50_ms / p95_ms latency.",
+        "parameters": [_query("since", "from this time: an ISO date or time (UTC), or a duration back: 7d"),
+                       _query("until", "to this time (included)"),
+                       {**_query("kind", "only MCP servers' or only agents' calls"),
+                        "schema": {"type": "string", "enum": ["mcp", "agent"]}},
+                       _query("target", "only this MCP server's or agent's calls"),
+                       _query("principal", "only this caller's calls (user:<provider>/<unique id>)"),
+                       _query("group_by", "comma-separated: user, target, tool, day"), *_PAGE],
+        "responses": {"200": _json({"oneOf": [_list("#/components/schemas/RemoteCall"),
+                                              {"$ref": "#/components/schemas/RemoteCallReport"}]},
+                                   "the records, or the report when group_by is given"),
+                      **_errors("400", "401", "404", "503")}}}
     paths["/manage/explain"] = {"post": {
         "operationId": "explain", "summary": "every check a token passes or fails, and its role (admins)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {

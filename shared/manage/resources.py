@@ -13,9 +13,16 @@ from typing import Any
 
 from ..config.fields import MAX_COUNT
 from ..config.kinds import MANAGED, NAMED, Kind
-from ..config.model import API_STYLES, BUDGET_WINDOWS, LIMIT_WINDOWS, PER_DIMENSIONS, WHEN_FIELDS
+from ..config.model import (
+    API_STYLES,
+    BUDGET_WINDOWS,
+    LIMIT_WINDOWS,
+    MAX_REMOTE_TIMEOUT_S,
+    PER_DIMENSIONS,
+    WHEN_FIELDS,
+)
 from ..config.rules import MAX_PRICE, MAX_USD, MODES, ON_STORE_ERROR
-from ..config.schema import ASSERTION_SOURCES, AUTH_TYPES, NAME_RE
+from ..config.schema import ASSERTION_SOURCES, AUTH_TYPES, MAX_GLOBS, NAME_RE, REMOTE_AUTH_FIELDS
 
 NAME: dict[str, Any] = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 64}
 TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
@@ -75,6 +82,35 @@ def _assertion() -> dict[str, Any]:
                       for source, (required, optional) in ASSERTION_SOURCES.items()]}
 
 
+_REMOTE_AUTH_FIELD: dict[str, dict[str, Any]] = {
+    "headers_env": {"type": "object", "minProperties": 1,
+                    "additionalProperties": {"type": "string", "minLength": 1},
+                    "description": "header name -> the GATEWAY_SECRET_* variable holding its value"},
+    "scope": {**TEXT, "description": "api://<app>/.default, or a scope listed in GATEWAY_ENTRA_SCOPES"},
+    "account": NAME, "client_id": TEXT, "client_secret_env": TEXT,
+    "scopes": {"type": "array", "maxItems": 20, "items": TEXT}, "authorization_server": URL,
+}
+
+
+def _remote_auth() -> dict[str, Any]:
+    """One shape per outbound auth type of an MCP server or agent, with the fields the file takes."""
+    return {"oneOf": [_object({"type": {"type": "string", "enum": [kind]},
+                               **{f: _REMOTE_AUTH_FIELD[f] for f in (*required, *optional)}},
+                              (*(("type",) if kind != "none" else ()), *required))   # type defaults to none
+                      for kind, (required, optional) in REMOTE_AUTH_FIELDS.items()],
+            "description": "how the gateway authenticates itself to the server (never with the "
+                           "caller's token); only gateway admins set or change it"}
+
+
+_GLOBS: dict[str, Any] = {"type": "array", "maxItems": MAX_GLOBS, "items": TEXT}
+REMOTE: dict[str, Any] = {
+    "auth": _remote_auth(),
+    "timeout_s": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_REMOTE_TIMEOUT_S,
+                  "description": "seconds each upstream call may take (default 120)"},
+    "allow_private_network": {"type": "boolean", "description": "the url may resolve to a private "
+                                                                "address; only gateway admins set it"},
+}
+ADMIN_URL: dict[str, Any] = {**URL, "description": "an absolute https URL; only gateway admins set it"}
 _auth_types = list(AUTH_TYPES)
 SCHEMAS: dict[str, dict[str, Any]] = {
     "identity_providers": _object({
@@ -106,8 +142,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             {"account": NAME, "deployment": TEXT}, ("account", "deployment"))},
         "max_output_tokens": {**COUNT, "description": "requests ask for at most this many output tokens"}},
         ("targets",)),
-    "mcp_servers": _object({"name": NAME, "workspace": NAME, "url": URL}, ("url",)),
-    "agents": _object({"name": NAME, "workspace": NAME, "url": URL}),
+    "mcp_servers": _object({
+        "name": NAME, "workspace": NAME, "url": ADMIN_URL, **REMOTE,
+        "tools": {**_object({"allow": _GLOBS, "deny": _GLOBS}),
+                  "description": "globs of the tools callers see and may call; deny wins; default: all"}},
+        ("url",)),
+    "agents": _object({
+        "name": NAME, "workspace": NAME, "url": ADMIN_URL, **REMOTE,
+        "card_url": {**ADMIN_URL, "description": "default: <url's origin>/.well-known/agent-card.json; "
+                                                 "only gateway admins set it"}}),
     "workspaces": _object({"name": NAME}),
     "rate_limits": _object({
         "name": NAME, "when": WHEN, "per": PER, "limits": LIMITS,
@@ -146,6 +189,33 @@ AUDIT_ENTRY = _object({
     "key": {"type": "string", "description": "the name, or <resource>\\n<principal> for collaborators"},
     "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]}},
     ("at", "actor", "change_set", "action", "kind", "key", "before", "after"))
+_NULLABLE_TEXT: dict[str, Any] = {"type": ["string", "null"]}
+REMOTE_CALL = _object({
+    "at": {"type": "string", "description": "ISO 8601, UTC, to the millisecond"},
+    "kind": {"type": "string", "enum": ["mcp", "agent"]}, "target": {"type": "string"},
+    "principal": {"type": "string"}, "method": {"type": "string", "description": "the JSON-RPC method"},
+    "tool": {**_NULLABLE_TEXT, "description": "tools/call's tool"},
+    "outcome": {"type": "string", "description": "ok, error (the server's JSON-RPC error), refused, timeout "
+                                                 "or failed"},
+    "status": {"type": "integer", "description": "the HTTP status the caller got"},
+    "latency_ms": {"type": "number"}, "request_id": {"type": "string"},
+    "args_hash": {**_NULLABLE_TEXT, "description": "SHA-256 of the arguments' canonical JSON"},
+    "email": _NULLABLE_TEXT, "identities": {"type": "array", "items": {"type": "string"}}},
+    ("at", "kind", "target", "principal", "method", "tool", "outcome", "status", "latency_ms", "request_id",
+     "args_hash", "email", "identities"))
+_COUNT0: dict[str, Any] = {"type": "integer", "minimum": 0}
+REMOTE_CALL_REPORT = _object({
+    "group_by": {"type": "array",
+                 "items": {"type": "string", "enum": ["principal", "target", "tool", "day"]}},
+    "all_calls": {"type": "boolean", "description": "true for an admin; else only the targets they manage"},
+    "truncated": {"type": "boolean", "description": "the window held more records than one report reads"},
+    "data": {"type": "array", "items": {"type": "object", "required": ["calls", "p50_ms", "p95_ms"],
+                                        "properties": {
+        "principal": {"type": "string"}, "kind": {"type": "string"}, "target": {"type": "string"},
+        "tool": {"type": "string"}, "day": {"type": "string"}, "calls": _COUNT0,
+        **{outcome: _COUNT0 for outcome in ("ok", "error", "refused", "timeout", "failed")},
+        "p50_ms": {"type": "number"}, "p95_ms": {"type": "number"}}}}},
+    ("group_by", "all_calls", "truncated", "data"))
 EXPLAIN = _object({"token": {"type": "string"}, "resource": {"type": "string"}}, ("token", "resource"))
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type", "code", "param"], "properties": {

@@ -1,5 +1,5 @@
 """The /manage API: CRUD for every resource kind and for collaborator bindings, with ETags, paged
-lists, the audit trail, plus status, explain and the OpenAPI document.
+lists, the audit trail, usage and remote-call reports, plus status, explain and the OpenAPI document.
 
 Reads go to storage (fresh, with each entity's ETag); authorization uses the snapshot's Policy plus
 GATEWAY_ADMINS (authz.py), and decides before storage is read when it can. Every change goes
@@ -38,7 +38,7 @@ from ..config.schema import (
 )
 from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge, Unavailable
 from ..http import Call, Route, route
-from . import authz, pages, usage
+from . import authz, pages, remote_calls, usage
 
 if TYPE_CHECKING:
     from ..runtime import Gateway
@@ -160,6 +160,16 @@ async def _rule_referrers(gw: Gateway, section: str, name: str) -> list[str]:
     return found
 
 
+def _normalized(kind: Kind, stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as item_document writes it today, so a field spelled another way by an older
+    writer does not count as changed; a stored document that no longer parses is compared as it is."""
+    assert kind.section is not None
+    try:
+        return item_document(parse_item(kind.section, stored, allowlist=None))
+    except ConfigError:
+        return stored
+
+
 def _after(page: pages.Page) -> str | None:
     return page.after[0] if page.after and isinstance(page.after[0], str) else None
 
@@ -216,6 +226,7 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
             raise RequestTooLarge(f"the {kind.singular} is over {MAX_SPEC_CHARS // 1024} KiB of JSON")
         found = await gw.store.get(kind.section, name)
         authz.check_resource(caller, kind, name, "write", found[0] if found else None, document)
+        authz.check_admin_fields(caller, kind, _normalized(kind, found[0]) if found else None, document)
         _check_targets(caller, kind, parsed, found[0] if found else None)
         await _references(gw, kind, parsed)
         expected = {(kind.section, name): condition["etag"]} if condition else None
@@ -430,6 +441,8 @@ def _routes() -> tuple[Route, ...]:
             ("manage/audit", ("GET",), _handler("manage_audit", _audit_work)),
             ("manage/status", ("GET",), _handler("manage_status", _status_work)),
             ("manage/usage", ("GET",), _handler("manage_usage", usage.usage_work)),
+            ("manage/remote-calls", ("GET",),
+             _handler("manage_remote_calls", remote_calls.remote_calls_work)),
             ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
             ("manage/mcp-servers/{name}/oauth-tokens", ("DELETE",),
              _handler("manage_mcp_oauth_tokens", _oauth_tokens_work)),

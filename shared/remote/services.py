@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .assertions import AssertionSigner
 from .audit import RemoteAudit
+from .audit_store import AuditStore
 from .auth import RemoteAuthenticator
 from .client import RemoteClient
 from .entra import EntraMode, RemoteScopes
@@ -33,11 +34,13 @@ class RemoteServices:
     public_url: str
     entra: Credentials | None = None      # the synthetic accounts of servers with auth type entra
     oauth: OAuthMode | None = None        # per-user tokens: needs the table service
+    calls: AuditStore | None = None       # where the audit records are kept (the remotecalls table)
 
     @classmethod
     def build(cls, settings: Settings, allowlist: Allowlist | None = None,
               service: TableServiceClient | None = None) -> RemoteServices:
-        """`service`: the gateway's one table client (per-user OAuth tokens are kept there)."""
+        """`service`: the gateway's one table client (per-user OAuth tokens and the audit records are
+        kept there)."""
         from ..config.allowlist import Allowlist
         from ..upstream.credentials import Credentials
 
@@ -47,19 +50,24 @@ class RemoteServices:
         assertions = AssertionSigner(sealer, settings.public_url)
         entra = Credentials(allowlist=RemoteScopes.of(allowlist))
         modes: dict[str, object] = {"entra": EntraMode(entra, client_id=settings.azure_client_id)}
-        oauth = None
+        audit = RemoteAudit()
+        oauth = calls = None
         if service is not None:
             oauth = OAuthMode(sealer=sealer, store=OAuthTokenStore(service, settings.table_prefix),
                               discovery=Discovery(client, allowlist), client=client,
                               public_url=settings.public_url, secret_prefix=settings.secret_env_prefix)
             modes["oauth"] = oauth
+            calls = AuditStore(service, settings.table_prefix)
+            audit.add_sink(calls)
         return cls(client=client, sealer=sealer, assertions=assertions,
                    auth=RemoteAuthenticator(secret_prefix=settings.secret_env_prefix, assertions=assertions,
                                             modes=modes),
-                   audit=RemoteAudit(), public_url=settings.public_url, entra=entra, oauth=oauth)
+                   audit=audit, public_url=settings.public_url, entra=entra, oauth=oauth, calls=calls)
 
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.audit.aclose()
         if self.entra is not None:
             await self.entra.aclose()
+        if self.calls is not None:
+            await self.calls.aclose()

@@ -100,6 +100,8 @@ EXPECTED_ROLES = {
 EXPECTED_TABLE_KINDS = [
     "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
     "ratelimits", "budgets", "prices", "bindings", "meta", "usage", "audit", "health",
+    "remotecalls",
+    "oauthtokens",
 ]
 DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
                       "foundry account", "key vault"}

@@ -25,6 +25,8 @@ var tableKinds = [
   'usage'
   'audit'
   'health'
+  'remotecalls'
+  'oauthtokens'
 ]
 var deploymentContainerName = 'deployment-package'
 
