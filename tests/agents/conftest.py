@@ -9,11 +9,14 @@ alice (viewer on each agent), bob (viewer on workspace research), carol (no role
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+from a2a.types.a2a_pb2 import Message, Part, Role, SendMessageRequest
 
 from sandbox.azurite import free_port
 from sandbox.emulator import AzureOpenAIEmulator
@@ -82,6 +85,17 @@ async def http(world: World) -> AsyncIterator[httpx.AsyncClient]:
 
 def rpc(method: str, params: dict[str, Any] | None = None, rpc_id: Any = "req-1") -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params or {}}
+
+
+async def a2a_client(http: httpx.AsyncClient, world: World, name: str, *, streaming: bool) -> Any:
+    """The a2a-sdk client an A2A caller makes: the card resolved at <gateway>/agents/<name>, followed."""
+    card = await A2ACardResolver(http, f"{world.url}/agents/{name}").get_agent_card()
+    return ClientFactory(ClientConfig(httpx_client=http, streaming=streaming)).create(card)
+
+
+def text_message(text: str) -> SendMessageRequest:
+    return SendMessageRequest(message=Message(role=Role.ROLE_USER, message_id=f"m-{time.monotonic_ns()}",
+                                              parts=[Part(text=text)]))
 
 
 def message_params(text: str) -> dict[str, Any]:
