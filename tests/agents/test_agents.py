@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
 
 import httpx
 import pytest
 from a2a.types.a2a_pb2 import GetTaskRequest, TaskState
 
-from tests.agents.conftest import a2a_client, message_params, rpc, text_message
-from tests.agents.servers import STEPS, Agents
+from tests.agents.conftest import a2a_client, message_params, rpc, streamed_as_produced, text_message
+from tests.agents.servers import Agents
 from tests.harness import World
 
 
@@ -53,15 +52,7 @@ async def test_streamed_message_arrives_event_by_event(http: httpx.AsyncClient, 
                                                        agent: str, sent: str) -> None:
     """Each event reaches the client while the agent is still working: the first before the agent has
     produced the last (they are produced 0.4 s apart), nothing buffered whole."""
-    client = await a2a_client(http, world, agent, streaming=True)
-    arrivals: list[tuple[float, Any]] = []
-    async for event in client.send_message(text_message("stream me")):
-        arrivals.append((time.monotonic(), event))
-    kinds = [event.WhichOneof("payload") for _, event in arrivals]
-    assert kinds[0] == "task" and kinds.count("status_update") >= STEPS and "artifact_update" in kinds
-    assert arrivals[-1][1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
-    last_produced = agents.seen.produced[-1]
-    assert arrivals[0][0] < last_produced - 0.5, "the first event came only once the agent had finished"
+    await streamed_as_produced(http, world, agents, agent)
     assert _audited(world, agent, sent, "ok", 200)
 
 

@@ -4,19 +4,14 @@ events as the agent produces them, not all at once when it is done."""
 
 from __future__ import annotations
 
-import base64
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
-from a2a.types.a2a_pb2 import TaskState
 
-from sandbox.azurite import free_port
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-from tests.agents.conftest import SEALING_KEY, a2a_client, agents_config, text_message
+from tests.agents.conftest import agents_world, streamed_as_produced
 from tests.agents.servers import STEP_DELAY_S, STEPS, Agents
 from tests.harness import DEVELOPER, NewWorld, World
 
@@ -24,11 +19,8 @@ from tests.harness import DEVELOPER, NewWorld, World
 @pytest.fixture(scope="module")
 def functions_world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
                     agents: Agents) -> Iterator[World]:
-    port = free_port()
-    env = {"GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "GATEWAY_SEALING_KEY": base64.b64encode(SEALING_KEY).decode()}
-    with new_world(config=agents_config(idp, emulator, agents.url), env=env, port=port, host="functions",
-                   tokens={"alice": DEVELOPER}) as world:
+    with agents_world(new_world, idp, emulator, agents, host="functions",
+                      tokens={"alice": DEVELOPER}) as world:
         yield world
 
 
@@ -55,12 +47,5 @@ async def test_card_is_rewritten_through_the_functions_host(alice: httpx.AsyncCl
 async def test_streamed_message_events_arrive_spread_over_time(alice: httpx.AsyncClient,
                                                                functions_world: World, agents: Agents,
                                                                agent: str) -> None:
-    client = await a2a_client(alice, functions_world, agent, streaming=True)
-    arrivals: list[tuple[float, Any]] = []
-    async for event in client.send_message(text_message("stream me")):
-        arrivals.append((time.monotonic(), event))
-    kinds = [event.WhichOneof("payload") for _, event in arrivals]
-    assert kinds[0] == "task" and kinds.count("status_update") >= STEPS and "artifact_update" in kinds
-    assert arrivals[-1][1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
-    assert arrivals[0][0] < agents.seen.produced[-1] - 0.5, "the first event came once the agent was done"
-    assert arrivals[-1][0] - arrivals[0][0] > (STEPS - 1) * STEP_DELAY_S, "the events came all at once"
+    arrivals = await streamed_as_produced(alice, functions_world, agents, agent)
+    assert arrivals[-1] - arrivals[0] > (STEPS - 1) * STEP_DELAY_S, "the events came all at once"
