@@ -7,15 +7,14 @@ and the exit codes are those of shared/cli/output.py (2 for any error).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .cli import configure
 from .cli import mcp as mcp_cli
 from .cli import usage as usage_cli
+from .cli.gateway import with_gateway
 from .cli.output import CommandError, common, emit
 from .cli.reports import render_explain, render_prewarm
 from .cli.target import announce
@@ -25,24 +24,11 @@ from .manage.cli import register as register_audit
 from .settings import SettingsError, load
 
 
-def _with_gateway[T](work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work` against a Gateway built from the settings, as the app would, then close it."""
-    from . import runtime
-
-    async def go() -> T:
-        try:
-            return await work(await runtime.gateway(operator=True))
-        finally:
-            await runtime.shutdown()
-
-    return asyncio.run(go())
-
-
 def cmd_prewarm(args: argparse.Namespace) -> int:
     from . import prewarm
 
     announce(load())        # it writes: the keys and its report, to the health table
-    report = _with_gateway(prewarm.run)
+    report = with_gateway(prewarm.run)
     emit(args, report, lambda: render_prewarm(report))
     return 0 if report.get("ok") else 1
 
@@ -56,7 +42,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         await prewarm.run(gw, record=False)     # what this machine sees; the timer's record is kept
         return await status(gw)
 
-    report = _with_gateway(work)
+    report = with_gateway(work)
     emit(args, report, lambda: render(report))
     return 0 if report["ok"] else 1
 
@@ -65,7 +51,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain
 
     token = sys.stdin.read().strip() if args.token == "-" else args.token
-    report = _with_gateway(lambda gw: explain(gw, token, args.resource))
+    report = with_gateway(lambda gw: explain(gw, token, args.resource))
     emit(args, report, lambda: render_explain(report))
     return 0 if report["allowed"] else 1
 

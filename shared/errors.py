@@ -194,9 +194,10 @@ class UpstreamTimeout(GatewayError):
 
 class JsonRpcError(GatewayError):
     """A failure on a route whose clients speak JSON-RPC (MCP servers, agents): they parse
-    `{"jsonrpc": "2.0", "id": ..., "error": {"code", "message", "data"?}}`, not OpenAI's shape. The HTTP
-    status, headers and `code` (the log's and metrics' error.code) are those of the failure it stands for,
-    so a refused token is still a 401 with its WWW-Authenticate."""
+    `{"jsonrpc": "2.0", "id": ..., "error": {"code", "message", "data"}}`, not OpenAI's shape. The HTTP
+    status, headers and `code` are those of the failure it stands for, so a refused token is still a 401
+    with its WWW-Authenticate and the access log and metrics read as for any other route; `code` is also
+    in the error object, as `data.gateway_error`, for a client that wants the gateway's own reason."""
 
     def __init__(self, message: str, *, rpc_code: int, status: int, code: str, rpc_id: object = None,
                  data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
@@ -206,20 +207,20 @@ class JsonRpcError(GatewayError):
         self.code = code        # type: ignore[misc]
         self.rpc_code = rpc_code
         self.rpc_id = rpc_id
-        self.data = data
+        self.data = dict(data or {})
 
     @classmethod
-    def of(cls, error: GatewayError, rpc_code: int, rpc_id: object = None) -> JsonRpcError:
+    def of(cls, error: GatewayError, rpc_code: int, rpc_id: object = None,
+           data: dict[str, object] | None = None) -> JsonRpcError:
         """`error` in JSON-RPC's shape, with the same status, headers and caller-facing message."""
         if isinstance(error, JsonRpcError):
             return error
         return cls(error.message, rpc_code=rpc_code, status=error.status, code=error.code, rpc_id=rpc_id,
-                   headers=error.headers, public=error.public)
+                   data=data, headers=error.headers, public=error.public)
 
     def body(self) -> dict[str, object]:
-        error: dict[str, object] = {"code": self.rpc_code, "message": self.public}
-        if self.data is not None:
-            error["data"] = self.data
+        error = {"code": self.rpc_code, "message": self.public,
+                 "data": {"gateway_error": self.code, **self.data}}
         return {"jsonrpc": "2.0", "id": self.rpc_id, "error": error}
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
+from ..remote import jsonrpc
 from ..remote.client import RemoteFailure
 from .failures import from_remote, outcome
 from .rpc import as_rpc
@@ -75,7 +76,7 @@ class SseRelay:
         except RemoteFailure as failure:
             error = as_rpc(from_remote(failure), self._rpc_id)
             self._outcome = outcome(error)
-            yield b"\n\ndata: " + json.dumps(error.body()).encode() + b"\n\n"
+            yield jsonrpc.error_event(error)
 
     def close(self) -> None:
         self._reply.release()

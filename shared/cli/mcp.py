@@ -13,14 +13,13 @@ escaped before it reaches the terminal.
 from __future__ import annotations
 
 import argparse
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..auth.identities import Principal
 from ..remote.auth import RemoteAuthProblem
 from ..remote.discover import Discoverer, DiscoveryFailed
+from .gateway import with_gateway
 from .output import CommandError, emit, table
 
 if TYPE_CHECKING:
@@ -32,18 +31,6 @@ DESCRIPTION = 60
 """Longest tool description shown in the table."""
 OPERATOR = Principal(provider="gateway-cli", unique_id="operator", email=None, identities=frozenset())
 """Who a discovery is made for when the server's credential does not depend on a user."""
-
-
-def _with_gateway[T](work: Callable[[Gateway], Awaitable[T]]) -> T:
-    from .. import runtime
-
-    async def go() -> T:
-        try:
-            return await work(await runtime.gateway(operator=True))
-        finally:
-            await runtime.shutdown()
-
-    return asyncio.run(go())
 
 
 def plain(text: str, limit: int | None = None) -> str:
@@ -105,7 +92,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return [*(_entry(view, s, "mcp") for s in view.config.mcp_servers),
                 *(_entry(view, a, "agent") for a in view.config.agents)]
 
-    entries = _with_gateway(work)
+    entries = with_gateway(work)
     data = [{k: v for k, v in e.items() if k != "tools_text"} for e in entries]
     emit(args, data, lambda: _render_list(entries))
     return 0
@@ -131,7 +118,7 @@ def parse_as(text: str | None) -> Principal | None:
 
 def cmd_tools(args: argparse.Namespace) -> int:
     principal = parse_as(args.as_principal)
-    report = _with_gateway(lambda gw: _tools(gw, args.name, principal))
+    report = with_gateway(lambda gw: _tools(gw, args.name, principal))
     emit(args, report, lambda: _render_tools(report))
     return 0
 

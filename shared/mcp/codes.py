@@ -6,11 +6,17 @@ the implementation-defined band (-32000..-32019) for the gateway's own condition
 
 from __future__ import annotations
 
-from ..errors import GatewayError, JsonRpcError
+from typing import TYPE_CHECKING
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-INVALID_PARAMS = -32602
+from ..errors import GatewayError, JsonRpcError, UpstreamError, UpstreamTimeout
+from ..remote.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+
+if TYPE_CHECKING:
+    from ..remote.client import RemoteFailure
+
+__all__ = ["HEADER_MISMATCH", "INVALID_PARAMS", "INVALID_REQUEST", "NOT_FOUND", "PARSE_ERROR", "SERVER_ERROR",
+           "TIMEOUT", "UNAUTHORIZED", "as_jsonrpc", "failed"]
+
 HEADER_MISMATCH = -32020
 SERVER_ERROR = -32000          # the MCP server failed, refused the gateway, or cannot be reached
 TIMEOUT = -32001               # the MCP server did not answer within the server's timeout_s
@@ -24,3 +30,9 @@ _BY_STATUS = {400: INVALID_REQUEST, 401: UNAUTHORIZED, 403: UNAUTHORIZED, 404: N
 def as_jsonrpc(error: GatewayError, rpc_id: object = None) -> JsonRpcError:
     """`error` in JSON-RPC's shape, keeping its status, headers and message."""
     return JsonRpcError.of(error, _BY_STATUS.get(error.status, SERVER_ERROR), rpc_id)
+
+
+def failed(failure: RemoteFailure, rpc_id: object = None) -> JsonRpcError:
+    """The server could not be reached, or did not answer in time (its own words never included)."""
+    error = UpstreamTimeout if failure.kind == "timeout" else UpstreamError
+    return as_jsonrpc(error(f"MCP server: {failure.message}"), rpc_id)

@@ -30,7 +30,6 @@ from ..errors import (
     MissingToken,
     PermissionDenied,
     UpstreamError,
-    UpstreamTimeout,
 )
 from ..remote.audit import RemoteCall, args_hash
 from ..remote.auth import RemoteAuthProblem
@@ -162,7 +161,7 @@ async def exchange(caller: Caller, request: RemoteRequest, rpc_id: Any = None) -
     try:
         reply = await caller.gw.remote.client.open(request)
     except RemoteFailure as failure:
-        raise failed(failure, rpc_id) from None
+        raise codes.failed(failure, rpc_id) from None
     if reply.status in (401, 403):
         reply.release()
         raise codes.as_jsonrpc(UpstreamError(f"the MCP server refused the gateway's credentials (HTTP "
@@ -196,21 +195,16 @@ async def post(call: Call, name: str) -> Response:
 
 async def forward(call: Call, caller: Caller, message: wire.Message, audit: Audit | None) -> Response:
     wire.check_headers(message, raw_headers(call))
-    session = upstream_session(call, caller, message.rpc_id)
+    session = upstream_session(call, caller, message.echo_id)
     if message.method == "tools/call" and not (message.tool and caller.server.tools.allows(message.tool)):
         # Never the caller's tool name in the answer: it may be anything they typed.
         raise JsonRpcError("Unknown tool", rpc_code=codes.INVALID_PARAMS, code="invalid_request",
-                           status=400 if message.modern else 200, rpc_id=message.rpc_id)
+                           status=400 if message.modern else 200, rpc_id=message.echo_id)
     deadline = asyncio.get_running_loop().time() + caller.server.timeout_s
     sent = headers.outbound(raw_headers(call), message, session=session, request_id=call.request_id,
-                            auth=await gateway_auth(caller, message.rpc_id))
-    reply = await exchange(caller, outgoing(caller, "POST", sent, message.raw, deadline), message.rpc_id)
+                            auth=await gateway_auth(caller, message.echo_id))
+    reply = await exchange(caller, outgoing(caller, "POST", sent, message.raw, deadline), message.echo_id)
     return await answer(caller, message, reply, deadline, audit)
-
-
-def failed(failure: RemoteFailure, rpc_id: Any = None) -> JsonRpcError:
-    error = UpstreamTimeout if failure.kind == "timeout" else UpstreamError
-    return codes.as_jsonrpc(error(f"MCP server: {failure.message}"), rpc_id)
 
 
 async def answer(caller: Caller, message: wire.Message, reply: RemoteReply, deadline: float,
@@ -224,7 +218,7 @@ async def answer(caller: Caller, message: wire.Message, reply: RemoteReply, dead
         try:
             return await relay.filtered(reply, relayed, deadline, caller.server.tools.allows)
         except RemoteFailure as failure:
-            raise failed(failure, message.rpc_id) from None
+            raise codes.failed(failure, message.echo_id) from None
     watch = relay.Outcome(message.rpc_id, reply.content_type == "text/event-stream") if audit else None
     status = reply.status
 
@@ -232,7 +226,7 @@ async def answer(caller: Caller, message: wire.Message, reply: RemoteReply, dead
         if audit is not None:
             audit.finish(outcome, status)
 
-    return relay.streamed(reply, relayed, deadline, rpc_id=message.rpc_id, watch=watch, finished=finished)
+    return relay.streamed(reply, relayed, deadline, rpc_id=message.echo_id, watch=watch, finished=finished)
 
 
 async def delete(call: Call, name: str) -> Response:
@@ -248,7 +242,7 @@ async def delete(call: Call, name: str) -> Response:
         relayed = headers.relayed(reply.headers, seal_for(caller))
         body = await reply.read(DELETE_ANSWER_LIMIT)
     except RemoteFailure as failure:
-        raise failed(failure) from None
+        raise codes.failed(failure) from None
     finally:
         reply.release()
     return Response(body, status_code=reply.status, headers=relayed)

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ..errors import UpstreamError
+from ..remote import jsonrpc
 from ..remote.client import RemoteFailure, RemoteReply
 from ..upstream.response import RelayedResponse
 from . import codes, tools
@@ -62,13 +63,6 @@ def _loads(text: str) -> Any:
         return None
 
 
-def failure_event(rpc_id: Any, failure: RemoteFailure) -> bytes:
-    code = codes.TIMEOUT if failure.kind == "timeout" else codes.SERVER_ERROR
-    error = {"code": code, "message": f"MCP server: {failure.message}"}
-    doc = {"jsonrpc": "2.0", "id": rpc_id, "error": error}
-    return f"event: message\ndata: {json.dumps(doc)}\n\n".encode()
-
-
 async def _within(reply: RemoteReply, deadline: float) -> AsyncIterator[bytes]:
     """The reply's chunks, ended by RemoteFailure("timeout") at the call's deadline."""
     source = reply.chunks()
@@ -101,7 +95,7 @@ def streamed(reply: RemoteReply, headers: Mapping[str, str], deadline: float, *,
         except RemoteFailure as failure:
             ended.append("timeout" if failure.kind == "timeout" else "failed")
             if sse and rpc_id is not None:
-                yield failure_event(rpc_id, failure)
+                yield jsonrpc.error_event(codes.failed(failure, rpc_id))
 
     def close() -> None:
         reply.release()

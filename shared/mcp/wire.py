@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import strict_json
 from ..errors import InvalidRequest, JsonRpcError
+from ..remote import jsonrpc
 from . import codes
 
 HANDSHAKE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
@@ -42,7 +42,13 @@ class Message:
 
     @property
     def rpc_id(self) -> Any:
+        """The id the caller's client matches the answer by (as sent)."""
         return self.doc.get("id")
+
+    @property
+    def echo_id(self) -> str | int | None:
+        """The id repeated in the gateway's own errors: `rpc_id` when it is a plain token, else null."""
+        return jsonrpc.echoable_id(self.doc)
 
     @property
     def params(self) -> Mapping[str, Any]:
@@ -62,24 +68,13 @@ def is_modern(version: str | None) -> bool:
 
 def parse(raw: bytes, version: str | None) -> Message:
     """The body as one JSON-RPC message: strict JSON (-32700), an object and no batch (-32600)."""
-    try:
-        doc = strict_json.loads(raw, max_depth=strict_json.BODY_DEPTH)
-    except strict_json.StrictJSONError as exc:
-        raise JsonRpcError.of(InvalidRequest(f"request body is not strict JSON: {exc}"),
-                              codes.PARSE_ERROR) from None
-    if isinstance(doc, list):
-        raise JsonRpcError.of(InvalidRequest("JSON-RPC batches are not accepted: send one message per "
-                                             "request"), codes.INVALID_REQUEST)
-    if not isinstance(doc, dict):
-        raise JsonRpcError.of(InvalidRequest("request body must be a JSON-RPC message (a JSON object)"),
-                              codes.INVALID_REQUEST)
-    message = Message(raw, doc, is_modern(version))
-    if "method" in doc and message.method is None:
+    message = Message(raw, jsonrpc.load(raw), is_modern(version))
+    if "method" in message.doc and message.method is None:
         raise JsonRpcError.of(InvalidRequest("the message's method must be a string"), codes.INVALID_REQUEST,
-                              message.rpc_id)
-    if "params" in doc and not isinstance(doc["params"], Mapping):
+                              message.echo_id)
+    if "params" in message.doc and not isinstance(message.doc["params"], Mapping):
         raise JsonRpcError.of(InvalidRequest("the message's params must be an object"), codes.INVALID_REQUEST,
-                              message.rpc_id)
+                              message.echo_id)
     return message
 
 
@@ -106,7 +101,7 @@ def check_headers(message: Message, headers: list[tuple[str, str]]) -> None:
 
 def mismatch(message: Message, text: str) -> JsonRpcError:
     return JsonRpcError(text, rpc_code=codes.HEADER_MISMATCH, status=400, code="invalid_request",
-                        rpc_id=message.rpc_id)
+                        rpc_id=message.echo_id)
 
 
 def decode_header_value(value: str | None) -> str | None:

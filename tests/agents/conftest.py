@@ -9,17 +9,21 @@ alice (viewer on each agent), bob (viewer on workspace research), carol (no role
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+from a2a.types.a2a_pb2 import Message, Part, Role, SendMessageRequest, TaskState
 
 from sandbox.azurite import free_port
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
-from tests.agents.servers import Agents
+from tests.agents.servers import STEPS, Agents
 from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
 
 SEALING_KEY = bytes(range(32))
@@ -56,14 +60,22 @@ def agents_config(idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, base:
     return doc
 
 
-@pytest.fixture(scope="module")
-def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
-          agents: Agents) -> Iterator[World]:
+@contextmanager
+def agents_world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator, agents: Agents,
+                 **options: Any) -> Iterator[World]:
+    """A gateway in front of the agents whose public URL is its own address (`options`: for new_world)."""
     port = free_port()
     env = {"GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
            "GATEWAY_SEALING_KEY": base64.b64encode(SEALING_KEY).decode()}
-    with new_world(config=agents_config(idp, emulator, agents.url), env=env, port=port,
-                   tokens={"alice": DEVELOPER, "bob": None, "carol": None}) as world:
+    with new_world(config=agents_config(idp, emulator, agents.url), env=env, port=port, **options) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator,
+          agents: Agents) -> Iterator[World]:
+    with agents_world(new_world, idp, emulator, agents,
+                      tokens={"alice": DEVELOPER, "bob": None, "carol": None}) as world:
         yield world
 
 
@@ -82,6 +94,32 @@ async def http(world: World) -> AsyncIterator[httpx.AsyncClient]:
 
 def rpc(method: str, params: dict[str, Any] | None = None, rpc_id: Any = "req-1") -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params or {}}
+
+
+async def a2a_client(http: httpx.AsyncClient, world: World, name: str, *, streaming: bool) -> Any:
+    """The a2a-sdk client an A2A caller makes: the card resolved at <gateway>/agents/<name>, followed."""
+    card = await A2ACardResolver(http, f"{world.url}/agents/{name}").get_agent_card()
+    return ClientFactory(ClientConfig(httpx_client=http, streaming=streaming)).create(card)
+
+
+def text_message(text: str) -> SendMessageRequest:
+    return SendMessageRequest(message=Message(role=Role.ROLE_USER, message_id=f"m-{time.monotonic_ns()}",
+                                              parts=[Part(text=text)]))
+
+
+async def streamed_as_produced(http: httpx.AsyncClient, world: World, agents: Agents,
+                               agent: str) -> list[float]:
+    """A streamed message through the a2a-sdk client, every event in order (the task, a status update
+    per step, the artifact, completion), the first while the agent was still working; when each came."""
+    client = await a2a_client(http, world, agent, streaming=True)
+    arrivals: list[tuple[float, Any]] = []
+    async for event in client.send_message(text_message("stream me")):
+        arrivals.append((time.monotonic(), event))
+    kinds = [event.WhichOneof("payload") for _, event in arrivals]
+    assert kinds[0] == "task" and kinds.count("status_update") >= STEPS and "artifact_update" in kinds
+    assert arrivals[-1][1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    assert arrivals[0][0] < agents.seen.produced[-1] - 0.5, "the first event came once the agent was done"
+    return [when for when, _ in arrivals]
 
 
 def message_params(text: str) -> dict[str, Any]:

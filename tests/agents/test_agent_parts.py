@@ -11,9 +11,10 @@ from a2a.client.card_resolver import parse_agent_card
 
 from shared.agents.card import CardCache, card_url
 from shared.agents.rewrite import rewrite_card
-from shared.agents.rpc import RpcError, parse_request
+from shared.agents.rpc import parse_request
 from shared.agents.stream import ErrorSpotter
 from shared.config.model import Agent
+from shared.errors import JsonRpcError
 
 AGENT = "https://agent.internal.example"
 GATEWAY = "https://gw.example/agents/triage"
@@ -80,7 +81,7 @@ def test_parse_request(raw: bytes, code: int | None, rpc_id: Any) -> None:
     if code is None:
         assert parse_request(raw).rpc_id == rpc_id
         return
-    with pytest.raises(RpcError) as caught:
+    with pytest.raises(JsonRpcError) as caught:
         parse_request(raw)
     body: Any = caught.value.body()
     assert body["error"]["code"] == code and body["id"] == rpc_id

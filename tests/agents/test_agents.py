@@ -8,26 +8,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
 
 import httpx
 import pytest
-from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
-from a2a.types.a2a_pb2 import GetTaskRequest, Message, Part, Role, SendMessageRequest, TaskState
+from a2a.types.a2a_pb2 import GetTaskRequest, TaskState
 
-from tests.agents.conftest import message_params, rpc
-from tests.agents.servers import STEPS, Agents
+from tests.agents.conftest import a2a_client, message_params, rpc, streamed_as_produced, text_message
+from tests.agents.servers import Agents
 from tests.harness import World
-
-
-async def _client(http: httpx.AsyncClient, world: World, name: str, *, streaming: bool) -> Any:
-    card = await A2ACardResolver(http, f"{world.url}/agents/{name}").get_agent_card()
-    return ClientFactory(ClientConfig(httpx_client=http, streaming=streaming)).create(card)
-
-
-def _message(text: str) -> SendMessageRequest:
-    return SendMessageRequest(message=Message(role=Role.ROLE_USER, message_id=f"m-{time.monotonic_ns()}",
-                                              parts=[Part(text=text)]))
 
 
 def _audited(world: World, agent: str, method: str, outcome: str, status: int) -> bool:
@@ -44,8 +32,8 @@ def _audited(world: World, agent: str, method: str, outcome: str, status: int) -
 @pytest.mark.parametrize(("agent", "sent"), [("helper", "SendMessage"), ("legacy", "message/send")])
 async def test_send_message_then_get_task(http: httpx.AsyncClient, world: World, agents: Agents, agent: str,
                                           sent: str) -> None:
-    client = await _client(http, world, agent, streaming=False)
-    events = [event async for event in client.send_message(_message("hello"))]
+    client = await a2a_client(http, world, agent, streaming=False)
+    events = [event async for event in client.send_message(text_message("hello"))]
     assert len(events) == 1
     task = events[0].task
     assert task.status.state == TaskState.TASK_STATE_COMPLETED
@@ -64,15 +52,7 @@ async def test_streamed_message_arrives_event_by_event(http: httpx.AsyncClient, 
                                                        agent: str, sent: str) -> None:
     """Each event reaches the client while the agent is still working: the first before the agent has
     produced the last (they are produced 0.4 s apart), nothing buffered whole."""
-    client = await _client(http, world, agent, streaming=True)
-    arrivals: list[tuple[float, Any]] = []
-    async for event in client.send_message(_message("stream me")):
-        arrivals.append((time.monotonic(), event))
-    kinds = [event.WhichOneof("payload") for _, event in arrivals]
-    assert kinds[0] == "task" and kinds.count("status_update") >= STEPS and "artifact_update" in kinds
-    assert arrivals[-1][1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
-    last_produced = agents.seen.produced[-1]
-    assert arrivals[0][0] < last_produced - 0.5, "the first event came only once the agent had finished"
+    await streamed_as_produced(http, world, agents, agent)
     assert _audited(world, agent, sent, "ok", 200)
 
 

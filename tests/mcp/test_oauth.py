@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from mcp import MCPError
 
 from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
@@ -37,11 +38,13 @@ from shared.remote.seal import Sealer
 from shared.remote.services import RemoteServices
 from shared.settings import load
 from tests.harness import World, dev_provider, start_world
+from tests.mcp.conftest import connect as sdk_client
 
 PUBLIC = "http://gateway.test"
 KEY = base64.b64encode(b"k" * 32).decode()
 SECRET_ENV, SECRET = "GATEWAY_SECRET_NOTES_CLIENT", "notes-client-secret"
-USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal", "ivy", "judy")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal", "ivy", "judy", "kim", "leo", "max",
+         "ned")
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +250,54 @@ async def test_revoke_by_manager_or_admin(world: World, caller: str, query: dict
             await fresh_headers(world, target, "gina")
     else:
         assert (await fresh_headers(world, target, "gina"))["Authorization"].startswith("Bearer at-")
+
+
+# -- through the gateway, as an MCP client sees it ---------------------------------------------------
+
+async def refused_until_authorized(world: World, who: str, mode: str) -> MCPError:
+    """The official SDK client through <gateway>/mcp/notes, before `who` has authorized the gateway."""
+    caught: list[BaseException] = []
+    try:        # at initialize (sessions) or at tools/list (stateless); the SDK may wrap it in a group
+        async with sdk_client(world, "notes", who, mode) as client:
+            await client.list_tools()
+    except* MCPError as group:
+        caught = leaves(group)
+    assert len(caught) == 1, caught
+    assert isinstance(caught[0], MCPError)
+    return caught[0]
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+async def through_gateway(world: World, who: str, mode: str) -> tuple[set[str], str]:
+    async with sdk_client(world, "notes", who, mode) as client:
+        listed = await client.list_tools()
+        result = await client.call_tool("whoami", {})
+    return {tool.name for tool in listed.tools}, str(result.content[0].text)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("mode", "users"), [("modern", ("kim", "leo")), ("sessions", ("max", "ned"))])
+async def test_sdk_client_is_sent_to_authorize_then_gets_its_own_results(world: World, mode: str,
+                                                                         users: tuple[str, str]) -> None:
+    """The error names where to authorize; after start -> authorization -> callback the same client,
+    through the gateway, lists and calls tools with the user's own token, never the caller's."""
+    mcp: ProtectedMcpServer = world.upstreams["mcp"]
+    for who in users:
+        error = await refused_until_authorized(world, who, mode)
+        assert error.code == -32003 and "needs your authorization" in error.message
+        assert error.data == {"gateway_error": "authorization_required",
+                              "authorize_url": f"{PUBLIC}/mcp/notes/oauth/start"}
+    for who in users:
+        connect(world, who)
+    for who in (*users, users[0]):
+        assert await through_gateway(world, who, mode) == ({"whoami"}, f"hello {who}")
+    seen = list(mcp.seen)
+    assert seen and all(header.startswith("Bearer at-") for header in seen)
+    assert not any(world.tokens[who] in header for who in users for header in seen)
 
 
 # -- attacks ----------------------------------------------------------------------------------------
