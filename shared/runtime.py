@@ -20,6 +20,7 @@ from .heap import settle_heap
 from .keeper import keep
 from .limits.admission import Limiter
 from .limits.prices import price_book
+from .objects.store import ObjectStore
 from .remote.services import RemoteServices
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
@@ -46,6 +47,7 @@ class Gateway:
     allowlist: Allowlist
     limiter: Limiter
     remote: RemoteServices
+    objects: ObjectStore
     last_prewarm: dict[str, Any] | None = None
     keeper: asyncio.Task[None] | None = None
 
@@ -74,6 +76,7 @@ class Gateway:
             allowlist=allowlist,
             limiter=limiter(settings, service),
             remote=RemoteServices.build(settings, allowlist, service),
+            objects=ObjectStore(service, settings.table_prefix),
         )
 
     def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:

@@ -22,6 +22,7 @@ locals {
     "health",
     "remotecalls",
     "oauthtokens",
+    "objects",
   ]
   deployment_container_name = "deployment-package"
 }

@@ -102,6 +102,7 @@ EXPECTED_TABLE_KINDS = [
     "ratelimits", "budgets", "prices", "bindings", "meta", "usage", "audit", "health",
     "remotecalls",
     "oauthtokens",
+    "objects",
 ]
 DIAGNOSTIC_TARGETS = {"blob service", "queue service", "table service", "openai account", "function app",
                       "foundry account", "key vault"}

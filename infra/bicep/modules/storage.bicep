@@ -27,6 +27,7 @@ var tableKinds = [
   'health'
   'remotecalls'
   'oauthtokens'
+  'objects'
 ]
 var deploymentContainerName = 'deployment-package'
 
