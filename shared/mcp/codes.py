@@ -1,7 +1,8 @@
 """The JSON-RPC error codes the MCP plane answers with, and which one each failure of the family becomes.
 
-Standard JSON-RPC codes where one fits; MCP's own -32020 for headers that disagree with the body;
-the implementation-defined band (-32000..-32019) for the gateway's own conditions.
+Standard JSON-RPC codes where one fits; MCP's own -32020 for headers that disagree with the body and
+-32042 for a URL the user must open first; the implementation-defined band (-32000..-32019) for the
+gateway's own conditions.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ if TYPE_CHECKING:
     from ..remote.client import RemoteFailure
 
 __all__ = ["HEADER_MISMATCH", "INVALID_PARAMS", "INVALID_REQUEST", "NOT_FOUND", "PARSE_ERROR", "SERVER_ERROR",
-           "TIMEOUT", "UNAUTHORIZED", "as_jsonrpc", "failed"]
+           "TIMEOUT", "UNAUTHORIZED", "URL_ELICITATION_REQUIRED", "as_jsonrpc", "failed"]
 
 HEADER_MISMATCH = -32020
+URL_ELICITATION_REQUIRED = -32042  # the user must open a URL first (authorize the gateway at the server)
 SERVER_ERROR = -32000          # the MCP server failed, refused the gateway, or cannot be reached
 TIMEOUT = -32001               # the MCP server did not answer within the server's timeout_s
 NOT_FOUND = -32004             # no such server (for this caller), or a session that is not theirs

@@ -34,7 +34,7 @@ from ..errors import (
 from ..remote.audit import RemoteCall, args_hash
 from ..remote.auth import RemoteAuthProblem
 from ..remote.client import RemoteFailure, RemoteReply, RemoteRequest
-from . import codes, headers, relay, wire
+from . import codes, elicitation, headers, relay, wire
 
 if TYPE_CHECKING:
     from ..auth.identities import Principal
@@ -138,9 +138,8 @@ async def gateway_auth(caller: Caller, rpc_id: Any = None) -> dict[str, str]:
         return await caller.gw.remote.auth.headers(caller.server, caller.principal, caller.view)
     except RemoteAuthProblem as problem:
         if problem.kind == "authorization_required":
-            raise JsonRpcError(problem.message, rpc_code=codes.UNAUTHORIZED, status=403,
-                               code="authorization_required", rpc_id=rpc_id,
-                               data={"authorize_url": problem.authorize_url}) from None
+            raise await elicitation.authorization_required(caller.gw.remote.oauth, caller.server,
+                                                           caller.principal, problem, rpc_id) from None
         raise JsonRpcError(problem.message, rpc_code=codes.SERVER_ERROR, status=503, code="unavailable",
                            rpc_id=rpc_id) from None
 

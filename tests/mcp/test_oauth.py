@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 import requests
-from mcp import MCPError
+from mcp import MCPError, UrlElicitationRequiredError
+from mcp.types import URL_ELICITATION_REQUIRED, ElicitRequestURLParams
 
 from sandbox.azurite import Azurite
 from sandbox.emulator import AzureOpenAIEmulator
@@ -44,7 +45,7 @@ PUBLIC = "http://gateway.test"
 KEY = base64.b64encode(b"k" * 32).decode()
 SECRET_ENV, SECRET = "GATEWAY_SECRET_NOTES_CLIENT", "notes-client-secret"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal", "ivy", "judy", "kim", "leo", "max",
-         "ned")
+         "ned", "oona", "pat", "quinn")
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,10 @@ def world(azurite: Azurite, idp: DevIdentityProvider, emulator: AzureOpenAIEmula
     doc = {"identity_providers": [dev_provider(idp)],
            "mcp_servers": [{"name": "notes", "url": mcp.url, "auth": oauth},
                            {"name": "pinned", "url": mcp.url,
-                            "auth": {**oauth, "authorization_server": authorization.issuer}}],
+                            "auth": {**oauth, "authorization_server": authorization.issuer}},
+                           {"name": "lost", "url": f"{authorization.issuer}/no-mcp-here", "auth": oauth}],
            "collaborators": [*({"resource": f"mcp-server:{s}", "principal": f"user:dev/{u}",
-                                "role": "viewer"} for u in USERS for s in ("notes", "pinned")),
+                                "role": "viewer"} for u in USERS for s in ("notes", "pinned", "lost")),
                              {"resource": "mcp-server:notes", "principal": "user:dev/manny",
                               "role": "manager"}]}
     env = {"GATEWAY_SEALING_KEY": KEY, "GATEWAY_PUBLIC_URL": PUBLIC, SECRET_ENV: SECRET,
@@ -280,24 +282,75 @@ async def through_gateway(world: World, who: str, mode: str) -> tuple[set[str], 
     return {tool.name for tool in listed.tools}, str(result.content[0].text)  # type: ignore[union-attr]
 
 
+def elicited(error: MCPError) -> ElicitRequestURLParams:
+    """The one URL elicitation of a -32042 error, as the SDK reads it off the wire."""
+    assert error.code == URL_ELICITATION_REQUIRED, error
+    assert error.data["gateway_error"] == "authorization_required"
+    assert error.data["authorize_url"] == f"{PUBLIC}/mcp/notes/oauth/start", "kept for clients that read it"
+    (one,) = UrlElicitationRequiredError.from_error(error.error).elicitations
+    assert one.mode == "url" and one.elicitation_id and "MCP server notes" in one.message
+    return one
+
+
+def in_browser(world: World, elicitation: ElicitRequestURLParams, who: str) -> None:
+    """The user opens the elicited URL: no gateway token anywhere, the authorization server approves."""
+    assert elicitation.url.startswith(world.upstreams["as"].issuer + "/authorize?")
+    answer = back_at_gateway(world, at_authorization_server(elicitation.url, who))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"connected": True, "server": "notes", "principal": f"user:dev/{who}"}
+
+
 @pytest.mark.parametrize(("mode", "users"), [("modern", ("kim", "leo")), ("sessions", ("max", "ned"))])
 async def test_sdk_client_is_sent_to_authorize_then_gets_its_own_results(world: World, mode: str,
                                                                          users: tuple[str, str]) -> None:
-    """The error names where to authorize; after start -> authorization -> callback the same client,
-    through the gateway, lists and calls tools with the user's own token, never the caller's."""
+    """The error is MCP's URL elicitation: the authorization server's URL for this user, which opens
+    in a browser; after it the user's client lists and calls tools through the gateway with the user's
+    own token, never the caller's."""
     mcp: ProtectedMcpServer = world.upstreams["mcp"]
+    asked = {who: elicited(await refused_until_authorized(world, who, mode)) for who in users}
+    assert len({e.elicitation_id for e in asked.values()}) == len(users)
     for who in users:
-        error = await refused_until_authorized(world, who, mode)
-        assert error.code == -32003 and "needs your authorization" in error.message
-        assert error.data == {"gateway_error": "authorization_required",
-                              "authorize_url": f"{PUBLIC}/mcp/notes/oauth/start"}
-    for who in users:
-        connect(world, who)
+        in_browser(world, asked[who], who)
     for who in (*users, users[0]):
         assert await through_gateway(world, who, mode) == ({"whoami"}, f"hello {who}")
     seen = list(mcp.seen)
     assert seen and all(header.startswith("Bearer at-") for header in seen)
     assert not any(world.tokens[who] in header for who in users for header in seen)
+
+
+async def test_the_same_stateless_client_carries_on_after_authorizing(world: World) -> None:
+    async with sdk_client(world, "notes", "oona", "modern") as client:
+        with pytest.raises(MCPError) as caught:
+            await client.list_tools()
+        in_browser(world, elicited(caught.value), "oona")
+        result = await client.call_tool("whoami", {})
+    assert result.content[0].text == "hello oona"  # type: ignore[union-attr]
+
+
+def test_elicitation_answer_is_not_cached(world: World) -> None:
+    body = {"jsonrpc": "2.0", "id": 7, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "test", "version": "1"}}}
+    answer = requests.post(f"{world.url}/mcp/notes", json=body, timeout=10,
+                           headers={**bearer(world, "pat"), "Accept": "application/json, text/event-stream"})
+    assert answer.status_code == 403, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.json()["id"] == 7 and answer.json()["error"]["code"] == URL_ELICITATION_REQUIRED
+
+
+@pytest.mark.parametrize("mode", ["modern", "sessions"])
+async def test_without_discovery_the_start_route_is_named(world: World, mode: str) -> None:
+    """An authorization server that cannot be discovered: no URL to elicit, today's -32003."""
+    caught: list[BaseException] = []
+    try:
+        async with sdk_client(world, "lost", "pat", mode) as client:
+            await client.list_tools()
+    except* MCPError as group:
+        caught = leaves(group)
+    assert len(caught) == 1 and isinstance(caught[0], MCPError), caught
+    assert caught[0].code == -32003 and "needs your authorization" in caught[0].message
+    assert caught[0].data == {"gateway_error": "authorization_required",
+                              "authorize_url": f"{PUBLIC}/mcp/lost/oauth/start"}
 
 
 # -- attacks ----------------------------------------------------------------------------------------
@@ -345,6 +398,17 @@ def test_another_users_state_refused(world: World) -> None:
         asyncio.run(fresh_headers(world, server(world), "ivy"))
 
 
+async def test_another_user_cannot_finish_an_elicited_authorization(world: World) -> None:
+    """Quinn's elicited URL reaches Bob: approved as Bob and brought back with Bob's gateway token, it
+    is refused, nothing is stored for Quinn, and Quinn is still asked to authorize."""
+    first = elicited(await refused_until_authorized(world, "quinn", "modern"))
+    refused(world, at_authorization_server(first.url, "bob"), Authorization=f"Bearer {world.tokens['bob']}")
+    with pytest.raises(RemoteAuthProblem):
+        await fresh_headers(world, server(world), "quinn")
+    again = elicited(await refused_until_authorized(world, "quinn", "sessions"))
+    assert again.url != first.url and again.elicitation_id != first.elicitation_id
+
+
 async def test_hostile_editor_repointing_the_url_gets_no_user_token(world: World,
                                                                     instance: RemoteServices) -> None:
     """Tokens are bound to the server's URL: pointed elsewhere, the server gets none of them."""
@@ -390,5 +454,7 @@ def test_zz_no_token_code_or_secret_in_logs(world: World) -> None:
     """Last in the module: every flow above has run through this gateway's log."""
     logs = world.logs()
     assert "oauth: user:dev/alice connected MCP server notes" in logs
+    assert "oauth: no authorization URL for MCP server lost: MCP server lost publishes no OAuth" in logs
     leaked = [s for s in (*world.upstreams["as"].issued, SECRET) if s in logs]
     assert leaked == []
+    assert "/authorize?" not in logs and "state=" not in logs, "no elicited URL nor its state"
