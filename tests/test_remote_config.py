@@ -111,6 +111,13 @@ def test_bad_fields_are_named(fields: dict[str, Any], where: str) -> None:
     assert refused.value.field == f"mcp_servers[0].{where}"
 
 
+def test_oauth_is_for_mcp_servers_only() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse({"agents": [{"name": "a", "url": "https://a.example.com",
+                           "auth": {"type": "oauth", "client_id": "x"}}]})
+    assert refused.value.field == "agents[0].auth.type"
+
+
 def test_an_entra_account_must_exist() -> None:
     with pytest.raises(ConfigError) as refused:
         parse(_server(auth={"type": "entra", "scope": "api://x/.default", "account": "nope"}))

@@ -316,6 +316,9 @@ def _mcp_server(raw: Any, where: str) -> McpServer:
 
 def _agent(raw: Any, where: str) -> Agent:
     d = read_record(raw, where, ("name",), (*REMOTE_FIELDS, "url", "card_url"))
+    if isinstance(d.get("auth"), Mapping) and d["auth"].get("type") == "oauth":
+        raise ConfigError(f"{where}.auth.type", "oauth is for MCP servers only: an agent takes none, "
+                                                "headers, entra or identity-assertion")
     return Agent(url=_url(d.get("url"), f"{where}.url", optional=True),
                  card_url=_url(d.get("card_url"), f"{where}.card_url", optional=True),
                  **_remote_common(d, where))

@@ -92,12 +92,12 @@ _REMOTE_AUTH_FIELD: dict[str, dict[str, Any]] = {
 }
 
 
-def _remote_auth() -> dict[str, Any]:
+def _remote_auth(kinds: tuple[str, ...] = tuple(REMOTE_AUTH_FIELDS)) -> dict[str, Any]:
     """One shape per outbound auth type of an MCP server or agent, with the fields the file takes."""
     return {"oneOf": [_object({"type": {"type": "string", "enum": [kind]},
                                **{f: _REMOTE_AUTH_FIELD[f] for f in (*required, *optional)}},
                               (*(("type",) if kind != "none" else ()), *required))   # type defaults to none
-                      for kind, (required, optional) in REMOTE_AUTH_FIELDS.items()],
+                      for kind, (required, optional) in REMOTE_AUTH_FIELDS.items() if kind in kinds],
             "description": "how the gateway authenticates itself to the server (never with the "
                            "caller's token); only gateway admins set or change it"}
 
@@ -149,6 +149,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ("url",)),
     "agents": _object({
         "name": NAME, "workspace": NAME, "url": ADMIN_URL, **REMOTE,
+        "auth": _remote_auth(tuple(k for k in REMOTE_AUTH_FIELDS if k != "oauth")),   # per-user: MCP only
         "card_url": {**ADMIN_URL, "description": "default: <url's origin>/.well-known/agent-card.json; "
                                                  "only gateway admins set it"}}),
     "workspaces": _object({"name": NAME}),
