@@ -218,3 +218,14 @@ def test_a_record_store_outage_fails_the_create_cleanly(world: World, azurite: A
         assert deletes[-1].path.rsplit("/", 1)[1] not in world.emulator.stored.responses
     finally:
         service.create_table(table)
+
+
+def test_functions_host_routes_the_same(new_world: NewWorld) -> None:
+    """Under the Functions host, the routes by id win over the /openai/v1/{*operation} catch-all."""
+    with new_world(host="functions", tokens={"alice": DEVELOPER, "bob": DEVELOPER}) as world:
+        alice = client(world, "alice", "azure_v1")
+        queued = alice.responses.create(model="gpt-4o", input=said("hosted"), background=True)
+        assert alice.responses.cancel(queued.id).status == "cancelled"
+        assert client(world, "alice", "azure").responses.retrieve(queued.id).id == queued.id
+        with pytest.raises(openai.NotFoundError):
+            client(world, "bob", "azure_v1").responses.cancel(queued.id)
