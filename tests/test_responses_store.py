@@ -145,6 +145,21 @@ def test_attack_chaining_from_another_callers_response(world: World) -> None:
     assert chained.previous_response_id == mine.id
 
 
+def test_attack_upstream_repeats_another_callers_id(world: World) -> None:
+    """A hostile or faulty upstream answers B with the id of A's response: B never gets it, and A's
+    response is neither reassigned nor deleted."""
+    text = said("same words")
+    mine = client(world, "alice").responses.create(model="gpt-4o", input=text)
+    before = len(world.emulator.requests)
+    with pytest.raises(openai.APIStatusError) as theirs:
+        client(world, "bob").responses.create(model="gpt-4o", input=text)     # the emulator repeats its id
+    assert theirs.value.status_code == 502 and mine.id.encode() not in theirs.value.response.content
+    assert [r.method for r in world.emulator.requests[before:]] == ["POST"]
+    assert client(world, "alice").responses.retrieve(mine.id).id == mine.id
+    with pytest.raises(openai.NotFoundError):
+        client(world, "bob").responses.retrieve(mine.id)
+
+
 @pytest.mark.parametrize("extra", [
     {"conversation": "conv_123"},
     {"input": [{"type": "item_reference", "id": "msg_123"}]},

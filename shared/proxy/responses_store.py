@@ -86,8 +86,8 @@ class Creation:
         if answer.chunks is None:
             await self._record(_id_of_json(answer.body), answer.body, account)
             return answer
-        held, ident = await _until_identified(answer.chunks)
         try:
+            held, ident = await _until_identified(answer.chunks)
             await self._record(ident, b"".join(held), account)
         except BaseException:
             if answer.close is not None:
@@ -102,20 +102,20 @@ class Creation:
             return
         try:
             known = await self.gw.objects.find(KIND, ident)
-            if known is not None and (known.owner != self.owner or known.account != account):
-                raise UpstreamError(f"account {account} answered with a response id already recorded "
-                                    "for another owner or account")
-            await self.gw.objects.record(Owned(kind=KIND, object_id=ident, account=account, owner=self.owner,
-                                               model=self.model))
+            if known is None:
+                await self.gw.objects.record(Owned(kind=KIND, object_id=ident, account=account,
+                                                   owner=self.owner, model=self.model))
         except GatewayError as exc:
             log.warning("request %s: the new response's owner was not recorded (%s); deleting it upstream",
                         self.request_id, exc.message)
             await self._discard(ident, account)
-            if isinstance(exc, UpstreamError):
-                raise
             raise Unavailable(f"could not record the owner of a new stored response: {exc.message}",
                               public="the gateway could not record who owns the new response, so it "
                                      "was not kept; try again later") from None
+        if known is not None and (known.owner, known.account) != (self.owner, account):
+            # Never deleted: the id is someone else's response.
+            raise UpstreamError(f"account {account} answered with a response id already recorded for "
+                                "another owner or account")
 
     async def _discard(self, ident: str, account: str) -> None:
         """Best effort: a response nobody may reach is deleted rather than left upstream."""
