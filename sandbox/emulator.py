@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .emulator_responses import StoredResponses, by_id
+
 log = logging.getLogger(__name__)
 
 CREATED = 1700000000
@@ -213,6 +215,7 @@ class AzureOpenAIEmulator:
         self.requests: list[RecordedRequest] = []
         self.faults: collections.deque[Fault] = collections.deque()
         self.open_connections = 0
+        self.stored = StoredResponses()
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -279,6 +282,11 @@ class AzureOpenAIEmulator:
             headers={name.lower(): value for name, value in request.headers.items()},
             body=body, deployment=deployment))
 
+        if (stored := by_id(request.path)) is not None:
+            if not self._authorized(request, v1=stored.v1):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            fault = self.take_fault("")
+            return self.stored.answer(request, stored) if fault is None else self._fault_response(fault, "")
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):
@@ -340,7 +348,9 @@ class AzureOpenAIEmulator:
         if op == "embeddings":
             return _json_response(self._embeddings(payload), headers)
         if op == "responses":
-            final = self._responses(payload, digest)
+            if (refused := self.stored.refusal(payload)) is not None:
+                return refused
+            final = self.stored.created(payload, self._responses(payload, digest))
             if stream:
                 return await self._stream(request, _response_events(final), reset_after, headers)
             return _json_response(final, headers)

@@ -2,6 +2,7 @@
 
     operations   the allowlist of operations forwarded, and the api-version format
     handlers     authenticate, authorize the model, forward; list the caller's models
+    responses_store   stored responses: recorded as their creator's, used only by who may
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from ..http import Route, route
 from . import handlers as h
+from .responses_store import ROUTES as RESPONSES_ROUTES
 
 ROUTES: tuple[Route, ...] = (
     route("v1/chat/completions", ("POST",), "chat_completions", h.chat_completions),
@@ -20,6 +22,8 @@ ROUTES: tuple[Route, ...] = (
     route("openai/models", ("GET",), "list_models_azure", h.list_models),
     route("openai/v1/models", ("GET",), "list_models_azure_v1", h.list_models),
     route("openai/deployments/{model}/{*operation}", ("POST",), "azure_deployment", h.azure_deployment),
+    route("openai/responses", ("POST",), "azure_responses", h.azure_responses),
+    *RESPONSES_ROUTES,
     route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
     route("health", ("GET",), "health", h.health),
 )

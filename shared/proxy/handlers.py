@@ -18,7 +18,7 @@ from ..limits.tokens import Reservation
 from ..telemetry import identity_of, tracer
 from ..upstream.outbound import Outbound
 from ..upstream.response import to_starlette
-from . import operations
+from . import operations, responses_store
 
 if TYPE_CHECKING:
     from ..config.model import Model
@@ -45,6 +45,9 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
             raise ModelNotFound(model_name)
     model = operations.served(model, view.accounts, operation)
+    kept = None
+    if operation == "responses":    # a stored response is recorded as its caller's
+        model, kept = await responses_store.creation(gw, view, principal, model, doc, call.request_id)
     ticket, rules = None, gw.limiter.rules(view.version, view.config)
     if rules:   # no cost at all without rules or budgets
         ticket, doc, raw = await _admit(gw.limiter, rules, Facts.of(principal, model), model, operation,
@@ -64,6 +67,8 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         _limited(forwarded, ticket)
     if isinstance(forwarded.result, GatewayError):
         raise forwarded.result
+    if kept is not None:
+        return to_starlette(await kept.keep(forwarded.result, forwarded.account))
     return to_starlette(forwarded.result)
 
 
@@ -125,6 +130,15 @@ async def azure_deployment(call: Call) -> Response:
         raise InvalidRequest("more than one api-version", param="api-version")
     operations.api_version(versions[0] if versions else None)
     return await _proxy(call, operation, req.path_params["model"])
+
+
+async def azure_responses(call: Call) -> Response:
+    """Azure's classic shape of the Responses API: the model in the body, an api-version required."""
+    versions = call.request.query_params.getlist("api-version")
+    if len(versions) > 1:
+        raise InvalidRequest("more than one api-version", param="api-version")
+    operations.api_version(versions[0] if versions else None)
+    return await _proxy(call, "responses", None)
 
 
 async def azure_v1(call: Call) -> Response:

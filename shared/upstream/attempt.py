@@ -53,13 +53,22 @@ class Transport:
                 auto_decompress=False, skip_auto_headers=("User-Agent",))
         return self._session
 
+    def session(self) -> aiohttp.ClientSession:
+        """The process's one session (for requests that are not attempts: `addressed`)."""
+        return self._client()
+
+    async def credential_headers(self, account: Account) -> dict[str, str]:
+        """What every request to `account` carries: its style's headers and its credential, once its
+        endpoint is known to be allowed."""
+        check_endpoint(account, self._allow_http_loopback)
+        credential = self._credentials.for_account(account)
+        return {**upstream_headers(account), **await credential.auth_headers()}
+
     async def attempt(self, out: Outbound, account: Account, target: Target, headers: dict[str, str],
                       injected: bool, sink: UsageSink | None) -> Answer:
         labels = {"gateway.model": out.model.name, "gateway.account": account.name}
         with tracer.start_as_current_span("credential", attributes=labels):
-            check_endpoint(account, self._allow_http_loopback)
-            credential = self._credentials.for_account(account)
-            headers = {**headers, **upstream_headers(account), **await credential.auth_headers()}
+            headers = {**headers, **await self.credential_headers(account)}
         sent = time.perf_counter()
         resp = await self._send(out, account, target, headers, labels, sent)
         refused = refusal(account, resp.status, resp.headers)
@@ -73,7 +82,7 @@ class Transport:
                           tracer.start_span("stream", attributes=labels), labels, sent, self._drains)
             return Answer(resp.status, passed_on(resp.headers, out.request_id), chunks=relay.chunks(),
                           close=relay.close)
-        body = await _read(resp, account)
+        body = await read_whole(resp, account)
         if sink is not None:
             try:
                 usage = usage_of_json(body)
@@ -118,7 +127,7 @@ class Transport:
             self._session = None
 
 
-async def _read(resp: aiohttp.ClientResponse, account: Account) -> bytes:
+async def read_whole(resp: aiohttp.ClientResponse, account: Account) -> bytes:
     import aiohttp
 
     try:

@@ -36,6 +36,11 @@ class Forwarder:
                                     allow_http_loopback=allow_http_loopback,
                                     connect_timeout_seconds=connect_timeout_seconds)
 
+    @property
+    def transport(self) -> Transport:
+        """The process's connection to its accounts (for requests about one stored object)."""
+        return self._transport
+
     async def forward(self, out: Outbound, accounts: Mapping[str, Account],
                       sink: UsageSink | None = None) -> Forwarded:
         injected = injects_usage(out.operation, out.doc)

@@ -49,8 +49,13 @@ UsageSink = Callable[[Outbound, Mapping[str, object] | None], None]
 
 def request_headers(out: Outbound) -> dict[str, str]:
     """The headers every target gets before its own credential is added."""
-    headers = {k: v for k, v in out.headers.items() if k.lower() in REQUEST_HEADERS}
-    headers.update({"x-request-id": out.request_id, "x-ms-client-request-id": out.request_id,
+    return passed_headers(out.headers, out.request_id)
+
+
+def passed_headers(caller: Mapping[str, str], request_id: str) -> dict[str, str]:
+    """The caller's headers worth passing on, and the gateway's request id."""
+    headers = {k: v for k, v in caller.items() if k.lower() in REQUEST_HEADERS}
+    headers.update({"x-request-id": request_id, "x-ms-client-request-id": request_id,
                     "accept-encoding": "identity"})
     return headers
 
