@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from . import emulator_files
+
 log = logging.getLogger(__name__)
 
 CREATED = 1700000000
@@ -213,6 +215,7 @@ class AzureOpenAIEmulator:
         self.requests: list[RecordedRequest] = []
         self.faults: collections.deque[Fault] = collections.deque()
         self.open_connections = 0
+        self.files = emulator_files.Files()
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -279,6 +282,10 @@ class AzureOpenAIEmulator:
             headers={name.lower(): value for name, value in request.headers.items()},
             body=body, deployment=deployment))
 
+        if emulator_files.matches(request.path):
+            if not self._authorized(request, v1=emulator_files.is_v1(request.path)):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            return await self.files.handle(request, body)
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):

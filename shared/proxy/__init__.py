@@ -2,6 +2,9 @@
 
     operations   the allowlist of operations forwarded, and the api-version format
     handlers     authenticate, authorize the model, forward; list the caller's models
+    files        the files API, each file reachable only by its uploader (list, retrieve, content, delete)
+    upload       uploading a file into a model's account, recorded as the caller's
+    multipart    strict multipart/form-data reading
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -9,6 +12,7 @@
 from __future__ import annotations
 
 from ..http import Route, route
+from . import files, upload
 from . import handlers as h
 
 ROUTES: tuple[Route, ...] = (
@@ -20,6 +24,7 @@ ROUTES: tuple[Route, ...] = (
     route("openai/models", ("GET",), "list_models_azure", h.list_models),
     route("openai/v1/models", ("GET",), "list_models_azure_v1", h.list_models),
     route("openai/deployments/{model}/{*operation}", ("POST",), "azure_deployment", h.azure_deployment),
+    *files.routes(upload.create),
     route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
     route("health", ("GET",), "health", h.health),
 )

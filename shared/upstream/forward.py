@@ -64,5 +64,10 @@ class Forwarder:
             return Forwarded(answer, account.name, target.deployment, attempts)
         return Forwarded(combined_failure(out.model.name, failures), None, None, attempts)
 
+    @property
+    def transport(self) -> Transport:
+        """The process's one upstream session and credentials, for requests to a named account."""
+        return self._transport
+
     async def aclose(self) -> None:
         await self._transport.aclose()
