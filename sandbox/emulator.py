@@ -285,6 +285,8 @@ class AzureOpenAIEmulator:
         if emulator_files.matches(request.path):
             if not self._authorized(request, v1=emulator_files.is_v1(request.path)):
                 return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            if (fault := self.take_fault("files")) is not None and fault.status is not None:
+                return self._fault_response(fault, "files")
             return await self.files.handle(request, body)
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)

@@ -15,8 +15,11 @@ from typing import Any
 import openai
 import pytest
 import requests
+from azure.data.tables import TableServiceClient
 
-from tests.harness import DEVELOPER, NewWorld, World
+from sandbox.emulator import AzureOpenAIEmulator, Fault
+from sandbox.idp import DevIdentityProvider
+from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
 
 API_VERSION = "2024-10-21"
 SHAPES = ["v1", "openai_v1", "azure"]
@@ -24,10 +27,15 @@ NOT_FOUND = {"message": "no such file, or you do not have access to it", "type":
              "code": "not_found", "param": "file_id"}
 
 
+MANAGER = "user:dev/manny"
+
+
 @pytest.fixture(scope="module")
-def world(new_world: NewWorld) -> Iterator[World]:
-    with new_world(env={"GATEWAY_MAX_BODY_BYTES": "262144"},
-                   tokens={"alice": DEVELOPER, "bob": DEVELOPER}) as world:
+def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator) -> Iterator[World]:
+    config = sandbox_config(idp, emulator)
+    config["collaborators"].append({"resource": "model:gpt-4o", "principal": MANAGER, "role": "manager"})
+    with new_world(config=config, env={"GATEWAY_MAX_BODY_BYTES": "262144"},
+                   tokens={"alice": DEVELOPER, "bob": DEVELOPER, "manny": None}) as world:
         yield world
 
 
@@ -242,3 +250,51 @@ def test_the_azure_shape_needs_an_api_version(world: World) -> None:
     answer = raw(world, "alice", "GET", "/openai/files")
     assert (answer.status_code, answer.json()["error"]["param"]) == (400, "api-version")
 
+
+
+def test_a_manager_of_the_model_reaches_a_file_uploaded_through_it(world: World) -> None:
+    created = upload(client(world, "alice"), b"for the manager\n")
+    assert client(world, "manny").files.content(created.id).read() == b"for the manager\n"
+    other = upload(client(world, "alice"), model="embed")     # manny manages gpt-4o, not embed
+    with pytest.raises(openai.NotFoundError):
+        client(world, "manny").files.retrieve(other.id)
+
+
+def test_a_failed_upstream_delete_keeps_the_file_owned(world: World) -> None:
+    alice = client(world, "alice")
+    created = upload(alice)
+    world.emulator.faults.append(Fault(status=500, deployment="files"))
+    with pytest.raises(openai.InternalServerError) as failed:
+        alice.files.delete(created.id)
+    assert failed.value.status_code == 502
+    assert alice.files.retrieve(created.id).id == created.id
+    assert alice.files.delete(created.id).deleted is True
+
+
+def test_an_upload_that_cannot_be_recorded_is_deleted_upstream(new_world: NewWorld) -> None:
+    with new_world() as world:
+        alice = client(world, "alice")
+        upload(alice)       # the records table exists, and the gateway knows it does
+        TableServiceClient.from_connection_string(world.env["GATEWAY_TABLES_CONNECTION"]).delete_table(
+            world.env["GATEWAY_TABLE_PREFIX"] + "objects")
+        before = set(world.emulator.files.files)
+        with pytest.raises(openai.APIStatusError) as refused:
+            upload(alice)
+        assert (refused.value.status_code, refused.value.body["code"]) == (503, "unavailable")
+        created = [r for r in world.emulator.requests if r.method == "POST"][-1]
+        deleted = world.emulator.requests[-1]
+        assert deleted.method == "DELETE" and deleted.path.startswith("/openai/files/file-")
+        assert created.path == "/openai/files" and set(world.emulator.files.files) == before
+        assert "could not be recorded" in world.logs()
+
+
+@pytest.mark.parametrize("shape", ["v1", "azure"])
+def test_files_under_the_functions_host(new_world: NewWorld, shape: str) -> None:
+    with new_world(host="functions") as world:
+        alice = client(world, "alice", shape)
+        created = upload(alice, b"through the host\n")
+        assert [f.id for f in alice.files.list()] == [created.id]
+        assert alice.files.content(created.id).read() == b"through the host\n"
+        assert alice.files.delete(created.id).deleted is True
+        refused = raw(world, "alice", "PUT", prefix(shape) + f"/{created.id}", params=query(shape))
+        assert refused.status_code == 405 and set(refused.headers["Allow"].split(", ")) == {"GET", "DELETE"}

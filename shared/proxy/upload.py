@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 
 from ..callers import authenticate
-from ..errors import GatewayError, InvalidRequest, ModelNotFound, UpstreamError
+from ..errors import GatewayError, InvalidRequest, ModelNotFound, Unavailable, UpstreamError
 from ..objects.store import Owned
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, holds_objects, send
@@ -72,9 +72,12 @@ async def create(call: Call) -> Response:
                   model=model_name, created=time.time(), expires=_expires(doc))
     try:
         await gw.objects.record(owned)
-    except GatewayError:
+    except GatewayError as exc:
+        log.error("request %s: file %s could not be recorded: %s", call.request_id, owned.object_id,
+                  exc.message)
         await _undo(gw, account, owned.object_id, call.request_id)
-        raise
+        raise Unavailable("the uploaded file could not be recorded as yours, so it was deleted again; "
+                          "try again later") from None
     return to_starlette(answer)
 
 
