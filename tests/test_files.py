@@ -298,3 +298,16 @@ def test_files_under_the_functions_host(new_world: NewWorld, shape: str) -> None
         assert alice.files.delete(created.id).deleted is True
         refused = raw(world, "alice", "PUT", prefix(shape) + f"/{created.id}", params=query(shape))
         assert refused.status_code == 405 and set(refused.headers["Allow"].split(", ")) == {"GET", "DELETE"}
+
+
+def test_a_v1_account_is_asked_on_its_v1_surface(new_world: NewWorld, idp: DevIdentityProvider,
+                                                 emulator: AzureOpenAIEmulator) -> None:
+    config = sandbox_config(idp, emulator)
+    config["accounts"][0]["api_style"] = "v1"
+    with new_world(config=config) as world:
+        alice = client(world, "alice", "azure")      # the caller's shape does not choose the upstream's
+        created = upload(alice, b"v1\n")
+        assert alice.files.content(created.id).read() == b"v1\n"
+        sent = world.emulator.requests[-2:]
+        assert [(r.method, r.path, r.query) for r in sent] == [
+            ("POST", "/openai/v1/files", {}), ("GET", f"/openai/v1/files/{created.id}/content", {})]

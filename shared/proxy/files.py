@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -126,7 +126,7 @@ async def list_files(call: Call) -> Response:
 
 
 async def _list_account(gw: Gateway, account: Account, purpose: str | None, request_id: str,
-                        headers: Any) -> list[dict[str, Any]] | Response:
+                        headers: Mapping[str, str]) -> list[dict[str, Any]] | Response:
     """The files the account lists, or its refusal as the caller's answer."""
     answer = await send(gw.forwarder.transport, account,
                         AccountRequest("GET", ("files",), request_id, headers=headers,
