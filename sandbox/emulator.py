@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import emulator_files
 from .emulator_responses import StoredResponses, by_id
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class AzureOpenAIEmulator:
         self.faults: collections.deque[Fault] = collections.deque()
         self.open_connections = 0
         self.stored = StoredResponses()
+        self.files = emulator_files.Files()
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -287,6 +289,12 @@ class AzureOpenAIEmulator:
                 return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
             fault = self.take_fault("")
             return self.stored.answer(request, stored) if fault is None else self._fault_response(fault, "")
+        if emulator_files.matches(request.path):
+            if not self._authorized(request, v1=emulator_files.is_v1(request.path)):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            if (fault := self.take_fault("files")) is not None and fault.status is not None:
+                return self._fault_response(fault, "files")
+            return await self.files.handle(request, body)
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):

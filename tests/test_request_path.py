@@ -73,7 +73,7 @@ def test_attack_path_confusion_is_refused_before_routing(world: World, case: str
     b"/openai/deployments/gpt-4o/fine_tuning/jobs?" + V.encode(),
     b"/openai/deployments/gpt-4o/chat/completions/extra?" + V.encode(),
     b"/openai/deployments/gpt-4o/files?" + V.encode(),
-    b"/openai/v1/files",
+    b"/openai/v1/fine_tuning/jobs",
     b"/openai/v1/assistants",
     b"/openai/v1/chat/completions/x",
     b"/openai/v1/Chat/Completions",

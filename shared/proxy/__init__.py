@@ -3,6 +3,9 @@
     operations   the allowlist of operations forwarded, and the api-version format
     handlers     authenticate, authorize the model, forward; list the caller's models
     responses_store   stored responses: recorded as their creator's, used only by who may
+    files        the files API, each file reachable only by its uploader (list, retrieve, content, delete)
+    upload       uploading a file into a model's account, recorded as the caller's
+    multipart    strict multipart/form-data reading
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 from ..http import Route, route
+from . import files, upload
 from . import handlers as h
 from .responses_store import ROUTES as RESPONSES_ROUTES
 
@@ -24,6 +28,7 @@ ROUTES: tuple[Route, ...] = (
     route("openai/deployments/{model}/{*operation}", ("POST",), "azure_deployment", h.azure_deployment),
     route("openai/responses", ("POST",), "azure_responses", h.azure_responses),
     *RESPONSES_ROUTES,
+    *files.routes(upload.create),
     route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
     route("health", ("GET",), "health", h.health),
 )

@@ -30,9 +30,9 @@ from ..errors import GatewayError, InvalidRequest, NotFound, Unavailable, Upstre
 from ..http import Route, route
 from ..objects.access import may_use
 from ..objects.store import Owned
-from ..upstream import addressed
 from ..upstream.answer import Answer
 from ..upstream.response import to_starlette
+from ..upstream.scoped import AccountRequest, send
 from . import operations
 
 if TYPE_CHECKING:
@@ -123,8 +123,8 @@ class Creation:
         if target is None:
             return
         try:
-            answer = await addressed.send(self.gw.forwarder.transport, target, addressed.ObjectRequest(
-                "DELETE", COLLECTION, ident, None, (), {}, self.request_id))
+            answer = await send(self.gw.forwarder.transport, target,
+                                AccountRequest("DELETE", (COLLECTION, ident), self.request_id, v1=True))
         except GatewayError as exc:
             log.warning("request %s: deleting the unrecorded response failed: %s", self.request_id,
                         exc.message)
@@ -266,8 +266,9 @@ async def _use(call: Call, action: str | None, azure: bool) -> Response:
     if account is None:
         raise Unavailable(f"account {owned.account!r}, which holds response {owned.object_id}, is not usable",
                           public="the account holding this response is not usable now")
-    answer = await addressed.send(gw.forwarder.transport, account, addressed.ObjectRequest(
-        req.method, COLLECTION, owned.object_id, action, query, req.headers, call.request_id))
+    path = (COLLECTION, owned.object_id, *((action,) if action else ()))
+    answer = await send(gw.forwarder.transport, account, AccountRequest(
+        req.method, path, call.request_id, query=tuple(query), headers=req.headers, v1=True))
     if req.method == "DELETE" and 200 <= answer.status < 300:
         try:
             await gw.objects.forget(owned)

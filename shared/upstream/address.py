@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -86,15 +86,3 @@ def upstream_headers(account: Account) -> Mapping[str, str]:
     """Headers the account's style needs on every request."""
     return MODELS_HEADERS if account.api_style == "models" else NO_HEADERS
 
-
-def object_url(account: Account, collection: str, object_id: str, action: str | None,
-               query: Sequence[tuple[str, str]]) -> str:
-    """One object an account stores (a stored response, a file), on its v1 surface whatever the
-    account's style: Azure serves stored objects there too, and it is where the gateway creates them
-    (see V1_ONLY), so one surface names an object from its creation to its deletion. `collection` and
-    `action` are the gateway's constants; `object_id` was checked against its kind's pattern and is
-    quoted anyway."""
-    url = f"{account.endpoint}/openai/v1/{collection}/{quote(object_id, safe='')}"
-    if action is not None:
-        url += f"/{action}"
-    return f"{url}?{urlencode(query)}" if query else url

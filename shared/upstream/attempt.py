@@ -53,10 +53,6 @@ class Transport:
                 auto_decompress=False, skip_auto_headers=("User-Agent",))
         return self._session
 
-    def session(self) -> aiohttp.ClientSession:
-        """The process's one session (for requests that are not attempts: `addressed`)."""
-        return self._client()
-
     async def credential_headers(self, account: Account) -> dict[str, str]:
         """What every request to `account` carries: its style's headers and its credential, once its
         endpoint is known to be allowed."""
@@ -82,7 +78,7 @@ class Transport:
                           tracer.start_span("stream", attributes=labels), labels, sent, self._drains)
             return Answer(resp.status, passed_on(resp.headers, out.request_id), chunks=relay.chunks(),
                           close=relay.close)
-        body = await read_whole(resp, account)
+        body = await read_body(resp, account)
         if sink is not None:
             try:
                 usage = usage_of_json(body)
@@ -96,15 +92,32 @@ class Transport:
 
     async def _send(self, out: Outbound, account: Account, target: Target, headers: Mapping[str, str],
                     labels: dict[str, str], sent: float) -> aiohttp.ClientResponse:
-        """The request, never following a redirect; a timeout or connection error is the failure."""
-        import aiohttp
-
         url = upstream_url(account, target, out.operation, out.query)
         body = upstream_body(account, target, out.operation, out.body, out.doc)
-        with tracer.start_as_current_span("upstream", kind=SpanKind.CLIENT, attributes={
-                **labels, "gateway.deployment": target.deployment}) as span:
+        return await self._request(out.method, url, body, headers, account, labels, sent,
+                                   {"gateway.deployment": target.deployment})
+
+    async def account_request(self, account: Account, method: str, url: str, headers: Mapping[str, str],
+                              body: object) -> aiohttp.ClientResponse:
+        """One request to `account` with its credential, outside any model's targets: for objects that
+        live in that account (files, stored responses), so no failover. `url` is built by the caller
+        from parsed parts; `body` is bytes, an async iterable of bytes, or None."""
+        labels = {"gateway.account": account.name}
+        with tracer.start_as_current_span("credential", attributes=labels):
+            headers = {**headers, **await self.credential_headers(account)}
+        return await self._request(method, url, body, headers, account, labels, time.perf_counter())
+
+    async def _request(self, method: str, url: str, body: object, headers: Mapping[str, str],
+                       account: Account, labels: dict[str, str], sent: float,
+                       more: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+        """The request, never following a redirect; a timeout or connection error is the failure.
+        `labels` go on the span and the duration metric, `more` on the span only."""
+        import aiohttp
+
+        with tracer.start_as_current_span("upstream", kind=SpanKind.CLIENT,
+                                          attributes={**labels, **(more or {})}) as span:
             try:
-                resp = await self._client().request(out.method, url, data=body, headers=headers,
+                resp = await self._client().request(method, url, data=body, headers=headers,
                                                     allow_redirects=False)
             except TimeoutError:
                 span.set_status(StatusCode.ERROR, "timeout")
@@ -127,7 +140,8 @@ class Transport:
             self._session = None
 
 
-async def read_whole(resp: aiohttp.ClientResponse, account: Account) -> bytes:
+async def read_body(resp: aiohttp.ClientResponse, account: Account) -> bytes:
+    """The whole answer; a timeout or break while reading it is the failure."""
     import aiohttp
 
     try:

@@ -1,0 +1,214 @@
+"""The files API, each file reachable only by the caller who uploaded it: list, retrieve, content, delete.
+
+Every caller shares the gateway's credential for an account, so a file id alone would open anyone's
+file. An id is served only when the gateway recorded the file (at upload, see `upload`) and the caller
+may use it (its owner, a manager of the model it was uploaded through, or an admin); anything else,
+a malformed id included, is the same 404 as an id that never existed, and nothing is forwarded. A
+recorded file is asked of the account that holds it, on that account's surface (`scoped`).
+
+A list asks each account holding one of the caller's files for its files and keeps only the caller's;
+`purpose` is passed on, and `order`, `after` and `limit` are applied by the gateway to what is kept,
+so paging walks the caller's own files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse, Response
+
+from ..callers import authenticate
+from ..errors import InvalidRequest, NotFound, Unavailable, UpstreamError
+from ..http import Route, route
+from ..objects.access import may_use
+from ..upstream.response import to_starlette
+from ..upstream.scoped import AccountRequest, send
+from . import operations
+
+if TYPE_CHECKING:
+    from ..config.model import Account
+    from ..http import Call
+    from ..objects.store import Owned
+    from ..runtime import Gateway
+    from ..upstream.answer import Answer
+
+FILE_ID = re.compile(r"^(?:file|assistant)-[A-Za-z0-9_-]{1,200}$")
+"""Azure's file ids: `file-...`, and `assistant-...` for some assistants files."""
+PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
+MAX_LIST = 10_000
+NO_SUCH_FILE = "no such file, or you do not have access to it"
+
+
+def no_such_file() -> NotFound:
+    """One answer for an unknown, malformed or foreign id: nothing tells them apart."""
+    return NotFound(NO_SUCH_FILE, param="file_id")
+
+
+def purpose_of(value: str | None) -> str | None:
+    if value is not None and value not in PURPOSES:
+        raise InvalidRequest("purpose must be one of " + ", ".join(sorted(PURPOSES)), param="purpose")
+    return value
+
+
+async def _owned(call: Call) -> tuple[Gateway, Owned, Account]:
+    """The caller's file named in the path, and the account that holds it."""
+    gw, view, principal = await authenticate(call)
+    file_id = call.request.path_params["file_id"]
+    if not FILE_ID.match(file_id):
+        raise no_such_file()
+    owned = await gw.objects.find("file", file_id)
+    if owned is None or not may_use(owned, principal.principals, view.policy):
+        raise no_such_file()
+    call.model = owned.model
+    account = view.accounts.get(owned.account)
+    if account is None:
+        raise Unavailable(f"account {owned.account!r}, which holds a file, is not configured or not usable",
+                          public="the account that holds this file is not usable now; the gateway's "
+                                 "status and log say why")
+    call.account = account.name
+    return gw, owned, account
+
+
+async def retrieve(call: Call) -> Response:
+    gw, owned, account = await _owned(call)
+    answer = await send(gw.forwarder.transport, account,
+                        AccountRequest("GET", ("files", owned.object_id), call.request_id,
+                                       headers=call.request.headers))
+    return to_starlette(answer)
+
+
+async def content(call: Call) -> Response:
+    """The file's bytes, relayed as they arrive (a file may be far larger than any request body)."""
+    gw, owned, account = await _owned(call)
+    answer = await send(gw.forwarder.transport, account,
+                        AccountRequest("GET", ("files", owned.object_id, "content"), call.request_id,
+                                       headers=call.request.headers, stream=True))
+    return to_starlette(answer)
+
+
+async def delete(call: Call) -> Response:
+    """Forgets the file only once its account confirmed the delete: a failed delete keeps it owned."""
+    gw, owned, account = await _owned(call)
+    answer = await send(gw.forwarder.transport, account,
+                        AccountRequest("DELETE", ("files", owned.object_id), call.request_id,
+                                       headers=call.request.headers))
+    if 200 <= answer.status < 300:
+        await gw.objects.forget(owned)
+    return to_starlette(answer)
+
+
+async def list_files(call: Call) -> Response:
+    gw, view, principal = await authenticate(call)
+    query = call.request.query_params
+    purpose = purpose_of(_single(query.getlist("purpose"), "purpose"))
+    order = _single(query.getlist("order"), "order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be asc or desc", param="order")
+    limit = _limit(_single(query.getlist("limit"), "limit"))
+    after = _single(query.getlist("after"), "after")
+    mine = {o.object_id: o for o in await gw.objects.owned_by("file", principal.user)
+            if may_use(o, principal.principals, view.policy)}
+    if after is not None and after not in mine:
+        raise InvalidRequest("after must be the id of one of your files", param="after")
+    found: list[dict[str, Any]] = []
+    for name in sorted({o.account for o in mine.values()}):
+        account = view.accounts.get(name)
+        if account is None:
+            continue        # its files cannot be reached now; the status page says why
+        listed = await _list_account(gw, account, purpose, call.request_id, call.request.headers)
+        if isinstance(listed, Response):
+            return listed
+        found += [f for f in listed if f.get("id") in mine]
+    return JSONResponse(_page(found, order, after, limit))
+
+
+async def _list_account(gw: Gateway, account: Account, purpose: str | None, request_id: str,
+                        headers: Mapping[str, str]) -> list[dict[str, Any]] | Response:
+    """The files the account lists, or its refusal as the caller's answer."""
+    answer = await send(gw.forwarder.transport, account,
+                        AccountRequest("GET", ("files",), request_id, headers=headers,
+                                       query={"purpose": purpose} if purpose else {}))
+    if not 200 <= answer.status < 300:
+        return to_starlette(answer)
+    return _data(answer, account)
+
+
+def _data(answer: Answer, account: Account) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(answer.body)
+    except ValueError:
+        doc = None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        raise UpstreamError(f"account {account.name} answered a file list that is not one")
+    return [f for f in data if isinstance(f, dict)]
+
+
+def _page(found: list[dict[str, Any]], order: str, after: str | None, limit: int) -> dict[str, Any]:
+    found.sort(key=lambda f: (f.get("created_at") if isinstance(f.get("created_at"), int) else 0,
+                              str(f.get("id"))), reverse=order == "desc")
+    if after is not None:
+        ids = [f.get("id") for f in found]
+        found = found[ids.index(after) + 1:] if after in ids else []
+    page = found[:limit]
+    return {"object": "list", "data": page, "has_more": len(found) > limit,
+            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+
+
+def _single(values: list[str], name: str) -> str | None:
+    if len(values) > 1:
+        raise InvalidRequest(f"query parameter {name} is given more than once", param=name)
+    return values[0] if values else None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return MAX_LIST
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIST}", param="limit")
+    return int(value)
+
+
+Work = Callable[["Call"], Awaitable[Response]]
+
+
+def classic(work: Work) -> Work:
+    """The Azure classic shape (/openai/files...): the same work, once its api-version is well formed.
+    The account's own api-version is what goes upstream."""
+
+    async def checked(call: Call) -> Response:
+        versions = call.request.query_params.getlist("api-version")
+        if len(versions) > 1:
+            raise InvalidRequest("more than one api-version", param="api-version")
+        operations.api_version(versions[0] if versions else None)
+        return await work(call)
+
+    return checked
+
+
+def _by_method(works: dict[str, Work]) -> Work:
+    """One route per path (both hosts match a path once), each method its own work."""
+
+    async def dispatch(call: Call) -> Response:
+        return await works[call.request.method](call)
+
+    return dispatch
+
+
+def routes(create: Work) -> tuple[Route, ...]:
+    """The files routes on the three shapes: /v1, /openai/v1 and the classic /openai (api-version)."""
+    shapes = (("v1/files", ""), ("openai/v1/files", "_azure_v1"), ("openai/files", "_azure"))
+    out: list[Route] = []
+    for path, suffix in shapes:
+        wrap = classic if suffix == "_azure" else (lambda w: w)
+        out += [
+            route(path, ("GET", "POST"), f"files{suffix}",
+                  wrap(_by_method({"GET": list_files, "POST": create}))),
+            route(path + "/{file_id}", ("GET", "DELETE"), f"file{suffix}",
+                  wrap(_by_method({"GET": retrieve, "DELETE": delete}))),
+            route(path + "/{file_id}/content", ("GET",), f"file_content{suffix}", wrap(content)),
+        ]
+    return tuple(out)
