@@ -60,7 +60,8 @@ def account_url(account: Account, path: tuple[str, ...], query: Mapping[str, str
     pairs = list(query.items()) if isinstance(query, Mapping) else list(query)
     if account.api_style == "v1" or v1:
         return f"{account.endpoint}/openai/v1/{segments}" + (f"?{urlencode(pairs)}" if pairs else "")
-    return f"{account.endpoint}/openai/{segments}?{urlencode([*pairs, ('api-version', account.api_version)])}"
+    pairs = [(k, v) for k, v in pairs if k != "api-version"] + [("api-version", account.api_version)]
+    return f"{account.endpoint}/openai/{segments}?{urlencode(pairs)}"
 
 
 def _headers(req: AccountRequest) -> dict[str, str]:
