@@ -271,14 +271,7 @@ class Allowlist:
         headers = options.get("headers_env")
         if isinstance(headers, Mapping):
             checks += [(f"auth.headers_env.{h}", self.check_env_name, env) for h, env in headers.items()]
-        for field, check, value in checks:
-            if value is None:
-                continue
-            try:
-                check(str(value))
-            except NotAllowed as exc:
-                return NotAllowed(exc.problem, field)
-        return None
+        return _first_refusal(checks)
 
     def _file_dirs(self) -> frozenset[str]:
         return self.credential_dirs | {CREDENTIAL_FILE_DIR}
@@ -329,11 +322,16 @@ class Allowlist:
                    ("auth.assertion.api_server", self.check_api_server, assertion.get("api_server"))]
         checks += [(f"auth.assertion.{key}", self.check_credential_file, assertion.get(key))
                    for key in ASSERTION_FILE_FIELDS]
-        for field, check, value in checks:
-            if value is None:
-                continue
-            try:
-                check(str(value))
-            except NotAllowed as exc:
-                return NotAllowed(exc.problem, field)
-        return None
+        return _first_refusal(checks)
+
+
+def _first_refusal(checks: list[tuple[str, Callable[[str], object], object]]) -> NotAllowed | None:
+    """The first check that refuses its value (None values are not checked), with its field."""
+    for field, check, value in checks:
+        if value is None:
+            continue
+        try:
+            check(str(value))
+        except NotAllowed as exc:
+            return NotAllowed(exc.problem, field)
+    return None
