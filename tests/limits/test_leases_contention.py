@@ -4,7 +4,10 @@ so a few seconds cover several windows. In every window the units admitted never
 every window whose counter reached the limit, the under-admission stays within the stated bound (the
 leases outstanding at the window's end: at most a tenth of the limit per process).
 
-This file is also the worker: `python tests/limits/test_leases_contention.py '<json>'`."""
+This file is also the worker: `python tests/limits/test_leases_contention.py '<json>'`. A worker says
+`ready` once it has imported everything and reached its store, and only then is told the instant to
+start: starting a process takes seconds on a busy machine, and a worker still loading when the first
+window opens would leave that window without demand."""
 
 from __future__ import annotations
 
@@ -32,9 +35,14 @@ async def work(args: dict) -> dict[str, int]:
     from shared.limits.stores import counter_store
     from shared.settings import load
 
-    start, t0 = args["start"], args["t0"]
+    t0 = args["t0"]
     now = [t0]
     store = counter_store(load(args["env"]))
+    # one grant before the clock starts: the table exists, the connection is open, all is imported
+    await store.grant("warm-up", windows.key("minute", t0), 1, PROCESSES)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    start = float(sys.stdin.readline())
     leases = Leases(store, clock=lambda: now[0])
     admitted: dict[str, int] = {}
     await asyncio.sleep(max(0.0, start - time.time()))
@@ -83,10 +91,17 @@ def test_many_processes_never_pass_the_limit(kind: str, request: pytest.FixtureR
     server = request.getfixturevalue("azurite" if kind == "table" else "redis_server")
     env = (table_env if kind == "table" else redis_env)(server, unique_prefix())
     t0 = (time.time() // 86400 + 1) * 86400            # tomorrow's first minute: no Redis key expires
-    args = {"env": env, "start": time.time() + 4.0, "t0": t0}
-    workers = [subprocess.Popen([sys.executable, __file__, json.dumps(args)], cwd=ROOT,
-                                stdout=subprocess.PIPE, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
+    args = {"env": env, "t0": t0}
+    workers = [subprocess.Popen([sys.executable, __file__, json.dumps(args)], cwd=ROOT, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
                for _ in range(PROCESSES)]
+    assert [w.stdout.readline() for w in workers if w.stdout] == ["ready\n"] * PROCESSES
+    start = time.time() + 0.5                           # every worker is waiting: told at once
+    for w in workers:
+        if w.stdin:
+            w.stdin.write(f"{start!r}\n")
+            w.stdin.flush()
     outputs = [json.loads(w.communicate(timeout=60)[0]) for w in workers]
     assert all(w.returncode == 0 for w in workers)
 
