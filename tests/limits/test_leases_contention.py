@@ -85,6 +85,7 @@ async def counters(env: dict[str, str], keys: list[str]) -> dict[str, int]:
 
 @pytest.mark.parametrize("kind", ["table", "redis"])
 def test_many_processes_never_pass_the_limit(kind: str, request: pytest.FixtureRequest) -> None:
+    from shared.limits import windows
     from tests.harness import unique_prefix
     from tests.limits.conftest import redis_env, table_env
 
@@ -109,9 +110,11 @@ def test_many_processes_never_pass_the_limit(kind: str, request: pytest.FixtureR
     totals = {k: sum(out.get(k, 0) for out in outputs) for k in keys}
     bound = PROCESSES * LIMIT // 10                     # leases outstanding at a window's end
     assert all(totals[k] <= LIMIT for k in keys), totals
-    ended = keys[:-1]                                   # demand outran the limit in every ended window
-    assert len(ended) >= 2, totals
-    assert all(LIMIT - totals[k] <= bound for k in ended), (totals, bound)
+    # the windows the hammering spanned whole, where demand outran the limit (a take still waiting on
+    # a slow refill at the deadline can land in a later window, so the last key seen is not the last
+    # whole window)
+    whole = [windows.key("minute", t0 + i * windows.length("minute")) for i in range(int(RUN_SECONDS))]
+    assert all(LIMIT - totals.get(k, 0) <= bound for k in whole), (totals, bound)
     last = keys[-1]                                     # the store still counts the last window (a Table
     used = asyncio.run(counters(env, [last]))[last]     # row holds only its bucket's latest window)
     assert totals[last] <= used <= LIMIT, (totals, used)
