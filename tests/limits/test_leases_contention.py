@@ -1,13 +1,13 @@
 """Four processes, each with sixteen concurrent tasks, hammer one bucket through their own Leases on
 one shared store (Azurite, redis-server). Time runs sixty times fast (a minute window lasts a second),
 so a few seconds cover several windows. In every window the units admitted never pass the limit; in
-every window whose counter reached the limit, the under-admission stays within the stated bound (the
-leases outstanding at the window's end: at most a tenth of the limit per process).
+every window the run spans whole (demand outruns the limit there), the under-admission stays within
+the stated bound (the leases outstanding at the window's end: at most a tenth of the limit per process).
 
 This file is also the worker: `python tests/limits/test_leases_contention.py '<json>'`. A worker says
-`ready` once it has imported everything and reached its store, and only then is told the instant to
-start: starting a process takes seconds on a busy machine, and a worker still loading when the first
-window opens would leave that window without demand."""
+`ready` once it has imported everything, created the table and reached its store, and only then is
+told the instant to start: starting a process takes seconds on a busy machine, and a worker still
+loading when the first window opens would leave that window without demand."""
 
 from __future__ import annotations
 
