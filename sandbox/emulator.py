@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import emulator_files
+from . import emulator_files, emulator_media
 from .emulator_responses import StoredResponses, by_id
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ _STATUS_MESSAGES = {
 }
 
 _DEPLOYMENT_ROUTE = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/(?P<op>chat/completions|"
-                               r"completions|embeddings)$")
-_V1_ROUTE = re.compile(r"^/openai/v1/(?P<op>chat/completions|completions|embeddings|responses)$")
+                               r"completions|embeddings|images/generations|audio/speech)$")
+_V1_ROUTE = re.compile(r"^/openai/v1/(?P<op>chat/completions|completions|embeddings|responses|"
+                       r"images/generations|audio/speech)$")
 _MODELS_ROUTE = re.compile(r"^/models/(?P<op>chat/completions|embeddings|info)$")
 
 MODELS_API_VERSIONS = ("2024-05-01-preview", "2025-04-01", "2025-05-01")
@@ -203,7 +204,8 @@ def embedding_vector(item: Any, dimensions: int) -> list[float]:
 
 
 class AzureOpenAIEmulator:
-    """The Azure OpenAI data plane (chat, completions, embeddings, responses) with scripted faults."""
+    """The Azure OpenAI data plane (chat, completions, embeddings, responses, images, speech) with
+    scripted faults."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = "sandbox-key",
                  bearer_check: Callable[[str], bool] | None = None, chunk_interval: float = 0.02,
@@ -218,6 +220,7 @@ class AzureOpenAIEmulator:
         self.open_connections = 0
         self.stored = StoredResponses()
         self.files = emulator_files.Files()
+        self.media = emulator_media.Media()
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -355,6 +358,8 @@ class AzureOpenAIEmulator:
         digest = _digest({k: v for k, v in payload.items() if k not in ("model", "stream_options")})
         if op == "embeddings":
             return _json_response(self._embeddings(payload), headers)
+        if op in emulator_media.OPERATIONS:
+            return await self.media.answer(request, op, payload, headers)
         if op == "responses":
             if (refused := self.stored.refusal(payload)) is not None:
                 return refused

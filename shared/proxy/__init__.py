@@ -22,6 +22,8 @@ ROUTES: tuple[Route, ...] = (
     route("v1/completions", ("POST",), "completions", h.completions),
     route("v1/embeddings", ("POST",), "embeddings", h.embeddings),
     route("v1/responses", ("POST",), "responses", h.responses),
+    route("v1/images/generations", ("POST",), "images_generations", h.images_generations),
+    route("v1/audio/speech", ("POST",), "audio_speech", h.audio_speech),
     route("v1/models", ("GET",), "list_models", h.list_models),
     route("openai/models", ("GET",), "list_models_azure", h.list_models),
     route("openai/v1/models", ("GET",), "list_models_azure_v1", h.list_models),

@@ -122,6 +122,15 @@ async def responses(call: Call) -> Response:
     return await _proxy(call, "responses", None)
 
 
+async def images_generations(call: Call) -> Response:
+    return await _proxy(call, "images/generations", None)
+
+
+async def audio_speech(call: Call) -> Response:
+    """The answer is audio, relayed to the caller as it arrives."""
+    return await _proxy(call, "audio/speech", None)
+
+
 async def azure_deployment(call: Call) -> Response:
     req = call.request
     operation = operations.operation(req.path_params["operation"])

@@ -3,7 +3,8 @@
 A caller's `{operation}` is looked up here and replaced by the constant it names, so the upstream URL
 is built from the account's endpoint, the target's deployment and one of these strings, and never from
 caller text. Anything else is 404 `not_found` and is not forwarded. An operation the model's accounts
-do not serve (the Azure AI Model Inference API has no completions or responses) is 400, not forwarded.
+do not serve (the Azure AI Model Inference API has no completions, responses, images or speech) is 400,
+not forwarded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from ..config.schema import API_VERSION_RE
 from ..errors import InvalidRequest, NotFound
 from ..upstream.address import MODELS_OPERATIONS, serves
 
-OPERATIONS: dict[str, str] = {op: op for op in ("chat/completions", "completions", "embeddings", "responses")}
+OPERATIONS: dict[str, str] = {op: op for op in ("chat/completions", "completions", "embeddings", "responses",
+                                                "images/generations", "audio/speech")}
 """Operation as the caller spells it -> the constant the gateway sends upstream."""
 
 

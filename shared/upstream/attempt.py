@@ -1,17 +1,20 @@
 """One attempt against one target: its credential, the POST, and what the answer becomes.
 
 An attempt either returns the `Answer` the caller gets or raises the failure (a GatewayError) that
-`failover` judges; which failures there are is decided in `failover.refusal`, not here. A non-streaming
+`failover` judges; which failures there are is decided in `failover.refusal`, not here. A JSON or error
 answer is read whole before anything is returned, so a failure while reading it is a failure of the
-attempt too. Owns the process's one aiohttp session, and the background drains of streams whose
-callers left (see `relay`), which shutdown waits for.
+attempt too; a successful answer that is neither JSON nor an event stream (generated speech) is relayed
+as it arrives, since it may be large and its listener wants it early, and it carries no usage. Owns
+the process's one aiohttp session, and the background drains of streams whose callers left (see
+`relay`), which shutdown waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -29,6 +32,8 @@ from .usage_scan import AmbiguousUsage, usage_of_json
 
 if TYPE_CHECKING:
     import aiohttp
+
+log = logging.getLogger("gateway.upstream.attempt")
 
 
 class Transport:
@@ -78,6 +83,11 @@ class Transport:
                           tracer.start_span("stream", attributes=labels), labels, sent, self._drains)
             return Answer(resp.status, passed_on(resp.headers, out.request_id), chunks=relay.chunks(),
                           close=relay.close)
+        if 200 <= resp.status < 300 and not _is_json(resp.headers.get("Content-Type", "")):
+            if sink is not None:
+                charge(sink, out, None)
+            return Answer(resp.status, passed_on(resp.headers, out.request_id),
+                          chunks=body_chunks(resp, account.name, out.request_id), close=resp.close)
         body = await read_body(resp, account)
         if sink is not None:
             try:
@@ -152,3 +162,23 @@ async def read_body(resp: aiohttp.ClientResponse, account: Account) -> bytes:
     except aiohttp.ClientError as exc:
         resp.close()
         raise UpstreamError(f"account {account.name} broke off its answer ({type(exc).__name__})") from None
+
+
+async def body_chunks(resp: aiohttp.ClientResponse, account: str, request_id: str) -> AsyncIterator[bytes]:
+    """The body as it arrives. A break mid-way ends the caller's body early (the connection is cut, so
+    the caller sees a truncated body rather than a complete-looking one)."""
+    import aiohttp
+
+    try:
+        async for chunk in resp.content.iter_any():
+            yield chunk
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        log.warning("request %s: body from %s broke off: %s", request_id, account, type(exc).__name__)
+        resp.close()
+        raise UpstreamError(f"the answer from account {account} broke off") from None
+    resp.release()
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

@@ -11,24 +11,17 @@ are the forwarder's own.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from ..config.model import Account
-from ..errors import InvalidRequest, UpstreamError
+from ..errors import InvalidRequest
 from .answer import Answer, passed_on
-from .attempt import Transport, read_body
+from .attempt import Transport, body_chunks, read_body
 from .failover import refusal
 from .outbound import REQUEST_HEADERS
-
-if TYPE_CHECKING:
-    import aiohttp
-
-log = logging.getLogger("gateway.upstream.scoped")
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -85,20 +78,6 @@ async def send(transport: Transport, account: Account, req: AccountRequest) -> A
         raise refused
     headers = passed_on(resp.headers, req.request_id)
     if req.stream and 200 <= resp.status < 300:
-        return Answer(resp.status, headers, chunks=_chunks(resp, account, req.request_id), close=resp.close)
+        return Answer(resp.status, headers, chunks=body_chunks(resp, account.name, req.request_id),
+                      close=resp.close)
     return Answer(resp.status, headers, await read_body(resp, account))
-
-
-async def _chunks(resp: aiohttp.ClientResponse, account: Account, request_id: str) -> AsyncIterator[bytes]:
-    """The body as it arrives. A break mid-way ends the caller's body early (the connection is cut, so
-    the caller sees a truncated body rather than a complete-looking one)."""
-    import aiohttp
-
-    try:
-        async for chunk in resp.content.iter_any():
-            yield chunk
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        log.warning("request %s: body from %s broke off: %s", request_id, account.name, type(exc).__name__)
-        resp.close()
-        raise UpstreamError(f"the answer from account {account.name} broke off") from None
-    resp.release()
