@@ -5,10 +5,11 @@ The flow (authorization code with PKCE S256, RFC 8707 `resource` = the server's 
 (oauth_state.py); `finish` (the browser's redirect back) redeems that state once, exchanges the code and
 stores the tokens encrypted per server and user (oauth_store.py). `headers` then answers
 `Authorization: Bearer <the user's token>` from memory, refreshing it with the refresh token before it
-expires, and re-reading storage every `RECHECK_S` so a revocation made on another instance takes effect
-there too. Stored tokens are bound to the server's name, URL, client id, pinned authorization server and
-the user: repointing a server (say, by a hostile editor) makes them unusable rather than sending them to
-the new URL. Tokens, codes and secrets are never logged nor put in an error.
+expires, and re-reading storage in the background every `RECHECK_S` (the request in hand never waits on
+that read) so a revocation made on another instance takes effect there too. Stored tokens are bound to
+the server's name, URL, client id, pinned authorization server and the user: repointing a server (say,
+by a hostile editor) makes them unusable rather than sending them to the new URL. Tokens, codes and
+secrets are never logged nor put in an error.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class OAuthMode:
         self._states = States(sealer, clock)
         self._held: dict[str, Held] = {}
         self._refreshing: dict[str, asyncio.Task[Held]] = {}
+        self._rechecking: dict[str, asyncio.Task[None]] = {}
 
     # -- the flow -------------------------------------------------------------------------------------
 
@@ -165,8 +167,10 @@ class OAuthMode:
         now = self._clock()
         held = self._held.get(key)
         try:
-            if held is None or now - held.checked_at >= RECHECK_S:
+            if held is None:
                 held = await self._load(target, principal.user, key, now)
+            elif now - held.checked_at >= RECHECK_S:
+                self._recheck(target, principal.user, key, now)
             if held.due(now):
                 held = await self._refresh_once(target, principal.user, key, held)
         except (Unavailable, UpstreamError) as exc:
@@ -190,6 +194,24 @@ class OAuthMode:
             self._held.clear()
         self._held[key] = held
         return held
+
+    def _recheck(self, target: McpServer, principal: str, key: str, now: float) -> None:
+        """Re-read the stored token in the background, once at a time per user and server: a revocation
+        elsewhere drops this copy; a storage failure keeps it (stale but valid beats failing)."""
+        if key in self._rechecking:
+            return
+
+        async def reread() -> None:
+            try:
+                await self._load(target, principal, key, now)
+            except RemoteAuthProblem:
+                pass                        # revoked: _load dropped the copy; the next call is told
+            except (Unavailable, UpstreamError) as exc:
+                log.warning("re-reading a stored OAuth token of %s failed: %s", target.name, exc.message)
+
+        task = asyncio.get_running_loop().create_task(reread())
+        self._rechecking[key] = task
+        task.add_done_callback(lambda _: self._rechecking.pop(key, None))
 
     async def _save(self, server: McpServer, principal: str, held: Held, etag: str | None) -> Held:
         key = binding(server, principal)
