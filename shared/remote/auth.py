@@ -11,7 +11,7 @@ through the gateway's authorization-code flow).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..settings import SettingsError, secret
 
@@ -33,12 +33,19 @@ class RemoteAuthProblem(Exception):
         self.authorize_url = authorize_url
 
 
+class Mode(Protocol):
+    """An outbound auth mode that needs state of its own (entra's credentials, oauth's tokens)."""
+
+    async def headers(self, target: McpServer | Agent, principal: Principal,
+                      view: View) -> dict[str, str]: ...
+
+
 class RemoteAuthenticator:
     """Dispatches on the server's auth type. Each mode is a small object with
     `async headers(target, principal, view) -> dict[str, str]`."""
 
     def __init__(self, *, secret_prefix: str, assertions: AssertionSigner,
-                 modes: Mapping[str, object] | None = None) -> None:
+                 modes: Mapping[str, Mode] | None = None) -> None:
         self._prefix = secret_prefix
         self._assertions = assertions
         self._modes = dict(modes or {})      # entra, oauth: added by the services that hold them
@@ -55,8 +62,7 @@ class RemoteAuthenticator:
         mode = self._modes.get(kind)
         if mode is None:
             raise RemoteAuthProblem("unavailable", f"outbound auth {kind} is not available in this gateway")
-        headers: dict[str, str] = await mode.headers(target, principal, view)  # type: ignore[attr-defined]
-        return headers
+        return await mode.headers(target, principal, view)
 
     def _static(self, target: McpServer | Agent) -> dict[str, str]:
         out = {}

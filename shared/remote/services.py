@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .assertions import AssertionSigner
 from .audit import RemoteAudit
 from .audit_store import AuditStore
-from .auth import RemoteAuthenticator
+from .auth import Mode, RemoteAuthenticator
 from .client import RemoteClient
 from .entra import EntraMode, RemoteScopes
 from .oauth import OAuthMode
@@ -49,7 +49,7 @@ class RemoteServices:
         sealer = Sealer(settings.sealing_key)
         assertions = AssertionSigner(sealer, settings.public_url)
         entra = Credentials(allowlist=RemoteScopes.of(allowlist))
-        modes: dict[str, object] = {"entra": EntraMode(entra, client_id=settings.azure_client_id)}
+        modes: dict[str, Mode] = {"entra": EntraMode(entra, client_id=settings.azure_client_id)}
         audit = RemoteAudit()
         oauth = calls = None
         if service is not None:
