@@ -347,3 +347,18 @@ def _dechunk(data: bytes) -> tuple[bytes, bool]:
         if len(rest) < size + 2:
             return out + rest[:size], False
         out, data = out + rest[:size], rest[size + 2:]
+
+
+def sdk_client(world: World, who: str, surface: str, *, api_version: str,
+               azure_ad_token: bool = False) -> Any:
+    """The official openai SDK as `who` calls the gateway on one of its three surfaces: `v1` (OpenAI's
+    /v1), `openai_v1` (Azure's /openai/v1) or `azure` (AzureOpenAI, the token as its api-key or, with
+    `azure_ad_token`, as an Entra token)."""
+    import openai
+
+    token = world.tokens[who]
+    if surface == "azure":
+        key = {"azure_ad_token": token} if azure_ad_token else {"api_key": token}
+        return openai.AzureOpenAI(azure_endpoint=world.url, api_version=api_version, max_retries=0, **key)
+    base = world.url + {"v1": "/v1", "openai_v1": "/openai/v1"}[surface]
+    return openai.OpenAI(base_url=base, api_key=token, max_retries=0)

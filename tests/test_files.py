@@ -19,7 +19,7 @@ from azure.data.tables import TableServiceClient
 
 from sandbox.emulator import AzureOpenAIEmulator, Fault
 from sandbox.idp import DevIdentityProvider
-from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
+from tests.harness import DEVELOPER, NewWorld, World, sandbox_config, sdk_client
 
 API_VERSION = "2024-10-21"
 SHAPES = ["v1", "openai_v1", "azure"]
@@ -40,12 +40,7 @@ def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEm
 
 
 def client(world: World, who: str, shape: str = "v1") -> openai.OpenAI:
-    token = world.tokens[who]
-    if shape == "azure":
-        return openai.AzureOpenAI(azure_endpoint=world.url, api_version=API_VERSION, api_key=token,
-                                  max_retries=0)
-    base = world.url + ("/v1" if shape == "v1" else "/openai/v1")
-    return openai.OpenAI(base_url=base, api_key=token, max_retries=0)
+    return sdk_client(world, who, shape, api_version=API_VERSION)
 
 
 def prefix(shape: str) -> str:

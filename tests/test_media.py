@@ -15,7 +15,7 @@ import requests
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.emulator_media import FRAME_HEADER, image_bytes
 from sandbox.idp import DevIdentityProvider
-from tests.harness import DEVELOPER, EMULATOR_KEY_ENV, NewWorld, World, sandbox_config
+from tests.harness import DEVELOPER, EMULATOR_KEY_ENV, NewWorld, World, sandbox_config, sdk_client
 
 API_VERSION = "2025-04-01-preview"
 SHAPES = ["v1", "openai_v1", "azure"]
@@ -35,12 +35,7 @@ def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEm
 
 
 def client(world: World, who: str = "alice", shape: str = "v1") -> openai.OpenAI:
-    token = world.tokens[who]
-    if shape == "azure":
-        return openai.AzureOpenAI(azure_endpoint=world.url, api_version=API_VERSION, api_key=token,
-                                  max_retries=0)
-    return openai.OpenAI(base_url=world.url + ("/v1" if shape == "v1" else "/openai/v1"), api_key=token,
-                         max_retries=0)
+    return sdk_client(world, who, shape, api_version=API_VERSION)
 
 
 UPSTREAM = "/openai/deployments/gpt-4o-dep/"

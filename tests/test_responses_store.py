@@ -15,7 +15,7 @@ from azure.data.tables import TableServiceClient
 
 from sandbox.azurite import Azurite
 from sandbox.emulator import Fault
-from tests.harness import DEVELOPER, NewWorld, World, sandbox_config
+from tests.harness import DEVELOPER, NewWorld, World, sandbox_config, sdk_client
 
 API_VERSION = "2025-04-01-preview"
 SHAPES = ("openai", "azure_v1", "azure")
@@ -32,12 +32,8 @@ def world(new_world: NewWorld, idp: Any, emulator: Any) -> Iterator[World]:
 
 
 def client(world: World, who: str, shape: str = "openai") -> openai.OpenAI:
-    token = world.tokens[who]
-    if shape == "azure":
-        return openai.AzureOpenAI(azure_endpoint=world.url, api_version=API_VERSION, azure_ad_token=token,
-                                  max_retries=0)
-    base = world.url + ("/v1" if shape == "openai" else "/openai/v1")
-    return openai.OpenAI(base_url=base, api_key=token, max_retries=0)
+    surface = {"openai": "v1", "azure_v1": "openai_v1", "azure": "azure"}[shape]
+    return sdk_client(world, who, surface, api_version=API_VERSION, azure_ad_token=True)
 
 
 def said(text: str) -> str:
