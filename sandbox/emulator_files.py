@@ -63,6 +63,7 @@ class Files:
         self.files: dict[str, StoredFile] = {}
         self.piece_bytes = piece_bytes
         self.hold: threading.Event | None = None
+        self.page_size: int | None = None     # a test may make lists page, as Azure's do past their limit
         self._ids = itertools.count(1)
 
     async def handle(self, request: web.BaseRequest, body: bytes) -> web.StreamResponse:
@@ -107,11 +108,17 @@ class Files:
         purpose = request.query.get("purpose")
         data = [f.object() for f in sorted(self.files.values(), key=lambda f: f.created_at, reverse=True)
                 if purpose is None or f.purpose == purpose]
+        after = request.query.get("after")
+        if after is not None:
+            ids = [f["id"] for f in data]
+            data = data[ids.index(after) + 1:] if after in ids else []
+        size = min(int(request.query.get("limit", "10000")), self.page_size or 10000)
+        more, data = len(data) > size, data[:size]
         if not v1:
-            return _json({"object": "list", "data": data})
+            return _json({"object": "list", "data": data, "has_more": more})
         ends = {"first_id": data[0]["id"], "last_id": data[-1]["id"]} if data else \
             {"first_id": None, "last_id": None}
-        return _json({"object": "list", "data": data, "has_more": False, **ends})
+        return _json({"object": "list", "data": data, "has_more": more, **ends})
 
     async def _content(self, request: web.BaseRequest, stored: StoredFile) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})

@@ -111,6 +111,26 @@ def test_attack_lists_hold_only_the_callers_files(world: World) -> None:
     assert listed["has_more"] is False and {listed["first_id"], listed["last_id"]} == mine
 
 
+def test_lists_follow_the_upstreams_pages_to_find_the_callers_files(world: World) -> None:
+    """The account lists everyone's files two at a time: the caller's own are found on every page."""
+    erin = world.idp.mint("erin", claims=DEVELOPER, audience="api://ai-gateway")
+    c = openai.OpenAI(base_url=world.url + "/v1", api_key=erin, max_retries=0)
+    mine = [upload(c, name="first.jsonl").id]
+    others = [upload(client(world, "alice"), name=f"a-{n}.jsonl").id for n in range(5)]
+    mine.append(upload(c, name="last.jsonl").id)
+    world.emulator.files.page_size = 2
+    try:
+        seen = len(world.emulator.requests)
+        listed = requests.get(world.url + "/v1/files", headers={"Authorization": f"Bearer {erin}"},
+                              timeout=30).json()
+        asked = len(world.emulator.requests) - seen
+    finally:
+        world.emulator.files.page_size = None
+    assert [f["id"] for f in listed["data"]] == mine[::-1]
+    assert not any(other in json.dumps(listed) for other in others)
+    assert asked >= 4       # the last one's file is on the first page, the first one's several pages on
+
+
 def test_a_caller_with_no_files_gets_an_empty_list_without_an_upstream_call(world: World) -> None:
     carol = world.idp.mint("carol", claims=DEVELOPER, audience="api://ai-gateway")
     seen = len(world.emulator.requests)

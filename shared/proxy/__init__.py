@@ -6,6 +6,7 @@
     files        the files API, each file reachable only by its uploader (list, retrieve, content, delete)
     upload       uploading a file into a model's account, recorded as the caller's
     multipart    strict multipart/form-data reading
+    listing      lists of the caller's own objects, gathered from the accounts that hold them
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """

@@ -13,27 +13,25 @@ so paging walks the caller's own files.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
-from ..errors import InvalidRequest, NotFound, Unavailable, UpstreamError
+from ..errors import InvalidRequest, NotFound, Unavailable
 from ..http import Route, route
 from ..objects.access import may_use
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
-from . import operations
+from . import listing, operations
 
 if TYPE_CHECKING:
     from ..config.model import Account
     from ..http import Call
     from ..objects.store import Owned
     from ..runtime import Gateway
-    from ..upstream.answer import Answer
 
 FILE_ID = re.compile(r"^(?:file|assistant)-[A-Za-z0-9_-]{1,200}$")
 """Azure's file ids: `file-...`, and `assistant-...` for some assistants files."""
@@ -103,73 +101,15 @@ async def delete(call: Call) -> Response:
 async def list_files(call: Call) -> Response:
     gw, view, principal = await authenticate(call)
     query = call.request.query_params
-    purpose = purpose_of(_single(query.getlist("purpose"), "purpose"))
-    order = _single(query.getlist("order"), "order") or "desc"
-    if order not in ("asc", "desc"):
-        raise InvalidRequest("order must be asc or desc", param="order")
-    limit = _limit(_single(query.getlist("limit"), "limit"))
-    after = _single(query.getlist("after"), "after")
+    purpose = purpose_of(listing.single(query, "purpose"))
+    paging = listing.paging(query, max_limit=MAX_LIST)
     mine = {o.object_id: o for o in await gw.objects.owned_by("file", principal.user)
             if may_use(o, principal.principals, view.policy)}
-    if after is not None and after not in mine:
-        raise InvalidRequest("after must be the id of one of your files", param="after")
-    found: list[dict[str, Any]] = []
-    for name in sorted({o.account for o in mine.values()}):
-        account = view.accounts.get(name)
-        if account is None:
-            continue        # its files cannot be reached now; the status page says why
-        listed = await _list_account(gw, account, purpose, call.request_id, call.request.headers)
-        if isinstance(listed, Response):
-            return listed
-        found += [f for f in listed if f.get("id") in mine]
-    return JSONResponse(_page(found, order, after, limit))
-
-
-async def _list_account(gw: Gateway, account: Account, purpose: str | None, request_id: str,
-                        headers: Mapping[str, str]) -> list[dict[str, Any]] | Response:
-    """The files the account lists, or its refusal as the caller's answer."""
-    answer = await send(gw.forwarder.transport, account,
-                        AccountRequest("GET", ("files",), request_id, headers=headers,
-                                       query={"purpose": purpose} if purpose else {}))
-    if not 200 <= answer.status < 300:
-        return to_starlette(answer)
-    return _data(answer, account)
-
-
-def _data(answer: Answer, account: Account) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(answer.body)
-    except ValueError:
-        doc = None
-    data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, list):
-        raise UpstreamError(f"account {account.name} answered a file list that is not one")
-    return [f for f in data if isinstance(f, dict)]
-
-
-def _page(found: list[dict[str, Any]], order: str, after: str | None, limit: int) -> dict[str, Any]:
-    found.sort(key=lambda f: (f.get("created_at") if isinstance(f.get("created_at"), int) else 0,
-                              str(f.get("id"))), reverse=order == "desc")
-    if after is not None:
-        ids = [f.get("id") for f in found]
-        found = found[ids.index(after) + 1:] if after in ids else []
-    page = found[:limit]
-    return {"object": "list", "data": page, "has_more": len(found) > limit,
-            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
-
-
-def _single(values: list[str], name: str) -> str | None:
-    if len(values) > 1:
-        raise InvalidRequest(f"query parameter {name} is given more than once", param=name)
-    return values[0] if values else None
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return MAX_LIST
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST:
-        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIST}", param="limit")
-    return int(value)
+    found = await listing.gather(gw, view, mine, listing.Listing(
+        ("files",), "file", {"purpose": purpose} if purpose else {}), call.request_id, call.request.headers)
+    if isinstance(found, Response):
+        return found
+    return JSONResponse(listing.page(found, paging, mine, "file"))
 
 
 Work = Callable[["Call"], Awaitable[Response]]
