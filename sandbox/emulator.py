@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import emulator_files, emulator_media
+from . import emulator_files, emulator_media, emulator_vector_stores
 from .emulator_responses import StoredResponses, by_id
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ class AzureOpenAIEmulator:
         self.stored = StoredResponses()
         self.files = emulator_files.Files()
         self.media = emulator_media.Media()
+        self.vector_stores = emulator_vector_stores.VectorStores(self.files)
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -298,6 +299,12 @@ class AzureOpenAIEmulator:
             if (fault := self.take_fault("files")) is not None and fault.status is not None:
                 return self._fault_response(fault, "files")
             return await self.files.handle(request, body)
+        if emulator_vector_stores.matches(request.path):
+            if not self._authorized(request, v1=emulator_vector_stores.is_v1(request.path)):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            if (fault := self.take_fault("vector_stores")) is not None and fault.status is not None:
+                return self._fault_response(fault, "vector_stores")
+            return await self.vector_stores.handle(request, body)
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):

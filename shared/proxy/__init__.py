@@ -7,6 +7,8 @@
     upload       uploading a file into a model's account, recorded as the caller's
     multipart    strict multipart/form-data reading
     listing      lists of the caller's own objects, gathered from the accounts that hold them
+    vector_stores, vector_store_files, vector_store_access, vector_store_routes   vector stores, their
+                 files and file batches, each store reachable only by its creator
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -17,6 +19,7 @@ from ..http import Route, route
 from . import files, upload
 from . import handlers as h
 from .responses_store import ROUTES as RESPONSES_ROUTES
+from .vector_store_routes import ROUTES as VECTOR_STORE_ROUTES
 
 ROUTES: tuple[Route, ...] = (
     route("v1/chat/completions", ("POST",), "chat_completions", h.chat_completions),
@@ -32,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     route("openai/responses", ("POST",), "azure_responses", h.azure_responses),
     *RESPONSES_ROUTES,
     *files.routes(upload.create),
+    *VECTOR_STORE_ROUTES,
     route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
     route("health", ("GET",), "health", h.health),
 )
