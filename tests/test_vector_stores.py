@@ -365,3 +365,18 @@ def test_vector_stores_under_the_functions_host(new_world: NewWorld, shape: str)
         refused = raw(world, "alice", "PUT", prefix(shape) + f"/{store.id}", params=query(shape))
         assert refused.status_code == 405
         assert set(refused.headers["Allow"].split(", ")) == {"GET", "POST", "DELETE"}
+
+
+def test_the_record_keeps_the_stores_expiry(world: World) -> None:
+    alice = client(world, "alice")
+    store = new_store(alice, name="expiring", expires_after={"anchor": "last_active_at", "days": 1})
+    service = TableServiceClient.from_connection_string(world.env["GATEWAY_TABLES_CONNECTION"])
+    table = service.get_table_client(world.env["GATEWAY_TABLE_PREFIX"] + "objects")
+
+    def recorded() -> dict[str, Any]:
+        return dict(table.get_entity("vector_store", store.id))
+
+    assert (recorded()["owner"], recorded()["model"]) == ("user:dev/alice", "gpt-4o")
+    assert recorded()["expires"] == store.expires_at
+    longer = alice.vector_stores.update(store.id, expires_after={"anchor": "last_active_at", "days": 7})
+    assert recorded()["expires"] == longer.expires_at == store.created_at + 7 * 86400
