@@ -53,7 +53,7 @@ async def create(call: Call) -> Response:
     model = view.models.get(model_name)
     if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
         raise ModelNotFound(model_name)
-    account = _account_of(model, view.accounts)
+    account = account_of(model, view.accounts)
     call.account = account.name
     file = form.file
     assert file is not None     # _checked
@@ -111,7 +111,7 @@ def _model_name(fields: Mapping[str, str], query: list[str]) -> str:
     return given[0]
 
 
-def _account_of(model: Model, accounts: Mapping[str, Account]) -> Account:
+def account_of(model: Model, accounts: Mapping[str, Account]) -> Account:
     """The model's first target whose account is usable and stores files."""
     for target in model.targets:
         account = accounts.get(target.account)

@@ -33,7 +33,7 @@ from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
 from . import listing
 from . import vector_store_access as access
-from .upload import _account_of as account_of
+from .upload import account_of
 
 if TYPE_CHECKING:
     from ..config.model import Account
