@@ -6,6 +6,8 @@
     files        the files API, each file reachable only by its uploader (list, retrieve, content, delete)
     upload       uploading a file into a model's account, recorded as the caller's
     multipart    strict multipart/form-data reading
+    media        image edits, transcriptions and translations: multipart operations on a model
+    form_writer  the multipart form one upstream target gets
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -13,7 +15,7 @@
 from __future__ import annotations
 
 from ..http import Route, route
-from . import files, upload
+from . import files, media, upload
 from . import handlers as h
 from .responses_store import ROUTES as RESPONSES_ROUTES
 
@@ -27,6 +29,7 @@ ROUTES: tuple[Route, ...] = (
     route("v1/models", ("GET",), "list_models", h.list_models),
     route("openai/models", ("GET",), "list_models_azure", h.list_models),
     route("openai/v1/models", ("GET",), "list_models_azure_v1", h.list_models),
+    *media.routes(),
     route("openai/deployments/{model}/{*operation}", ("POST",), "azure_deployment", h.azure_deployment),
     route("openai/responses", ("POST",), "azure_responses", h.azure_responses),
     *RESPONSES_ROUTES,
