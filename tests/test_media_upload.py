@@ -332,3 +332,12 @@ def test_speech_reserves_no_tokens(world: World) -> None:
                 assert response.read().startswith(b"\xff")
                 assert response.headers["x-ratelimit-limit-tokens"] == str(SPEAKER_TOKENS)
                 assert response.headers["x-ratelimit-remaining-tokens"] == str(SPEAKER_TOKENS)
+
+
+@pytest.mark.parametrize("shape", ["v1", "azure"])
+def test_media_under_the_functions_host(new_world: NewWorld, shape: str) -> None:
+    with new_world(host="functions") as world, client(world, shape=shape) as c:
+        done = c.audio.transcriptions.create(model="gpt-4o", file=("a.wav", AUDIO), response_format="srt")
+        edited = c.images.edit(model="gpt-4o", image=("a.png", PNG), prompt="a hat")
+    assert done == f"1\n00:00:00,000 --> 00:00:02,400\n{transcript('a.wav')}\n\n"
+    assert base64.b64decode(edited.data[0].b64_json) == image_bytes(edit_seed("a hat", [PNG]), 0)
