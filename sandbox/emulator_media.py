@@ -89,7 +89,8 @@ def speech_bytes(payload: dict[str, Any], pieces: int) -> list[bytes]:
 
 
 class Media:
-    """The emulator's media operations; `produced` counts speech chunks written, for tests."""
+    """The emulator's media operations; `produced` counts speech chunks and transcript events written,
+    for tests."""
 
     def __init__(self, pieces: int = 4, interval: float = 0.05) -> None:
         self.pieces, self.interval = pieces, interval
@@ -140,7 +141,10 @@ class Media:
             for index, event in enumerate(events):
                 if index:
                     await asyncio.sleep(self.interval)
+                self.produced += 1      # before the write: the caller may read it before write returns
                 await response.write(event)
+                if index == 0 and self.hold is not None:
+                    await asyncio.to_thread(self.hold.wait, 30)
             await response.write_eof()
         except ConnectionError:
             log.debug("client went away mid-transcript")

@@ -11,6 +11,10 @@ import email
 import email.policy
 import hashlib
 import math
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +25,7 @@ import requests
 from sandbox.emulator import AzureOpenAIEmulator, Fault, RecordedRequest
 from sandbox.emulator_media import AUDIO_BYTES_PER_SECOND, edit_seed, image_bytes
 from sandbox.idp import DevIdentityProvider
-from tests.harness import DEVELOPER, EMULATOR_KEY_ENV, NewWorld, World, sandbox_config, sdk_client
+from tests.harness import DEVELOPER, EMULATOR_KEY_ENV, ROOT, NewWorld, World, sandbox_config, sdk_client
 
 API_VERSION = "2025-04-01-preview"
 SHAPES = ["v1", "openai_v1", "azure"]
@@ -155,6 +159,23 @@ def test_a_streamed_transcription_is_relayed_as_it_arrives(world: World, shape: 
     assert "".join(e.delta for e in events[:-1]) == events[-1].text == transcript("a.wav")
     assert events[-1].usage.input_tokens == math.ceil(AUDIO_SECONDS * 10)
     assert form_of(world.emulator.requests[-1])[0] == {"stream": ["true"]}
+
+
+def test_a_streamed_transcript_arrives_in_pieces(world: World) -> None:
+    media = world.emulator.media
+    before, media.hold = media.produced, threading.Event()
+    try:
+        with client(world) as c:
+            stream = c.audio.transcriptions.create(model="whisper", file=("a.wav", AUDIO), stream=True)
+            first = next(iter(stream))
+            # The rest is held upstream until the caller has the first event.
+            assert first.type == "transcript.text.delta" and media.produced == before + 1
+            media.hold.set()
+            rest = list(stream)
+    finally:
+        media.hold.set()
+        media.hold = None
+    assert rest[-1].type == "transcript.text.done" and media.produced == before + 1 + len(rest)
 
 
 def test_a_v1_account_gets_its_deployment_as_the_form_model(world: World) -> None:
@@ -319,6 +340,14 @@ def test_media_usage_is_counted(world: World) -> None:
     assert rows["gpt-4o"]["total_tokens"] == edited.usage.total_tokens
     assert (rows["whisper"]["requests"], rows["whisper"]["audio_seconds"], rows["whisper"]["images"]) == (
         3, math.ceil(AUDIO_SECONDS) + math.ceil(2 * AUDIO_SECONDS), 0)
+    done = subprocess.run([sys.executable, "-m", "shared", "usage", "--by", "user,model"], cwd=ROOT,
+                          text=True, capture_output=True, env={**os.environ, **world.env}, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    header, *lines = done.stdout.splitlines()
+    assert header.split()[-3:] == ["images", "audio_seconds", "speech_characters"]
+    assert next(line.split() for line in lines if "carol" in line and "whisper" in line)[-3:] == [
+        "0", str(rows["whisper"]["audio_seconds"]), "0"]
 
 
 def test_speech_reserves_no_tokens(world: World) -> None:
