@@ -274,6 +274,7 @@ class AzureOpenAIEmulator:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await request.read()
         route = _route(request.path)
+        form = None
         parsed: Any = None
         with contextlib.suppress(ValueError):
             parsed = json.loads(body) if body else None
@@ -281,6 +282,8 @@ class AzureOpenAIEmulator:
             deployment = route.deployment
         elif route is not None and isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
             deployment = parsed["model"]
+        elif (form := emulator_media.form_route(request.path)) is not None:
+            deployment = emulator_media.form_deployment(form, request.headers.get("Content-Type", ""), body)
         else:
             deployment = ""
         self.requests.append(RecordedRequest(
@@ -305,6 +308,12 @@ class AzureOpenAIEmulator:
             if (fault := self.take_fault("vector_stores")) is not None and fault.status is not None:
                 return self._fault_response(fault, "vector_stores")
             return await self.vector_stores.handle(request, body)
+        if form is not None and request.method == "POST":
+            if not self._authorized(request, v1=form.v1):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            if (fault := self.take_fault(deployment)) is not None and fault.status is not None:
+                return self._fault_response(fault, deployment)
+            return await self.media.form(request, form, body, (fault.headers if fault else None) or {})
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):

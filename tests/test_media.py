@@ -95,8 +95,8 @@ def test_the_model_inference_api_serves_neither(world: World, operation: str) ->
     assert len(world.emulator.requests) == sent
 
 
-@pytest.mark.parametrize("path", ["/openai/deployments/gpt-4o/images/edits?api-version=" + API_VERSION,
-                                  "/openai/v1/audio/transcriptions", "/openai/v1/images/variations"])
+@pytest.mark.parametrize("path", ["/openai/deployments/gpt-4o/images/variations?api-version=" + API_VERSION,
+                                  "/openai/v1/audio/voices", "/openai/v1/images/variations"])
 def test_an_unknown_operation_is_still_not_found(world: World, path: str) -> None:
     sent = len(world.emulator.requests)
     answer = requests.post(world.url + path, json={"model": "gpt-4o", "prompt": "x"},

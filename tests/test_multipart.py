@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import InvalidRequest
-from shared.proxy.multipart import boundary_of, parse
+from shared.proxy.multipart import Spec, Text, boundary_of, parse, read
 
 B = "xyz"
 FIELDS = frozenset({"purpose"})
@@ -63,3 +63,43 @@ def test_refused_bodies(raw: bytes) -> None:
     with pytest.raises(InvalidRequest) as refused:
         parse(raw, B, text_fields=FIELDS, file_field="file")
     assert "ba\x00tch" not in refused.value.public and "b" * 300 not in refused.value.public
+
+
+SPEC = Spec(text={"prompt": Text(12, multiline=True), "include[]": Text(repeats=True), "n": Text()},
+            files={"image[]": 3, "mask": 1}, max_parts=6)
+
+
+def part(name: str, value: bytes, filename: str | None = None) -> bytes:
+    disposition = f'Content-Disposition: form-data; name="{name}"'
+    if filename is not None:
+        disposition += f'; filename="{filename}"'
+    return disposition.encode() + b"\r\n\r\n" + value
+
+
+def test_a_form_with_several_files_and_an_array() -> None:
+    raw = body(part("image[]", b"one", "a.png"), part("include[]", b"logprobs"), part("prompt", b"a\r\nb\tc"),
+               part("image[]", b"two\r\n", "b.png"), part("include[]", b"more"))
+    form = read(raw, B, SPEC)
+    assert form.text == (("include[]", "logprobs"), ("prompt", "a\r\nb\tc"), ("include[]", "more"))
+    assert form.one("prompt") == "a\r\nb\tc" and form.one("n") is None
+    assert [(f.name, f.filename, bytes(f.data)) for f in form.files] == [("image[]", "a.png", b"one"),
+                                                                         ("image[]", "b.png", b"two\r\n")]
+    assert all(f.data.obj is raw for f in form.files)
+
+
+@pytest.mark.parametrize(("raw", "param"), [
+    (body(*[part("image[]", b"x", "a.png")] * 4), "image[]"),             # more files than allowed
+    (body(part("mask", b"x", "m.png"), part("mask", b"x", "m.png")), "mask"),
+    (body(part("mask", b"x")), "mask"),                                   # a file field without a file
+    (body(part("n", b"1"), part("n", b"2")), "n"),                        # not an array: once only
+    (body(part("prompt", b"x" * 13)), "prompt"),                          # over its own cap
+    (body(part("n", b"1\n2")), "n"),                                     # line breaks: prompts only
+    (body(part("prompt", b"a\x00b")), "prompt"),                          # other control characters never
+    (body(part("include[]", b"x", "x.txt")), "include[]"),               # a text field given as a file
+    (body(*[part("include[]", b"x")] * 7), None),                         # more parts than the spec's
+    (body(part("colour", b"red")), None),                                 # unknown: not echoed
+])
+def test_refused_forms(raw: bytes, param: str | None) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        read(raw, B, SPEC)
+    assert refused.value.param == param and "colour" not in refused.value.public

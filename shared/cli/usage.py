@@ -7,7 +7,9 @@ GET /manage/remote-calls?group_by=): calls, calls per outcome, p50 and p95 laten
 Counts are kept per UTC day, so `--since` and `--until` pick whole days: from the day T falls on (a
 duration such as `1h` shortly after midnight includes yesterday) to the day `--until` falls on. Cost is
 in USD; a group whose `unpriced` column is not zero had requests to a model without a price, whose
-cost is unknown and not in the total.
+cost is unknown and not in the total. The `images`, `audio_seconds` and `speech_characters` columns
+appear when some group has any (images generated or edited, audio transcribed or translated, text
+spoken).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ DEFAULT_BY = ("day", "principal", "identity", "model")
 DEFAULT_CALLS_BY = ("day", "principal", "target", "tool")
 SECOND_TABLE_BY = ("day", "target")
 _TOKENS = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens")
+_MEDIA = ("images", "audio_seconds", "speech_characters")
 
 
 def by(text: str, groups: dict[str, str] = GROUPS) -> tuple[str, ...]:
@@ -46,13 +49,16 @@ def day_of(epoch: float) -> str:
 
 
 def render(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
+    """The token columns and cost; the unpriced requests and each media counter only when one row
+    has some."""
     if not rows:
         return "no usage recorded"
     unpriced = any(r["unpriced_requests"] for r in rows)
-    headers = (*keys, *_TOKENS, "cost_usd", *(("unpriced",) if unpriced else ()))
+    media = tuple(name for name in _MEDIA if any(r[name] for r in rows))
+    headers = (*keys, *_TOKENS, "cost_usd", *(("unpriced",) if unpriced else ()), *media)
     lines = [[*(r[k] for k in (*keys, *_TOKENS)), f"{r['cost_usd']:.6f}",
-              *((r["unpriced_requests"],) if unpriced else ())] for r in rows]
-    return table(headers, lines, numeric=(*_TOKENS, "cost_usd", "unpriced"))
+              *((r["unpriced_requests"],) if unpriced else ()), *(r[name] for name in media)] for r in rows]
+    return table(headers, lines, numeric=(*_TOKENS, "cost_usd", "unpriced", *_MEDIA))
 
 
 def render_calls(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> str:

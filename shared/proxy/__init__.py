@@ -9,6 +9,8 @@
     listing      lists of the caller's own objects, gathered from the accounts that hold them
     vector_stores, vector_store_files, vector_store_access, vector_store_routes   vector stores, their
                  files and file batches, each store reachable only by its creator
+    media        image edits, transcriptions and translations: multipart operations on a model
+    form_writer  the multipart form one upstream target gets
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -16,7 +18,7 @@
 from __future__ import annotations
 
 from ..http import Route, route
-from . import files, upload
+from . import files, media, upload
 from . import handlers as h
 from .responses_store import ROUTES as RESPONSES_ROUTES
 from .vector_store_routes import ROUTES as VECTOR_STORE_ROUTES
@@ -31,6 +33,7 @@ ROUTES: tuple[Route, ...] = (
     route("v1/models", ("GET",), "list_models", h.list_models),
     route("openai/models", ("GET",), "list_models_azure", h.list_models),
     route("openai/v1/models", ("GET",), "list_models_azure_v1", h.list_models),
+    *media.routes(),
     route("openai/deployments/{model}/{*operation}", ("POST",), "azure_deployment", h.azure_deployment),
     route("openai/responses", ("POST",), "azure_responses", h.azure_responses),
     *RESPONSES_ROUTES,

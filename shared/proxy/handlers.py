@@ -7,6 +7,7 @@ non-canonical path and ambiguous framing, and turns every failure into its answe
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -21,11 +22,12 @@ from ..upstream.response import to_starlette
 from . import operations, responses_store
 
 if TYPE_CHECKING:
-    from ..config.model import Model
+    from ..config.model import Account, Model
     from ..http import Call
     from ..limits.admission import Limiter, Ticket
     from ..limits.rules import Rules
-    from ..upstream.answer import Forwarded
+    from ..runtime import Gateway
+    from ..upstream.answer import Answer, Forwarded
 
 
 async def _proxy(call: Call, operation: str, path_model: str | None) -> Response:
@@ -56,8 +58,18 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
                    headers=call.request.headers, body=raw, doc=doc, stream=doc.get("stream") is True,
                    model=model, principal=principal.user, identity=identity_of(principal.identities),
                    request_id=call.request_id, ticket=ticket)
+    answer = await forward(call, gw, view.accounts, out, ticket)
+    if kept is not None:
+        return to_starlette(await kept.keep(answer, call.account))
+    return to_starlette(answer)
+
+
+async def forward(call: Call, gw: Gateway, accounts: Mapping[str, Account], out: Outbound,
+                  ticket: Ticket | None) -> Answer:
+    """`out` sent to its model's targets: the answer, its ticket given back when nothing was used
+    (the usage sink settles it otherwise); a failure is raised."""
     try:
-        forwarded = await gw.forwarder.forward(out, view.accounts, gw.charge)
+        forwarded = await gw.forwarder.forward(out, accounts, gw.charge)
     except BaseException:
         if ticket is not None:
             ticket.cancel()
@@ -67,9 +79,7 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         _limited(forwarded, ticket)
     if isinstance(forwarded.result, GatewayError):
         raise forwarded.result
-    if kept is not None:
-        return to_starlette(await kept.keep(forwarded.result, forwarded.account))
-    return to_starlette(forwarded.result)
+    return forwarded.result
 
 
 NOTHING_RESERVED = Reservation(prompt=0, output=0)
@@ -78,9 +88,10 @@ NOTHING_RESERVED = Reservation(prompt=0, output=0)
 async def _admit(limiter: Limiter, rules: Rules, facts: Facts, model: Model, operation: str,
                  doc: dict[str, Any], raw: bytes) -> tuple[Ticket, dict[str, Any], bytes]:
     """The request's ticket, and the body to forward: with the output cap its reservation injected or
-    clamped, so what it reserved bounds what it can consume."""
+    clamped, so what it reserved bounds what it can consume. An operation whose tokens cannot be
+    estimated (images, audio) reserves none: its answer's usage is what it is charged."""
     with tracer.start_as_current_span("admit"):
-        if not rules.counts_tokens(facts):
+        if not rules.counts_tokens(facts) or operation in operations.UNESTIMATED:
             return await limiter.admit(rules, facts, NOTHING_RESERVED), doc, raw
         reservation = await limiter.reserve(operation, doc, model, len(raw))
         if reservation.doc is not None:

@@ -1,19 +1,20 @@
-"""Reads a multipart/form-data body strictly, into the text fields and the one file part it may hold.
+"""Reads a multipart/form-data body strictly, into the text fields and file parts a form `Spec` allows.
 
 Lenient multipart parsers disagree with each other (a preamble, a second boundary parameter, a
 repeated field, a header folded over two lines), and a body that means one thing to the gateway and
 another to the upstream is a way around the gateway's checks. So exactly one shape is accepted: one
 `boundary` parameter; no preamble and no epilogue but a final CRLF; parts with `Content-Disposition:
 form-data; name="..."` (and `filename="..."` on the file part) and at most a `Content-Type`; only the
-fields the caller names, each at most once; text fields of bounded size in UTF-8. The file's bytes are
-a view into the body, never copied. Errors name the field when it is a known one, never caller text.
+fields the spec names, each at most once unless it is an array (`include[]`) or a file field allowed
+several files; text fields of bounded size (per field) in UTF-8. The file's bytes are a view into the
+body, never copied. Errors name the field when it is a known one, never caller text.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InvalidRequest
 
@@ -23,6 +24,7 @@ MAX_FILENAME = 255
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+_LINE_BREAKS = dict.fromkeys(map(ord, "\r\n\t"))
 _PARAM = re.compile(r';[ \t]*([A-Za-z*]+)="([^"\\\x00-\x1f\x7f]*)"[ \t]*')
 
 
@@ -31,12 +33,44 @@ class FilePart:
     filename: str
     content_type: str
     data: memoryview
+    name: str = "file"      # the form field it was given as
 
 
 @dataclass(frozen=True, slots=True)
 class Form:
     fields: Mapping[str, str]
     file: FilePart | None
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A text field's rules: its size cap in bytes, whether it is an array (given once per item, as
+    the openai SDK sends `include[]`), and whether it may hold line breaks and tabs (a prompt)."""
+
+    cap: int = 256
+    repeats: bool = False
+    multiline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """The fields a form may have: text fields by name, and file fields with how many files each."""
+
+    text: Mapping[str, Text]
+    files: Mapping[str, int]
+    max_parts: int = MAX_PARTS
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """A form as read: its text fields in the order given (an array's items each as a pair), its
+    files in the order given."""
+
+    text: tuple[tuple[str, str], ...]
+    files: tuple[FilePart, ...] = field(default=())
+
+    def one(self, name: str) -> str | None:
+        return next((value for key, value in self.text if key == name), None)
 
 
 def boundary_of(content_type: str) -> str:
@@ -58,13 +92,21 @@ def boundary_of(content_type: str) -> str:
 def parse(body: bytes, boundary: str, *, text_fields: Collection[str], file_field: str,
           max_field_bytes: int = 256) -> Form:
     """The form in `body`: each of `text_fields` at most once, and at most one `file_field` part."""
+    parts = read(body, boundary, Spec(text={name: Text(max_field_bytes) for name in text_fields},
+                                      files={file_field: 1}))
+    return Form(dict(parts.text), parts.files[0] if parts.files else None)
+
+
+def read(body: bytes, boundary: str, spec: Spec) -> Parts:
+    """The form in `body`, each part one `spec` allows, as often as it allows."""
     delimiter = b"\r\n--" + boundary.encode("ascii")
     if not body.startswith(delimiter[2:] + b"\r\n"):
         raise InvalidRequest("the multipart body must start with its boundary")
     view = memoryview(body)
-    fields: dict[str, str] = {}
-    file: FilePart | None = None
-    pos, parts = len(delimiter) - 2, 0
+    text: list[tuple[str, str]] = []
+    files: list[FilePart] = []
+    seen: set[str] = set()
+    pos, count = len(delimiter) - 2, 0
     while True:
         if body.startswith(b"--", pos):
             if body[pos + 2:] not in (b"", b"\r\n"):
@@ -75,39 +117,45 @@ def parse(body: bytes, boundary: str, *, text_fields: Collection[str], file_fiel
         end = body.find(delimiter, pos + 2)
         if end < 0:
             raise InvalidRequest("the multipart body is not closed by its boundary")
-        parts += 1
-        if parts > MAX_PARTS:
-            raise InvalidRequest(f"the multipart body has more than {MAX_PARTS} parts")
+        count += 1
+        if count > spec.max_parts:
+            raise InvalidRequest(f"the multipart body has more than {spec.max_parts} parts")
         name, filename, content_type, start = _head(body, pos + 2, end)
-        if name == file_field:
-            if file is not None:
-                raise InvalidRequest(f"the form has more than one '{file_field}'", param=file_field)
-            if filename is None:
-                raise InvalidRequest(f"the form field '{file_field}' must be a file (with a filename)",
-                                     param=file_field)
-            file = FilePart(filename, content_type or "application/octet-stream", view[start:end])
-        elif name in text_fields:
-            fields[name] = _text(name, filename, content_type, body[start:end], fields, max_field_bytes)
+        if name in spec.files:
+            files.append(_file(name, filename, content_type, view[start:end], files, spec.files[name]))
+        elif name in spec.text:
+            rules = spec.text[name]
+            if name in seen and not rules.repeats:
+                raise InvalidRequest(f"the form field '{name}' is given more than once", param=name)
+            seen.add(name)
+            text.append((name, _text(name, filename, content_type, body[start:end], rules)))
         else:
             raise InvalidRequest("the form has a field the gateway does not accept; it accepts "
-                                 + ", ".join([file_field, *sorted(text_fields)]))
+                                 + ", ".join([*spec.files, *sorted(spec.text)]))
         pos = end + len(delimiter)
-    return Form(fields, file)
+    return Parts(tuple(text), tuple(files))
 
 
-def _text(name: str, filename: str | None, content_type: str | None, raw: bytes, seen: Mapping[str, str],
-          limit: int) -> str:
-    if name in seen:
-        raise InvalidRequest(f"the form field '{name}' is given more than once", param=name)
+def _file(name: str, filename: str | None, content_type: str | None, data: memoryview,
+          files: list[FilePart], allowed: int) -> FilePart:
+    if sum(1 for f in files if f.name == name) >= allowed:
+        raise InvalidRequest(f"the form has more than one '{name}'" if allowed == 1 else
+                             f"the form has more than {allowed} '{name}'", param=name)
+    if filename is None:
+        raise InvalidRequest(f"the form field '{name}' must be a file (with a filename)", param=name)
+    return FilePart(filename, content_type or "application/octet-stream", data, name)
+
+
+def _text(name: str, filename: str | None, content_type: str | None, raw: bytes, rules: Text) -> str:
     if filename is not None or content_type not in (None, "text/plain", "text/plain; charset=utf-8"):
         raise InvalidRequest(f"the form field '{name}' must be text, not a file", param=name)
-    if len(raw) > limit:
-        raise InvalidRequest(f"the form field '{name}' is longer than {limit} bytes", param=name)
+    if len(raw) > rules.cap:
+        raise InvalidRequest(f"the form field '{name}' is longer than {rules.cap} bytes", param=name)
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest(f"the form field '{name}' is not UTF-8 text", param=name) from None
-    if not value.isprintable():
+    if not (value.translate(_LINE_BREAKS) if rules.multiline else value).isprintable():
         raise InvalidRequest(f"the form field '{name}' holds control characters", param=name)
     return value
 

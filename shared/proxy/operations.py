@@ -3,7 +3,7 @@
 A caller's `{operation}` is looked up here and replaced by the constant it names, so the upstream URL
 is built from the account's endpoint, the target's deployment and one of these strings, and never from
 caller text. Anything else is 404 `not_found` and is not forwarded. An operation the model's accounts
-do not serve (the Azure AI Model Inference API has no completions, responses, images or speech) is 400,
+do not serve (the Azure AI Model Inference API has no completions, responses, images or audio) is 400,
 not forwarded.
 """
 
@@ -20,6 +20,12 @@ from ..upstream.address import MODELS_OPERATIONS, serves
 OPERATIONS: dict[str, str] = {op: op for op in ("chat/completions", "completions", "embeddings", "responses",
                                                 "images/generations", "audio/speech")}
 """Operation as the caller spells it -> the constant the gateway sends upstream."""
+MULTIPART = ("images/edits", "audio/transcriptions", "audio/translations")
+"""Operations whose body is a multipart form (shared/proxy/media.py), each on routes of its own; the
+operation names are these constants. Azure does not serve image variations on any surface."""
+UNESTIMATED = frozenset({"images/generations", "audio/speech", *MULTIPART})
+"""Operations whose tokens cannot be estimated from the body: they reserve none, and are settled with
+the usage their answer reports."""
 
 
 def operation(name: str) -> str:

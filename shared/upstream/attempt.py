@@ -4,7 +4,8 @@ An attempt either returns the `Answer` the caller gets or raises the failure (a 
 `failover` judges; which failures there are is decided in `failover.refusal`, not here. A JSON or error
 answer is read whole before anything is returned, so a failure while reading it is a failure of the
 attempt too; a successful answer that is neither JSON nor an event stream (generated speech) is relayed
-as it arrives, since it may be large and its listener wants it early, and it carries no usage. Owns
+as it arrives, since it may be large and its listener wants it early, and it carries no usage (speech
+is counted by its input, `media_usage`). Owns
 the process's one aiohttp session, and the background drains of streams whose callers left (see
 `relay`), which shutdown waits for.
 """
@@ -26,9 +27,10 @@ from .address import check_endpoint, upstream_body, upstream_headers, upstream_u
 from .answer import Answer, hide_deployment, passed_on
 from .credentials import Credentials
 from .failover import refusal
+from .media_usage import usage_of_answer, usage_of_request
 from .outbound import Outbound, UsageSink, charge
 from .relay import DRAIN_SECONDS, Relay
-from .usage_scan import AmbiguousUsage, usage_of_json
+from .usage_scan import AmbiguousUsage
 
 if TYPE_CHECKING:
     import aiohttp
@@ -85,13 +87,13 @@ class Transport:
                           close=relay.close)
         if 200 <= resp.status < 300 and not _is_json(resp.headers.get("Content-Type", "")):
             if sink is not None:
-                charge(sink, out, None)
+                charge(sink, out, usage_of_request(out))
             return Answer(resp.status, passed_on(resp.headers, out.request_id),
                           chunks=body_chunks(resp, account.name, out.request_id), close=resp.close)
         body = await read_body(resp, account)
         if sink is not None:
             try:
-                usage = usage_of_json(body)
+                usage = usage_of_answer(out.operation, body)
             except AmbiguousUsage:
                 raise UpstreamError(f"account {account.name} answered with its usage given more than "
                                     "once") from None
@@ -103,7 +105,14 @@ class Transport:
     async def _send(self, out: Outbound, account: Account, target: Target, headers: Mapping[str, str],
                     labels: dict[str, str], sent: float) -> aiohttp.ClientResponse:
         url = upstream_url(account, target, out.operation, out.query)
-        body = upstream_body(account, target, out.operation, out.body, out.doc)
+        body: object
+        if out.body_for is None:
+            body = upstream_body(account, target, out.operation, out.body, out.doc)
+        else:
+            written = out.body_for(account, target)
+            body = written.chunks
+            headers = {**{k: v for k, v in headers.items() if k.lower() != "content-type"},
+                       "Content-Type": written.content_type, "Content-Length": str(written.length)}
         return await self._request(out.method, url, body, headers, account, labels, sent,
                                    {"gateway.deployment": target.deployment})
 

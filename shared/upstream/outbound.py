@@ -8,11 +8,11 @@ charged for the request's usage and `identity` the metric label of the caller's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..config.model import Model
+from ..config.model import Account, Model, Target
 
 log = logging.getLogger("gateway.upstream.outbound")
 
@@ -25,6 +25,20 @@ class Settlement(Protocol):
     """What an admitted request owes its rate limits and budgets (shared/limits/admission.py's Ticket)."""
 
     def settle(self, usage: Mapping[str, object] | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A body the gateway wrote for one target (a multipart form): its chunks, their total length and
+    its Content-Type."""
+
+    chunks: AsyncIterable[bytes]
+    length: int
+    content_type: str
+
+
+BodyFor = Callable[[Account, Target], Body]
+"""Writes the body one target gets (called once per attempt, so each attempt has fresh chunks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,7 @@ class Outbound:
     identity: str
     request_id: str
     ticket: Settlement | None = None    # settled with the usage when rate limits or budgets apply
+    body_for: BodyFor | None = None     # a body written per target (multipart) instead of `body`
 
 
 UsageSink = Callable[[Outbound, Mapping[str, object] | None], None]

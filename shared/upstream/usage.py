@@ -11,7 +11,9 @@ Cost is computed at flush, for what was counted since the last one, with the pri
 row's day (shared/limits/prices.py): uncached prompt tokens at the input price, cached ones
 (`prompt_tokens_details.cached_tokens`, `input_tokens_details.cached_tokens`) at the cached price,
 output at the output price, in micro-USD rounded up. A model without a price adds its requests to
-`unpriced_requests`, so a report can say its cost is unknown rather than zero.
+`unpriced_requests`, so a report can say its cost is unknown rather than zero. Images, audio seconds and
+speech characters are counted beside tokens (media_usage says from what); a row written before they
+were counted reads them as zero.
 `python -m shared usage` and `GET /manage/usage` sum the rows of every process.
 """
 
@@ -47,7 +49,7 @@ CLOSE_FLUSH_SECONDS = 5.0
 BATCH = 100
 """Entities per table transaction (the service's limit)."""
 COUNTERS = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens",
-            "cost_micro_usd", "unpriced_requests")
+            "cost_micro_usd", "unpriced_requests", "images", "audio_seconds", "speech_characters")
 
 
 @dataclass(slots=True)
@@ -59,6 +61,9 @@ class Counts:
     total_tokens: int = 0
     cost_micro_usd: int = 0          # set when priced, at flush
     unpriced_requests: int = 0       # requests of a model with no price (their cost is unknown)
+    images: int = 0                  # images generated or edited (media_usage says what is counted)
+    audio_seconds: int = 0           # audio transcribed or translated, whole seconds per request
+    speech_characters: int = 0       # characters of text spoken
 
     def add(self, other: Counts) -> None:
         for name in COUNTERS:
@@ -77,7 +82,8 @@ def _int(value: object) -> int:
 
 def counts_of(usage: Mapping[str, object] | None) -> Counts:
     """One request's counts from an OpenAI `usage` object (chat/completions/embeddings names, or the
-    responses API's input/output names); a request without usage still counts as a request."""
+    responses API's input/output names, with the members media_usage adds for images and audio); a
+    request without usage still counts as a request."""
     if not usage:
         return Counts(requests=1)
     prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
@@ -85,7 +91,8 @@ def counts_of(usage: Mapping[str, object] | None) -> Counts:
     total = _int(usage.get("total_tokens")) or prompt + completion
     details = usage.get("prompt_tokens_details", usage.get("input_tokens_details"))
     cached = min(_int(details.get("cached_tokens")), prompt) if isinstance(details, dict) else 0
-    return Counts(1, prompt, cached, completion, total)
+    return Counts(1, prompt, cached, completion, total, images=_int(usage.get("images")),
+                  audio_seconds=_int(usage.get("seconds")), speech_characters=_int(usage.get("characters")))
 
 
 def priced(counts: Counts, rate: Rate | None) -> Counts:
@@ -291,7 +298,7 @@ GROUPS = {"day": "day", "user": "principal", "principal": "principal", "identity
           "model": "model"}
 """Names to group by and the row member each groups by (a principal is the caller's user)."""
 REPORTED = ("requests", "prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens", "cost_usd",
-            "unpriced_requests")
+            "unpriced_requests", "images", "audio_seconds", "speech_characters")
 """What a report gives per group: `cost_usd` is a lower bound when `unpriced_requests` is not zero."""
 
 

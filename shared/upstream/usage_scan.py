@@ -106,6 +106,11 @@ def usage_of_doc(doc: object) -> Mapping[str, object] | None:
     return _usage_member(doc)
 
 
+def answer_doc(answer: bytes) -> Any:
+    """A whole JSON answer parsed as usage is read from it (None when it is not JSON)."""
+    return _parse(answer)
+
+
 def usage_of_json(answer: bytes) -> Mapping[str, object] | None:
     """The usage of a whole JSON answer; None when it is not JSON or has none; AmbiguousUsage."""
     return usage_of_doc(_parse(answer))
