@@ -63,7 +63,8 @@ _QUERY: Mapping[str | None, Mapping[str, re.Pattern[str]]] = {
 """The query parameters passed on, per action, and what their values must look like."""
 
 
-def _absent() -> NotFound:
+def no_such_response() -> NotFound:
+    """One answer for an unknown, malformed or foreign id: nothing tells them apart."""
     return NotFound(NO_SUCH)
 
 
@@ -226,10 +227,10 @@ async def _usable(gw: Gateway, view: View, principal: Principal, ident: str) -> 
     """The record of a response the caller may use; 404 for a malformed id, an unknown one and
     someone else's alike."""
     if not RESPONSE_ID.match(ident):
-        raise _absent()
+        raise no_such_response()
     owned = await gw.objects.find(KIND, ident)
     if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise _absent()
+        raise no_such_response()
     return owned
 
 
