@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from . import emulator_files, emulator_media, emulator_vector_stores
-from .emulator_responses import StoredResponses, by_id
+from .emulator_responses import Replay, StoredResponses, by_id
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,13 @@ class AzureOpenAIEmulator:
             if not self._authorized(request, v1=stored.v1):
                 return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
             fault = self.take_fault("")
-            return self.stored.answer(request, stored) if fault is None else self._fault_response(fault, "")
+            if fault is not None:
+                return self._fault_response(fault, "")
+            answer = self.stored.answer(request, stored)
+            if isinstance(answer, Replay):
+                events = _response_events(answer.response)[answer.after + 1:]
+                return await self._stream(request, events, None, {})
+            return answer
         if emulator_files.matches(request.path):
             if not self._authorized(request, v1=emulator_files.is_v1(request.path)):
                 return _error_response(401, "401", UNAUTHORIZED_MESSAGE)

@@ -3,8 +3,9 @@ false, and its routes by id (retrieve, delete, cancel, input items), on the v1 s
 (/openai/v1/responses/{id}...) and the classic one (/openai/responses/{id}...?api-version=).
 
 A background response (`background: true`) is answered `queued`; it completes when first retrieved, and
-a cancel before that makes it `cancelled`. Shapes follow OpenAI's API: the response object,
-`response.deleted`, and a list of input items.
+a cancel before that makes it `cancelled`. Retrieving one with `stream=true` replays its events
+(`starting_after=N`: those after sequence number N) as server-sent events. Shapes follow OpenAI's API:
+the response object, `response.deleted`, and a list of input items.
 Development tooling only: never deployed, never imported by the gateway.
 """
 
@@ -20,6 +21,14 @@ from aiohttp import web
 
 _BY_ID = re.compile(r"^/openai/(?P<v1>v1/)?responses/(?P<id>[^/]+)(?:/(?P<action>cancel|input_items))?$")
 _METHODS = {None: ("GET", "DELETE"), "cancel": ("POST",), "input_items": ("GET",)}
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A stored response's events to stream again: those after sequence number `after`."""
+
+    response: dict[str, Any]
+    after: int
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ class StoredResponses:
             self.inputs[final["id"]] = _items(payload, final["id"])
         return answer
 
-    def answer(self, request: web.BaseRequest, route: ById) -> web.Response:
+    def answer(self, request: web.BaseRequest, route: ById) -> web.Response | Replay:
         if request.method not in _METHODS[route.action]:
             return _error(405, "Method not allowed")
         if not route.v1 and not request.query.get("api-version"):
@@ -106,6 +115,8 @@ class StoredResponses:
         if stored["status"] == "queued":    # a background response is done by the time anyone looks
             stored = self.responses[route.ident] = {**stored["_final"], "background": True,
                                                     "_final": stored["_final"]}
+        if request.query.get("stream") == "true":
+            return _replay(stored, request.query.get("starting_after", "-1"))
         return _json(_public(stored))
 
     def _cancel(self, ident: str, stored: dict[str, Any]) -> web.Response:
@@ -114,6 +125,14 @@ class StoredResponses:
         if stored["status"] in ("queued", "in_progress"):
             stored = self.responses[ident] = {**stored, "status": "cancelled"}
         return _json(_public(stored))
+
+
+def _replay(stored: dict[str, Any], after: str) -> web.Response | Replay:
+    if not stored.get("background"):
+        return _error(400, "Only responses created with background=true can be streamed.", "stream")
+    if not re.fullmatch(r"-1|0|[1-9][0-9]{0,8}", after):
+        return _error(400, "Invalid value for starting_after.", "starting_after")
+    return Replay(_public(stored), int(after))
 
 
 def _public(stored: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The timer runs on one instance only, and on Flex Consumption not where HTTP is served, so it cannot
 fill other processes' memory. It does what every instance can share: stores each identity provider's
 keys as last-known-good in the health table, checks that every upstream account still yields a token
-(a canary: the token stays in this process's memory only), and records a health report. Every serving
+(a canary: the token stays in this process's memory only), records a health report, and (hourly, a
+bounded batch) drops the ownership records of stored objects their upstream has discarded. Every serving
 process warms itself: from the stored keys first, and by refreshing ahead of expiry while it lives.
 """
 
@@ -22,6 +23,8 @@ log = logging.getLogger("gateway.prewarm")
 
 SCHEDULE = "0 */5 * * * *"      # NCRONTAB (with seconds), UTC: every 5 minutes
 INTERVAL_SECONDS = 300
+PRUNE_EVERY_SECONDS = 3600
+PRUNE_LIMIT = 500
 
 
 async def run(gw: runtime.Gateway, *, record: bool = True) -> dict[str, Any]:
@@ -55,7 +58,21 @@ async def run(gw: runtime.Gateway, *, record: bool = True) -> dict[str, Any]:
         else:
             for name in skipped:
                 report["identity_providers"][name]["note"] = "key set too large to store"
+        await _prune(gw, report, started)
     return await _finish(gw, report, record)
+
+
+async def _prune(gw: runtime.Gateway, report: dict[str, Any], now: float) -> None:
+    """At most every PRUNE_EVERY_SECONDS per process, up to PRUNE_LIMIT ownership records of objects
+    the upstream has discarded go (never on a request path: this is the timer's work)."""
+    last = gw.objects.last_pruned
+    if last is not None and now - last < PRUNE_EVERY_SECONDS:
+        return
+    try:
+        report["objects"] = {"pruned": await gw.objects.prune(now, PRUNE_LIMIT)}
+    except GatewayError as exc:
+        report["objects"] = {"error": exc.message}
+        log.warning("pruning expired object records failed: %s", exc.message)
 
 
 async def _finish(gw: runtime.Gateway, report: dict[str, Any], record: bool) -> dict[str, Any]:

@@ -4,6 +4,7 @@ gateway on Azurite, and the emulator storing what the gateway forwards."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,8 @@ from azure.data.tables import TableServiceClient
 
 from sandbox.azurite import Azurite
 from sandbox.emulator import Fault
-from tests.harness import DEVELOPER, NewWorld, World, sandbox_config, sdk_client
+from sandbox.loop import BackgroundLoop
+from tests.harness import DEVELOPER, NewWorld, World, emulator_running, sandbox_config, sdk_client
 
 API_VERSION = "2025-04-01-preview"
 SHAPES = ("openai", "azure_v1", "azure")
@@ -104,6 +106,7 @@ USES: dict[str, Callable[[openai.OpenAI, str], object]] = {
     "delete": lambda c, i: c.responses.delete(i),
     "cancel": lambda c, i: c.responses.cancel(i),
     "input_items": lambda c, i: c.responses.input_items.list(i),
+    "retrieve_stream": lambda c, i: list(c.responses.retrieve(i, stream=True)),
 }
 
 
@@ -178,6 +181,84 @@ def test_attack_malformed_id_is_never_forwarded(world: World, path: str) -> None
     answer = raw(world, "alice", method, path)
     assert answer.status_code in (400, 404), answer.text
     assert len(world.emulator.requests) == before
+
+
+# -- streamed retrieval ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_background_response_is_streamed_again(world: World, shape: str) -> None:
+    alice = client(world, "alice", shape)
+    queued = alice.responses.create(model="gpt-4o", input=said("replay"), background=True)
+    events = list(alice.responses.retrieve(queued.id, stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].response.id == queued.id
+    later = list(alice.responses.retrieve(queued.id, stream=True, starting_after=3))
+    assert [e.sequence_number for e in later] == list(range(4, len(events)))
+    assert world.emulator.requests[-1].query.get("starting_after") == "3"
+
+
+def test_a_streamed_retrieval_arrives_as_the_upstream_sends_it(new_world: NewWorld, loop: BackgroundLoop,
+                                                              idp: Any) -> None:
+    """The emulator spaces its events 0.2 s apart: a gateway that held the stream until it ended would
+    hand them over all at once."""
+    with emulator_running(loop, chunk_interval=0.2) as slow, \
+            new_world(config=sandbox_config(idp, slow), tokens={"alice": DEVELOPER}) as world:
+        alice = client(world, "alice")
+        queued = alice.responses.create(model="gpt-4o", input=said("slowly"), background=True)
+        events = alice.responses.retrieve(queued.id, stream=True, starting_after=8)
+        arrived = [time.monotonic() for _ in events]
+    assert len(arrived) >= 5 and arrived[-1] - arrived[0] >= 0.5
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ({"stream": "true", "starting_after": "-1"}, 400),
+    ({"stream": "yes"}, 400),
+    ({"stream": "true", "starting_after": "1", "include[]": "message.output_text.logprobs"}, 200),
+    ({"stream": "false", "include_obfuscation": "false"}, 200),
+    ({"stream": "true", "limit": "1"}, 400),
+])
+def test_retrieve_query_is_allowlisted(world: World, query: dict[str, str], status: int) -> None:
+    queued = client(world, "alice").responses.create(model="gpt-4o", input=said("q"), background=True)
+    before = len(world.emulator.requests)
+    answer = raw(world, "alice", "GET", f"/v1/responses/{queued.id}", params=query)
+    assert answer.status_code == status, answer.text
+    assert len(world.emulator.requests) == before + (status == 200)
+    if status == 200:
+        assert world.emulator.requests[-1].query == query
+
+
+# -- records that lapse ------------------------------------------------------------------------------------
+
+def test_a_response_gone_upstream_is_forgotten(world: World, azurite: Azurite) -> None:
+    """It expired or was deleted outside the gateway: the caller gets the 404 of an unknown id, and the
+    record goes, so the next request does not reach the upstream."""
+    alice = client(world, "alice")
+    created = alice.responses.create(model="gpt-4o", input=said("expiring"))
+    del world.emulator.stored.responses[created.id]
+    with pytest.raises(openai.NotFoundError) as gone:
+        alice.responses.retrieve(created.id)
+    assert gone.value.body["code"] == "not_found"
+    assert _entity(world, azurite, created.id) is None
+    before = len(world.emulator.requests)
+    with pytest.raises(openai.NotFoundError):
+        alice.responses.retrieve(created.id)
+    assert len(world.emulator.requests) == before
+
+
+def test_a_stored_response_is_recorded_with_its_expiry(world: World, azurite: Azurite) -> None:
+    created = client(world, "alice").responses.create(model="gpt-4o", input=said("thirty days"))
+    entity = _entity(world, azurite, created.id)
+    assert entity is not None and entity["expires"] - entity["created"] == 30 * 86_400
+    assert abs(entity["created"] - time.time()) < 60
+
+
+def _entity(world: World, azurite: Azurite, ident: str) -> Any:
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        f"{world.tables.prefix}objects")
+    found = list(table.query_entities("PartitionKey eq 'response' and RowKey eq @id",
+                                      parameters={"id": ident}))
+    return found[0] if found else None
 
 
 @pytest.mark.parametrize(("query", "status"), [

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 TABLE_SUFFIX = "objects"
 KINDS = ("response", "file", "batch", "vector_store")
 _CACHE = 10_000
+PRUNE_GRACE_SECONDS = 3600
+"""How long after its `expires` a record is kept: clocks differ, and an upstream may keep an object a
+little longer than it said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,7 @@ class Owned:
     owner: str                  # user:<provider>/<unique id>
     model: str | None = None    # the gateway model it was made through: its managers may see it
     created: float = 0.0
-    expires: float | None = None
+    expires: float | None = None   # when the upstream discards it; the record is pruned after that
 
 
 def _key(text: str) -> str:
@@ -50,7 +53,7 @@ def _entity(owned: Owned, partition: str) -> dict[str, object]:
                                  "object_id": owned.object_id, "kind": owned.kind, "account": owned.account,
                                  "owner": owned.owner, "model": owned.model or "", "created": owned.created}
     if owned.expires is not None:
-        entity["expires"] = owned.expires
+        entity["expires"] = float(owned.expires)     # one type, so a filter on it matches every row
     return entity
 
 
@@ -74,6 +77,7 @@ class ObjectStore:
         self._clock = clock
         self._ready = False
         self._cache: OrderedDict[tuple[str, str], Owned] = OrderedDict()
+        self.last_pruned: float | None = None
 
     async def _ensure(self) -> None:
         if not self._ready:
@@ -104,6 +108,19 @@ class ObjectStore:
         self._cache.pop((owned.kind, owned.object_id), None)
         await self._table.delete(owned.kind, _key(owned.object_id))
         await self._table.delete(f"{owned.kind}@{_key(owned.owner)}", _key(owned.object_id))
+
+    async def prune(self, now: float, limit: int) -> int:
+        """Drop up to `limit` records whose object expired more than PRUNE_GRACE_SECONDS before `now`;
+        how many were dropped. Each goes as in `forget` (its owner row last); an owner row left alone
+        by an earlier failure matches too, and goes the same way."""
+        await self._ensure()
+        rows = await self._table.query("expires lt @cutoff", {"cutoff": now - PRUNE_GRACE_SECONDS},
+                                       limit=limit)
+        expired = {(o.kind, o.object_id): o for o in map(_owned, rows)}
+        for owned in expired.values():
+            await self.forget(owned)
+        self.last_pruned = now
+        return len(expired)
 
     async def owned_by(self, kind: str, owner: str, limit: int = 10_000) -> list[Owned]:
         """The owner's objects of `kind`, in id order."""

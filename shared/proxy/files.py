@@ -75,6 +75,9 @@ async def retrieve(call: Call) -> Response:
     answer = await send(gw.forwarder.transport, account,
                         AccountRequest("GET", ("files", owned.object_id), call.request_id,
                                        headers=call.request.headers))
+    if answer.status == 404:    # gone upstream (expired, or deleted elsewhere): so goes its record
+        await gw.objects.forget(owned)
+        raise no_such_file()
     return to_starlette(answer)
 
 

@@ -19,7 +19,7 @@ from ..limits.tokens import Reservation
 from ..telemetry import identity_of, tracer
 from ..upstream.outbound import Outbound
 from ..upstream.response import to_starlette
-from . import operations, responses_store
+from . import operations, references, responses_store
 
 if TYPE_CHECKING:
     from ..config.model import Account, Model
@@ -47,6 +47,8 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
         if model is None or not view.policy.allows(principal.principals, f"model:{model_name}", "viewer"):
             raise ModelNotFound(model_name)
     model = operations.served(model, view.accounts, operation)
+    # ids of stored objects inside the body: the caller's own, and only their account's targets
+    model = await references.confine(gw, view, principal, model, doc, raw)
     kept = None
     if operation == "responses":    # a stored response is recorded as its caller's
         model, kept = await responses_store.creation(gw, view, principal, model, doc, call.request_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -48,13 +49,18 @@ KIND = "response"
 COLLECTION = "responses"
 RESPONSE_ID = re.compile(r"^resp_[A-Za-z0-9_-]{1,200}$")
 NO_SUCH = "no such response, or you do not have access to it"
+RETENTION_SECONDS = 30 * 86_400
+"""How long the upstream keeps a stored response (30 days): its record expires then, and is pruned."""
 HELD_LIMIT = 1 << 20
 """Bytes of a stream held back while looking for its response's id."""
 
 _INCLUDE = re.compile(r"^[a-z_]{1,40}(?:\.[a-z_]{1,40}){0,4}$")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-_QUERY: Mapping[str | None, Mapping[str, re.Pattern[str]]] = {
-    None: {"include": _INCLUDE, "include[]": _INCLUDE},
+_BOOLEAN = re.compile(r"^(?:true|false)$")
+_QUERY: Mapping[str, Mapping[str, re.Pattern[str]]] = {
+    "retrieve": {"include": _INCLUDE, "include[]": _INCLUDE, "stream": _BOOLEAN,
+                 "starting_after": re.compile(r"^(?:0|[1-9][0-9]{0,8})$"), "include_obfuscation": _BOOLEAN},
+    "delete": {},
     "input_items": {"include": _INCLUDE, "include[]": _INCLUDE, "after": _ITEM_ID, "before": _ITEM_ID,
                     "limit": re.compile(r"^(?:[1-9]|[1-9][0-9]|100)$"),
                     "order": re.compile(r"^(?:asc|desc)$")},
@@ -63,7 +69,8 @@ _QUERY: Mapping[str | None, Mapping[str, re.Pattern[str]]] = {
 """The query parameters passed on, per action, and what their values must look like."""
 
 
-def _absent() -> NotFound:
+def no_such_response() -> NotFound:
+    """One answer for an unknown, malformed or foreign id: nothing tells them apart."""
     return NotFound(NO_SUCH)
 
 
@@ -103,8 +110,10 @@ class Creation:
         try:
             known = await self.gw.objects.find(KIND, ident)
             if known is None:
+                now = time.time()
                 await self.gw.objects.record(Owned(kind=KIND, object_id=ident, account=account,
-                                                   owner=self.owner, model=self.model))
+                                                   owner=self.owner, model=self.model, created=now,
+                                                   expires=now + RETENTION_SECONDS))
         except GatewayError as exc:
             log.warning("request %s: the new response's owner was not recorded (%s); deleting it upstream",
                         self.request_id, exc.message)
@@ -226,17 +235,17 @@ async def _usable(gw: Gateway, view: View, principal: Principal, ident: str) -> 
     """The record of a response the caller may use; 404 for a malformed id, an unknown one and
     someone else's alike."""
     if not RESPONSE_ID.match(ident):
-        raise _absent()
+        raise no_such_response()
     owned = await gw.objects.find(KIND, ident)
     if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise _absent()
+        raise no_such_response()
     return owned
 
 
-def _query(params: QueryParams, action: str | None, azure: bool) -> Sequence[tuple[str, str]]:
+def _query(params: QueryParams, allowed: Mapping[str, re.Pattern[str]], azure: bool
+           ) -> Sequence[tuple[str, str]]:
     """The allowlisted query parameters, checked; the classic shape's api-version is checked and
     dropped (the v1 surface takes none)."""
-    allowed = _QUERY[action]
     kept: list[tuple[str, str]] = []
     for name, value in params.multi_items():
         if azure and name == "api-version":
@@ -259,7 +268,8 @@ def _query(params: QueryParams, action: str | None, azure: bool) -> Sequence[tup
 async def _use(call: Call, action: str | None, azure: bool) -> Response:
     gw, view, principal = await authenticate(call)
     req = call.request
-    query = _query(req.query_params, action, azure)
+    named = action or ("delete" if req.method == "DELETE" else "retrieve")
+    query = _query(req.query_params, _QUERY[named], azure)
     owned = await _usable(gw, view, principal, req.path_params["response_id"])
     call.model, call.account = owned.model, owned.account
     account = view.accounts.get(owned.account)
@@ -267,14 +277,30 @@ async def _use(call: Call, action: str | None, azure: bool) -> Response:
         raise Unavailable(f"account {owned.account!r}, which holds response {owned.object_id}, is not usable",
                           public="the account holding this response is not usable now")
     path = (COLLECTION, owned.object_id, *((action,) if action else ()))
+    streamed = ("stream", "true") in query     # the upstream's events, relayed as they arrive
     answer = await send(gw.forwarder.transport, account, AccountRequest(
-        req.method, path, call.request_id, query=tuple(query), headers=req.headers, v1=True))
-    if req.method == "DELETE" and 200 <= answer.status < 300:
-        try:
-            await gw.objects.forget(owned)
-        except GatewayError as exc:     # deleted upstream: a stale record finds only the upstream's 404
-            log.warning("request %s: the deleted response's record stays: %s", call.request_id, exc.message)
+        req.method, path, call.request_id, query=tuple(query), headers=req.headers, stream=streamed, v1=True))
+    if named == "retrieve" and answer.status == 404:
+        await _gone(gw, owned, call.request_id)
+        raise no_such_response()
+    if named == "delete" and 200 <= answer.status < 300:
+        await _forget(gw, owned, call.request_id)
     return to_starlette(answer)
+
+
+async def _gone(gw: Gateway, owned: Owned, request_id: str) -> None:
+    """The upstream no longer has a recorded response (it expired, or was deleted elsewhere): its
+    record goes too, so it stops appearing anywhere."""
+    log.info("request %s: the upstream has no response %s any more; forgetting it", request_id,
+             owned.object_id)
+    await _forget(gw, owned, request_id)
+
+
+async def _forget(gw: Gateway, owned: Owned, request_id: str) -> None:
+    try:
+        await gw.objects.forget(owned)
+    except GatewayError as exc:     # gone upstream: a stale record finds only the upstream's 404
+        log.warning("request %s: the response's record stays: %s", request_id, exc.message)
 
 
 async def one(call: Call) -> Response:
