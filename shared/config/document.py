@@ -22,8 +22,10 @@ from .model import (
     Model,
     Price,
     RateLimit,
+    Team,
 )
 from .schema import PARSERS
+from .teams import document as team_document
 
 
 def _thaw(value: Any) -> Any:
@@ -58,6 +60,8 @@ def item_document(item: Any) -> dict[str, Any]:
         if item.claims:
             d["claims"] = _thaw(item.claims)
         return d
+    if isinstance(item, Team):
+        return team_document(item)
     if isinstance(item, Account):
         d = {"name": item.name, "kind": item.kind, "endpoint": item.endpoint,
              "auth": {"type": item.auth.type, **_thaw(item.auth.options)}}

@@ -40,6 +40,14 @@ class ExternalIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class Team:
+    """Callers named together: a caller is a member when any of their principals (a user or an
+    external identity; teams do not nest) is listed, and then holds every role bound to team:<name>."""
+    name: str
+    members: tuple[str, ...] = ()       # sorted, so two equal teams compare equal
+
+
+@dataclass(frozen=True, slots=True)
 class AccountAuth:
     type: str                                   # workload-identity, managed-identity, ...
     options: Mapping[str, Any] = field(default_factory=lambda: frozen_mapping({}))
@@ -134,7 +142,7 @@ class Workspace:
 @dataclass(frozen=True, slots=True)
 class Collaborator:
     resource: str       # <kind>:<name> of an access resource (shared.config.kinds), or gateway:default
-    principal: str      # user:<provider>/<unique id> or identity:<name>
+    principal: str      # user:<provider>/<unique id>, identity:<name> or team:<name>
     role: str           # viewer, editor, manager, admin
 
 
@@ -215,6 +223,7 @@ class Price:
 class Config:
     identity_providers: tuple[IdentityProvider, ...] = ()
     external_identities: tuple[ExternalIdentity, ...] = ()
+    teams: tuple[Team, ...] = ()
     accounts: tuple[Account, ...] = ()
     workspaces: tuple[Workspace, ...] = ()
     models: tuple[Model, ...] = ()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import rules
+from . import rules, teams
 from .allowlist import Allowlist
 from .fields import NAME_RE as NAME_RE  # re-exported: /manage's schemas and routes use it
 from .fields import (
@@ -351,12 +351,13 @@ def parse_collaborator(raw: Any, where: str) -> Collaborator:
         raise ConfigError(f"{where}.role", f"only admin is granted on {GATEWAY}")
     return Collaborator(resource=resource,
                         principal=parse_principal(str(read_text(d["principal"], f"{where}.principal")),
-                                                  f"{where}.principal"),
+                                                  f"{where}.principal", teams=True),
                         role=role)
 
 
 PARSERS = {
-    "identity_providers": _provider, "external_identities": _identity, "accounts": _account,
+    "identity_providers": _provider, "external_identities": _identity, "teams": teams.read_team,
+    "accounts": _account,
     "workspaces": _workspace, "models": _model, "mcp_servers": _mcp_server, "agents": _agent,
     **rules.PARSERS,
 }
@@ -419,6 +420,10 @@ def check_references(config: Config) -> None:
         if ident.identity_provider not in names["identity_providers"]:
             raise ConfigError(f"external_identities[{i}].identity_provider",
                               f"unknown identity provider {ident.identity_provider!r}")
+    for i, team in enumerate(config.teams):
+        for field, section, name in teams.references(team):
+            if name not in names[section]:
+                raise ConfigError(f"teams[{i}].{field}", unknown_reference(section, name))
     for section in ("models", "mcp_servers", "agents"):
         for i, item in enumerate(getattr(config, section)):
             if item.workspace is not None and item.workspace not in names["workspaces"]:
