@@ -45,8 +45,9 @@ def read_team(raw: Any, where: str) -> Team:
 
 def references(team: Team) -> list[tuple[str, str, str]]:
     """What each member names (its identity provider or external identity), as (field, section, name)
-    with the field relative to the team."""
-    return [(f"members[{i}]", *principal_reference(member)) for i, member in enumerate(team.members)]
+    with the field relative to the team. Members are kept sorted, not in the file's order, so the
+    field is `members` and the message names the member."""
+    return [("members", *principal_reference(member)) for member in team.members]
 
 
 def document(team: Team) -> dict[str, Any]:

@@ -163,8 +163,8 @@ def test_a_team_is_managed_like_other_resources(world: World) -> None:
 
 @pytest.mark.parametrize(("body", "field", "words"), [
     ({"members": ["team:ops"]}, "members[0]", "teams do not nest"),
-    ({"members": ["identity:nobody"]}, "members[0]", "unknown external identity 'nobody'"),
-    ({"members": ["user:nowhere/x"]}, "members[0]", "unknown identity provider 'nowhere'"),
+    ({"members": ["identity:nobody"]}, "members", "unknown external identity 'nobody'"),
+    ({"members": ["user:nowhere/x"]}, "members", "unknown identity provider 'nowhere'"),
     ({"members": ["user:dev/a", "user:dev/a"]}, "members[1]", "listed twice"),
     ({"members": "user:dev/a"}, "members", "must be a list"),
 ])
