@@ -54,6 +54,8 @@ def item_document(item: Any) -> dict[str, Any]:
             d["email_claim"] = item.email_claim
         if item.allow_private_network:
             d["allow_private_network"] = True
+        if item.groups_from_graph:
+            d["groups_from_graph"] = True
         return d
     if isinstance(item, ExternalIdentity):
         d = {"name": item.name, "identity_provider": item.identity_provider}

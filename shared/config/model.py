@@ -29,6 +29,7 @@ class IdentityProvider:
     email_claim: str = "email"
     discovery: bool = False               # read jwks_uri from {issuer}/.well-known/openid-configuration
     allow_private_network: bool = False   # JWKS host may resolve to a private (RFC 1918/4193) address
+    groups_from_graph: bool = False       # Entra group overage: read the user's groups from Graph
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,8 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
 
 def _provider(raw: Any, where: str) -> IdentityProvider:
     d = read_record(raw, where, ("name",), ("jwks_uri", "issuer", "audiences", "unique_id_claim",
-                                            "email_claim", "discovery", "allow_private_network"))
+                                            "email_claim", "discovery", "allow_private_network",
+                                            "groups_from_graph"))
     discovery = read_flag(d.get("discovery", False), f"{where}.discovery")
     jwks_uri = _url(d.get("jwks_uri"), f"{where}.jwks_uri", optional=True)
     issuer = read_text(d.get("issuer"), f"{where}.issuer", optional=True)
@@ -121,6 +122,7 @@ def _provider(raw: Any, where: str) -> IdentityProvider:
         discovery=discovery,
         allow_private_network=read_flag(d.get("allow_private_network", False),
                                     f"{where}.allow_private_network"),
+        groups_from_graph=read_flag(d.get("groups_from_graph", False), f"{where}.groups_from_graph"),
     )
 
 

@@ -120,7 +120,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "identity_providers": _object({
         "name": NAME, "jwks_uri": URL, "issuer": TEXT,
         "audiences": {"type": "array", "items": TEXT}, "unique_id_claim": TEXT, "email_claim": TEXT,
-        "discovery": {"type": "boolean"}, "allow_private_network": {"type": "boolean"}}),
+        "discovery": {"type": "boolean"}, "allow_private_network": {"type": "boolean"},
+        "groups_from_graph": {"type": "boolean", "description": "Entra ID: when a token leaves its groups "
+                              "out (more than 200), read them from Microsoft Graph with the gateway's own "
+                              "identity (GroupMember.Read.All)"}}),
     "external_identities": _object({
         "name": NAME, "identity_provider": NAME,
         "claims": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]},
