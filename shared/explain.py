@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .access import Decision
 from .auth.trace import Trace
 from .config.kinds import RESOURCE_FORMS, split_resource
 from .errors import InvalidToken
@@ -23,6 +24,19 @@ def _resource_problem(resource: str, gw_view: Any) -> str | None:
     if name not in {item.name for item in getattr(gw_view.config, kind.section)}:
         return f"no {kind.singular} named {name!r} is configured"
     return None
+
+
+def granted_to(decision: Decision) -> str:
+    """The principal that gave the role: "team:partner-eng (member as identity:partner-app)"."""
+    if decision.member:
+        return f"{decision.principal} (member as {decision.member})"
+    return decision.principal or "-"
+
+
+def teams_of(view: Any, principals: frozenset[str]) -> list[str]:
+    """The caller's teams, each with the principal the team lists."""
+    expanded = view.policy.expand(sorted(principals))
+    return [f"{team} (member as {member})" for team, member in expanded.items() if member]
 
 
 async def explain(gw: Gateway, token: str, resource: str) -> dict[str, Any]:
@@ -46,9 +60,11 @@ async def explain(gw: Gateway, token: str, resource: str) -> dict[str, Any]:
         trace.failed("access", f"no collaborator binding gives {', '.join(sorted(principal.principals))} "
                                f"a role on {resource}")
     else:
-        trace.passed("access", f"{decision.role} via {decision.via}")
+        where = "in" if decision.via == "GATEWAY_ADMINS" else "on"
+        trace.passed("access", f"{decision.role} via {granted_to(decision)} {where} {decision.via}")
     allowed = problem is None and decision.role is not None
     return {**report, **trace.as_dict(), "principal": principal.user, "email": principal.email,
-            "identities": sorted(principal.identities), "role": decision.role, "role_via": decision.via,
-            "allowed": allowed,
+            "identities": sorted(principal.identities), "teams": teams_of(view, principal.principals),
+            "role": decision.role, "role_via": decision.via, "role_principal": decision.principal,
+            "role_member": decision.member, "allowed": allowed,
             "reason": None if allowed else trace.checks[-1].detail}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import logsafe, telemetry
 from .auth.authenticator import Authenticator
+from .auth.graph import GroupDirectory
 from .config.allowlist import Allowlist
 from .config.snapshot import Snapshot
 from .config.store import ConfigStore
@@ -25,6 +26,7 @@ from .remote.services import RemoteServices
 from .settings import Settings, SettingsError, load
 from .upstream.credentials import Credentials
 from .upstream.forward import Forwarder
+from .upstream.graph_token import graph_headers
 from .upstream.outbound import Outbound
 from .upstream.usage import UsageRecorder
 
@@ -48,6 +50,7 @@ class Gateway:
     limiter: Limiter
     remote: RemoteServices
     objects: ObjectStore
+    graph: Credentials | None = None      # the gateway's own Graph token (group overage lookups)
     last_prewarm: dict[str, Any] | None = None
     keeper: asyncio.Task[None] | None = None
 
@@ -62,11 +65,13 @@ class Gateway:
         credentials = Credentials(allowlist=allowlist)
         snapshot = Snapshot(store, refresh_seconds=settings.config_refresh_seconds, admins=settings.admins,
                             allowlist=allowlist)
+        headers, graph = graph_headers(settings.graph_url, settings.azure_client_id, allowlist)
         return cls(
             settings=settings,
             store=store,
             snapshot=snapshot,
-            authenticator=Authenticator.from_settings(settings, load_saved_keys=health.load_keys),
+            authenticator=Authenticator.from_settings(settings, load_saved_keys=health.load_keys,
+                                                      groups=GroupDirectory(settings.graph_url, headers)),
             credentials=credentials,
             forwarder=Forwarder(credentials=credentials, timeout_seconds=settings.upstream_timeout_seconds,
                                 allow_http_loopback=settings.allow_http_loopback),
@@ -77,6 +82,7 @@ class Gateway:
             limiter=limiter(settings, service),
             remote=RemoteServices.build(settings, allowlist, service),
             objects=ObjectStore(service, settings.table_prefix),
+            graph=graph,
         )
 
     def charge(self, out: Outbound, usage: Mapping[str, object] | None) -> None:
@@ -97,6 +103,8 @@ class Gateway:
         await self.snapshot.aclose()
         await self.authenticator.aclose()
         await self.credentials.aclose()
+        if self.graph is not None:
+            await self.graph.aclose()
         await self.store.aclose()
 
 

@@ -105,6 +105,10 @@ SETTINGS: tuple[Setting, ...] = (
             "The gateway's external base URL: issuer of its identity assertions, MCP resource metadata, "
             "agent cards, OAuth redirects. Default https://$WEBSITE_HOSTNAME in Azure, else "
             "http://127.0.0.1:$GATEWAY_PORT.", False),
+    Setting("GATEWAY_GRAPH_URL", "https://graph.microsoft.com",
+            "Microsoft Graph, where an identity provider with groups_from_graph reads an Entra user's groups "
+            "when the token left them out (sovereign clouds: their Graph host). https; plain http only to "
+            "loopback with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK.", False),
     Setting("GATEWAY_SEALING_KEY", "",
             "Base64 secret of at least 32 bytes (a Key Vault reference in Azure) sealing MCP session ids, "
             "OAuth state and stored OAuth tokens, and deriving the identity-assertion key; the same on every "
@@ -152,6 +156,7 @@ class Settings:
     limits_redis_url: str = ""
     limits_default_max_tokens: int = 4096
     public_url: str = "http://127.0.0.1:7071"
+    graph_url: str = "https://graph.microsoft.com"
     sealing_key: bytes | None = None
 
     def require_tables(self) -> None:
@@ -351,6 +356,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         limits_default_max_tokens=int(_number(merged, "GATEWAY_LIMITS_DEFAULT_MAX_TOKENS", integer=True,
                                               minimum=1)),
         public_url=_public_url(merged, source),
+        graph_url=_graph_url(merged),
         sealing_key=_sealing_key(merged),
     )
 
@@ -371,6 +377,21 @@ def _public_url(env: Mapping[str, str], source: Mapping[str, str]) -> str:
     if host and re.fullmatch(r"[A-Za-z0-9.-]+(?::\d+)?", host):
         return f"https://{host.lower()}"
     return f"http://127.0.0.1:{_port(env, 'GATEWAY_PORT')}"
+
+
+def _graph_url(env: Mapping[str, str]) -> str:
+    """An origin the gateway sends its own Graph token to: https, or http to loopback in development."""
+    from urllib.parse import urlsplit
+
+    raw = env["GATEWAY_GRAPH_URL"].strip().rstrip("/")
+    parts = urlsplit(raw)
+    loopback = parts.scheme == "http" and _boolean(env, "GATEWAY_DEV_ALLOW_HTTP_LOOPBACK") \
+        and parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if (parts.scheme != "https" and not loopback) or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or parts.username or parts.password:
+        raise SettingsError("GATEWAY_GRAPH_URL must be an https origin such as https://graph.microsoft.com "
+                            f"(http only to loopback with GATEWAY_DEV_ALLOW_HTTP_LOOPBACK), got {raw!r}")
+    return raw
 
 
 def _sealing_key(env: Mapping[str, str]) -> bytes | None:

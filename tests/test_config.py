@@ -22,6 +22,7 @@ EXAMPLE: dict[str, Any] = {
                             "audiences": ["api://ai-gateway"]}],
     "external_identities": [{"name": "partner-app", "identity_provider": "okta-prod",
                              "claims": {"scp": "gateway.invoke"}}],
+    "teams": [{"name": "partner-eng", "members": ["identity:partner-app", "user:okta-prod/00u1abcd"]}],
     "accounts": [{"name": "aoai-eastus", "kind": "azure-openai",
                   "endpoint": "https://acme-eastus.openai.azure.com",
                   "auth": {"type": "workload-identity", "tenant_id": "00000000-0000-0000-0000-000000000000",

@@ -7,6 +7,7 @@ locals {
   table_kinds = [
     "identityproviders",
     "externalidentities",
+    "teams",
     "accounts",
     "workspaces",
     "models",

@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import Config, IdentityProvider
 from ..errors import InvalidToken
 from .fetch import Fetcher, HttpFetcher
+from .graph import GroupDirectory
 from .identities import Principal, match_identities
 from .jwks import CachePolicy, KeyCache, KeyStatus, SavedKeys, Seeder
+from .overage import is_overage, unknown_conditions, with_groups
 from .redact import digest, fingerprint, show
 from .token_cache import DEFAULT_MAX_ENTRIES, CachedToken, VerifiedTokenCache
 from .trace import Context, Refused, Trace
@@ -38,9 +40,11 @@ class Authenticator:
                  allow_http_loopback: bool = False, wall_clock: Callable[[], float] = time.time,
                  monotonic_clock: Callable[[], float] = time.monotonic, fetcher: Fetcher | None = None,
                  token_cache_size: int = DEFAULT_MAX_ENTRIES, jwks_deadline_seconds: float = 5.0,
-                 jwks_retry_seconds: float = 1.0, load_saved_keys: Seeder | None = None) -> None:
+                 jwks_retry_seconds: float = 1.0, load_saved_keys: Seeder | None = None,
+                 groups: GroupDirectory | None = None) -> None:
         """`allow_http_loopback` configures the default fetcher; an injected `fetcher` has its own.
-        `load_saved_keys` reads the last-known-good keys the timer stored (one read per process)."""
+        `load_saved_keys` reads the last-known-good keys the timer stored (one read per process).
+        `groups` reads an Entra user's groups from Graph for providers with groups_from_graph."""
         self.leeway = leeway_seconds
         self._wall = wall_clock
         self._fetcher: Fetcher = fetcher or HttpFetcher(allow_http_loopback=allow_http_loopback)
@@ -52,6 +56,7 @@ class Authenticator:
         self.tokens = VerifiedTokenCache(token_cache_size)
         self._verifier = Verifier(keys=self.keys, leeway=leeway_seconds, wall=wall_clock)
         self._providers: tuple[IdentityProvider, ...] | None = None
+        self._groups = groups
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Authenticator:
@@ -91,18 +96,37 @@ class Authenticator:
                       fingerprint(token_digest))
             raise InvalidToken("token could not be verified (internal error)") from None
         provider = verified.provider
-        identities = match_identities(provider.name, verified.claims, config.external_identities)
+        claims, problem = await self._with_groups(provider, verified.claims, verified.exp, trace)
+        identities = match_identities(provider.name, claims, config.external_identities)
         principal = Principal(provider=provider.name, unique_id=verified.unique_id, email=verified.email,
                               identities=identities)
+        unknown = unknown_conditions(provider.name, claims, config.external_identities, looked_up=problem)
         if trace is not None:
             trace.passed("identities", ", ".join(sorted(identities)) or "no external identity matches")
-        self.tokens.put(token_digest, CachedToken(
-            provider=provider, source=verified.source, kid=verified.key.kid,
-            thumbprint=verified.key.thumbprint, exp=verified.exp, claims=verified.claims, principal=principal,
-            providers=config.identity_providers, external_identities=config.external_identities))
+            for condition in unknown:
+                trace.failed("groups", condition.why)
+        if problem is None:     # an unanswered Graph lookup is asked again, not held for the token's life
+            self.tokens.put(token_digest, CachedToken(
+                provider=provider, source=verified.source, kid=verified.key.kid,
+                thumbprint=verified.key.thumbprint, exp=verified.exp, claims=claims, principal=principal,
+                providers=config.identity_providers, external_identities=config.external_identities))
         log.debug("token accepted provider=%s iss=%s kid=%s alg=%s fp=%s", provider.name,
                   show(context.iss), show(context.kid), show(context.alg), fingerprint(token_digest))
         return principal
+
+    async def _with_groups(self, provider: IdentityProvider, claims: Mapping[str, Any], exp: int,
+                           trace: Trace | None) -> tuple[Mapping[str, Any], str | None]:
+        """The claims with the groups Graph returned, when the token left them out and the provider
+        asks for it; else as they are. The second value: why Graph gave no answer, when asked."""
+        if not (provider.groups_from_graph and self._groups is not None and is_overage(claims)):
+            return claims, None
+        answer = await self._groups.lookup(provider.name, claims, exp)
+        if answer.ids is None:
+            return claims, answer.problem or "no answer"
+        if trace is not None:
+            trace.passed("groups", f"the token left its groups out; {len(answer.ids)} read from "
+                                   "Microsoft Graph")
+        return with_groups(claims, answer.ids), None
 
     def _from_cache(self, token_digest: bytes, cached: CachedToken, config: Config) -> Principal | None:
         """The cached principal if the token is still unexpired, the providers unchanged and its key
@@ -177,5 +201,7 @@ class Authenticator:
         await self.keys.quiesce()
 
     async def aclose(self) -> None:
+        if self._groups is not None:
+            await self._groups.aclose()
         await self.keys.aclose()
         await self._fetcher.aclose()

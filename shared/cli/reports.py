@@ -28,6 +28,15 @@ def render_prewarm(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _granted(report: dict[str, Any]) -> str:
+    """", bound to team:N (member as identity:x)": which of the caller's principals gave the role."""
+    who = report.get("role_principal")
+    if not report.get("role") or not who:
+        return ""
+    member = report.get("role_member")
+    return f", bound to {who}" + (f" (member as {member})" if member else "")
+
+
 def render_explain(report: dict[str, Any]) -> str:
     role = report.get("role")
     via = report.get("role_via")
@@ -36,7 +45,8 @@ def render_explain(report: dict[str, Any]) -> str:
              f"resource: {report.get('resource')}",
              f"principal: {report.get('principal') or '-'}",
              f"identities: {', '.join(report.get('identities') or []) or '-'}",
-             f"role: {role or '-'}" + (f" via {via}" if role and via else "")]
+             f"teams: {', '.join(report.get('teams') or []) or '-'}",
+             f"role: {role or '-'}" + (f" via {via}" if role and via else "") + _granted(report)]
     if report.get("provider"):
         lines.append(f"provider: {report['provider']}"
                      + (f" ({report['provider_reason']})" if report.get("provider_reason") else ""))

@@ -22,8 +22,10 @@ from .model import (
     Model,
     Price,
     RateLimit,
+    Team,
 )
 from .schema import PARSERS
+from .teams import document as team_document
 
 
 def _thaw(value: Any) -> Any:
@@ -52,12 +54,16 @@ def item_document(item: Any) -> dict[str, Any]:
             d["email_claim"] = item.email_claim
         if item.allow_private_network:
             d["allow_private_network"] = True
+        if item.groups_from_graph:
+            d["groups_from_graph"] = True
         return d
     if isinstance(item, ExternalIdentity):
         d = {"name": item.name, "identity_provider": item.identity_provider}
         if item.claims:
             d["claims"] = _thaw(item.claims)
         return d
+    if isinstance(item, Team):
+        return team_document(item)
     if isinstance(item, Account):
         d = {"name": item.name, "kind": item.kind, "endpoint": item.endpoint,
              "auth": {"type": item.auth.type, **_thaw(item.auth.options)}}

@@ -66,7 +66,9 @@ def read_matching(value: Any, where: str, pattern: re.Pattern[str], rule: str) -
     return text
 
 
-def parse_principal(text: str, where: str) -> str:
+def parse_principal(text: str, where: str, *, teams: bool = False) -> str:
+    """user:<provider>/<unique id> or identity:<name>; team:<name> too where `teams` (bindings): a
+    setting, rule or team member naming a team is refused, since a team's managers change who is in it."""
     if text.startswith("identity:"):
         read_name(text.removeprefix("identity:"), where)
         return text
@@ -76,13 +78,19 @@ def parse_principal(text: str, where: str) -> str:
             raise ConfigError(where, f"{text!r} must be user:<provider>/<unique id>")
         read_name(provider, where)
         return text
-    raise ConfigError(where, f"{text!r} must start with user: or identity:")
+    if teams and text.startswith("team:"):
+        read_name(text.removeprefix("team:"), where)
+        return text
+    forms = "user:, identity: or team:" if teams else "user: or identity:"
+    raise ConfigError(where, f"{text!r} must start with {forms}")
 
 
 def principal_reference(principal: str) -> tuple[str, str]:
-    """(section, name) of what a parsed principal names: its identity provider or external identity."""
+    """(section, name) of what a parsed principal names: its identity provider, external identity or team."""
     if principal.startswith("identity:"):
         return "external_identities", principal.removeprefix("identity:")
+    if principal.startswith("team:"):
+        return "teams", principal.removeprefix("team:")
     return "identity_providers", principal.removeprefix("user:").partition("/")[0]
 
 

@@ -20,6 +20,8 @@ KIND_ROWS = (
      "name"),
     ("external_identities", "externalidentities", None, "external-identities", "external identity", False,
      "name"),
+    # a team is a principal (team:N in bindings) and a resource (its managers change its members)
+    ("teams", "teams", "team", "teams", "team", False, "name"),
     ("accounts", "accounts", "account", "accounts", "account", False, "name"),
     ("workspaces", "workspaces", "workspace", "workspaces", "workspace", False, "name"),
     ("models", "models", "model", "models", "model", True, "name"),

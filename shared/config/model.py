@@ -29,6 +29,7 @@ class IdentityProvider:
     email_claim: str = "email"
     discovery: bool = False               # read jwks_uri from {issuer}/.well-known/openid-configuration
     allow_private_network: bool = False   # JWKS host may resolve to a private (RFC 1918/4193) address
+    groups_from_graph: bool = False       # Entra group overage: read the user's groups from Graph
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,14 @@ class ExternalIdentity:
     identity_provider: str
     # claim path (dotted for nested claims) -> required value; a list claim must contain it
     claims: Mapping[str, Any] = field(default_factory=lambda: frozen_mapping({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """Callers named together: a caller is a member when any of their principals (a user or an
+    external identity; teams do not nest) is listed, and then holds every role bound to team:<name>."""
+    name: str
+    members: tuple[str, ...] = ()       # sorted, so two equal teams compare equal
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +143,7 @@ class Workspace:
 @dataclass(frozen=True, slots=True)
 class Collaborator:
     resource: str       # <kind>:<name> of an access resource (shared.config.kinds), or gateway:default
-    principal: str      # user:<provider>/<unique id> or identity:<name>
+    principal: str      # user:<provider>/<unique id>, identity:<name> or team:<name>
     role: str           # viewer, editor, manager, admin
 
 
@@ -215,6 +224,7 @@ class Price:
 class Config:
     identity_providers: tuple[IdentityProvider, ...] = ()
     external_identities: tuple[ExternalIdentity, ...] = ()
+    teams: tuple[Team, ...] = ()
     accounts: tuple[Account, ...] = ()
     workspaces: tuple[Workspace, ...] = ()
     models: tuple[Model, ...] = ()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import rules
+from . import rules, teams
 from .allowlist import Allowlist
 from .fields import NAME_RE as NAME_RE  # re-exported: /manage's schemas and routes use it
 from .fields import (
@@ -96,7 +96,8 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
 
 def _provider(raw: Any, where: str) -> IdentityProvider:
     d = read_record(raw, where, ("name",), ("jwks_uri", "issuer", "audiences", "unique_id_claim",
-                                            "email_claim", "discovery", "allow_private_network"))
+                                            "email_claim", "discovery", "allow_private_network",
+                                            "groups_from_graph"))
     discovery = read_flag(d.get("discovery", False), f"{where}.discovery")
     jwks_uri = _url(d.get("jwks_uri"), f"{where}.jwks_uri", optional=True)
     issuer = read_text(d.get("issuer"), f"{where}.issuer", optional=True)
@@ -121,6 +122,7 @@ def _provider(raw: Any, where: str) -> IdentityProvider:
         discovery=discovery,
         allow_private_network=read_flag(d.get("allow_private_network", False),
                                     f"{where}.allow_private_network"),
+        groups_from_graph=read_flag(d.get("groups_from_graph", False), f"{where}.groups_from_graph"),
     )
 
 
@@ -351,12 +353,13 @@ def parse_collaborator(raw: Any, where: str) -> Collaborator:
         raise ConfigError(f"{where}.role", f"only admin is granted on {GATEWAY}")
     return Collaborator(resource=resource,
                         principal=parse_principal(str(read_text(d["principal"], f"{where}.principal")),
-                                                  f"{where}.principal"),
+                                                  f"{where}.principal", teams=True),
                         role=role)
 
 
 PARSERS = {
-    "identity_providers": _provider, "external_identities": _identity, "accounts": _account,
+    "identity_providers": _provider, "external_identities": _identity, "teams": teams.read_team,
+    "accounts": _account,
     "workspaces": _workspace, "models": _model, "mcp_servers": _mcp_server, "agents": _agent,
     **rules.PARSERS,
 }
@@ -419,6 +422,10 @@ def check_references(config: Config) -> None:
         if ident.identity_provider not in names["identity_providers"]:
             raise ConfigError(f"external_identities[{i}].identity_provider",
                               f"unknown identity provider {ident.identity_provider!r}")
+    for i, team in enumerate(config.teams):
+        for field, section, name in teams.references(team):
+            if name not in names[section]:
+                raise ConfigError(f"teams[{i}].{field}", unknown_reference(section, name))
     for section in ("models", "mcp_servers", "agents"):
         for i, item in enumerate(getattr(config, section)):
             if item.workspace is not None and item.workspace not in names["workspaces"]:

@@ -10,6 +10,11 @@
       target before                               that does not exist)
     create one (PUT of a new name)              editor on the workspace named in the body; else admin
     delete it (its bindings go with it)         manager
+    read a team                                 viewer on team:N
+    change a team's members                     manager on team:N (editor is not enough: membership
+                                                  is a grant); admin when the team holds admin on
+                                                  gateway:default
+    create or delete a team                     gateway admin
     list / bind / unbind its collaborators      manager
     change or delete an account                 gateway admin: its endpoint and credentials make the
                                                   gateway act with its own identity
@@ -39,6 +44,11 @@ from ..config.kinds import GATEWAY, Kind
 from ..errors import NotFound, PermissionDenied
 
 ADMIN_WRITES = frozenset({"accounts"})   # sections whose resources only admins change
+ADMIN_DELETES = frozenset({"teams"})     # sections whose resources only admins delete
+NEEDED: dict[str, dict[str, str]] = {
+    "teams": {"read": "viewer", "write": "manager", "delete": "admin"},   # members are grants
+}
+DEFAULT_NEEDED = {"read": "viewer", "write": "editor", "delete": "manager"}
 ADMIN_FIELDS: dict[str, tuple[str, ...]] = {
     "mcp_servers": ("url", "auth", "allow_private_network"),
     "agents": ("url", "card_url", "auth", "allow_private_network"),
@@ -115,7 +125,9 @@ def check_resource(caller: Caller, kind: Kind, name: str, operation: str,
         raise not_found(kind.singular, name)
     if operation != "read" and kind.section in ADMIN_WRITES:
         raise PermissionDenied(f"only gateway admins change or delete {kind.path}")
-    needed = {"read": "viewer", "write": "editor", "delete": "manager"}[operation]
+    if operation == "delete" and kind.section in ADMIN_DELETES:
+        raise PermissionDenied(f"only gateway admins delete {kind.path}")
+    needed = NEEDED.get(kind.section or "", DEFAULT_NEEDED)[operation]
     if rank < RANK[needed]:
         raise PermissionDenied(f"changing {resource} needs {needed}" if operation != "read" else
                                f"reading {resource} needs viewer")
@@ -148,6 +160,14 @@ def _check_move(caller: Caller, resource: str, source: str | None, target: str |
                                                                   else " out of its workspace")
         raise PermissionDenied(f"moving {resource} {where.strip()} needs manager on the workspace it "
                                "leaves and on the one it enters")
+
+
+def check_admin_team(caller: Caller, team: str, holds_admin: bool) -> None:
+    """The members of a team holding admin on gateway:default are gateway admins: choosing them is an
+    admin's act, or the team's managers could make anyone an admin."""
+    if holds_admin and not caller.is_admin:
+        raise PermissionDenied(f"team:{team} holds admin on {GATEWAY}: only gateway admins change its "
+                               "members")
 
 
 def may_target(caller: Caller, account: str) -> bool:

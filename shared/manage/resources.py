@@ -23,12 +23,16 @@ from ..config.model import (
 )
 from ..config.rules import MAX_PRICE, MAX_USD, MODES, ON_STORE_ERROR
 from ..config.schema import ASSERTION_SOURCES, AUTH_TYPES, MAX_GLOBS, NAME_RE, REMOTE_AUTH_FIELDS
+from ..config.teams import MAX_MEMBERS
 
 NAME: dict[str, Any] = {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 64}
 TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
 URL: dict[str, Any] = {"type": "string", "minLength": 1, "description": "an absolute https URL"}
 PRINCIPAL: dict[str, Any] = {"type": "string", "pattern": "^(user:[^/]+/.+|identity:.+)$",
                              "description": "user:<provider>/<unique id> or identity:<external identity>"}
+BOUND: dict[str, Any] = {"type": "string", "pattern": "^(user:[^/]+/.+|identity:.+|team:.+)$",
+                         "description": "user:<provider>/<unique id>, identity:<external identity> or "
+                                        "team:<team>"}
 RESOURCE: dict[str, Any] = {
     "type": "string",
     "pattern": f"^(gateway:default|({'|'.join(k.prefix for k in NAMED if k.prefix)}):.+)$",
@@ -116,12 +120,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "identity_providers": _object({
         "name": NAME, "jwks_uri": URL, "issuer": TEXT,
         "audiences": {"type": "array", "items": TEXT}, "unique_id_claim": TEXT, "email_claim": TEXT,
-        "discovery": {"type": "boolean"}, "allow_private_network": {"type": "boolean"}}),
+        "discovery": {"type": "boolean"}, "allow_private_network": {"type": "boolean"},
+        "groups_from_graph": {"type": "boolean", "description": "Entra ID: when a token leaves its groups "
+                              "out (more than 200), read them from Microsoft Graph with the gateway's own "
+                              "identity (GroupMember.Read.All)"}}),
     "external_identities": _object({
         "name": NAME, "identity_provider": NAME,
         "claims": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]},
                    "description": "claim (dotted path) -> value it must equal, or a list claim contain"}},
         ("identity_provider",)),
+    "teams": _object({
+        "name": NAME,
+        "members": {"type": "array", "maxItems": MAX_MEMBERS, "uniqueItems": True, "items": PRINCIPAL,
+                    "description": "users and external identities (teams do not nest); a caller is a "
+                                   "member when any of their principals is listed; changing them needs "
+                                   "manager on team:<name>"}}),
     "accounts": _object({
         "name": NAME, "kind": {"type": "string", "enum": ["azure-openai", "ai-foundry"]}, "endpoint": URL,
         "auth": {"type": "object", "properties": {
@@ -179,9 +192,9 @@ def schema_of(kind: Kind) -> dict[str, Any]:
     return SCHEMAS[kind.section]
 
 
-BINDING = _object({"resource": RESOURCE, "principal": PRINCIPAL, "role": ROLE},
+BINDING = _object({"resource": RESOURCE, "principal": BOUND, "role": ROLE},
                   ("resource", "principal", "role"))
-UNBINDING = _object({"resource": RESOURCE, "principal": PRINCIPAL, "role": ROLE}, ("resource", "principal"))
+UNBINDING = _object({"resource": RESOURCE, "principal": BOUND, "role": ROLE}, ("resource", "principal"))
 AUDIT_ENTRY = _object({
     "at": {"type": "string", "description": "ISO 8601, UTC"},
     "actor": {"type": "string", "description": "the principal, or os:<user> for the CLI"},

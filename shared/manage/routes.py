@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
+from ..config import teams
 from ..config.audit import Filter, parse_since
 from ..config.document import item_document
 from ..config.entities import MAX_SPEC_CHARS, Write, collaborator_key, encode_spec
-from ..config.kinds import BY_SECTION, MANAGED, NAMED, Kind, split_resource
+from ..config.kinds import BY_SECTION, GATEWAY, MANAGED, NAMED, Kind, split_resource
 from ..config.rules import PARSERS as RULE_SECTIONS
 from ..config.rules import references
 from ..config.schema import (
@@ -106,6 +107,8 @@ async def _references(gw: Gateway, kind: Kind, item: Any) -> None:
         needed.append(("workspace", "workspaces", item.workspace))
     if kind.section in RULE_SECTIONS:
         needed += references(kind.section, item)
+    if kind.section == "teams":
+        needed += teams.references(item)
     for field, section, name in needed:
         if await gw.store.get(section, name) is None:
             raise _unknown(field, section, name)
@@ -140,6 +143,9 @@ async def _referrers(gw: Gateway, kind: Kind, name: str) -> list[str]:
     if kind.section in ("identity_providers", "external_identities", "models", "workspaces"):
         found += await _rule_referrers(gw, kind.section, name)
     if kind.section in ("identity_providers", "external_identities"):
+        found += [f"team {d['name']}" for d, _ in await gw.store.list_section("teams")
+                  if any(principal_reference(m) == (kind.section, name) for m in d.get("members", ()))]
+    if kind.section in ("identity_providers", "external_identities", "teams"):
         sets, _ = await gw.store.binding_sets(None, inclusive=True, count=10**9)
         found += [f"the role of {p} on {r}" for r, roles in sets for p in sorted(roles)
                   if principal_reference(p) == (kind.section, name)]
@@ -172,6 +178,12 @@ def _normalized(kind: Kind, stored: dict[str, Any]) -> dict[str, Any]:
 
 def _after(page: pages.Page) -> str | None:
     return page.after[0] if page.after and isinstance(page.after[0], str) else None
+
+
+async def _holds_admin(gw: Gateway, principal: str) -> bool:
+    """Whether storage binds `principal` as admin on gateway:default now (read fresh: a grant made a
+    moment ago counts before the snapshot has it)."""
+    return await gw.store.get("collaborators", collaborator_key(GATEWAY, principal)) is not None
 
 
 def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
@@ -226,6 +238,8 @@ def _resource_handlers(kind: Kind) -> tuple[Work, Work]:
             raise RequestTooLarge(f"the {kind.singular} is over {MAX_SPEC_CHARS // 1024} KiB of JSON")
         found = await gw.store.get(kind.section, name)
         authz.check_resource(caller, kind, name, "write", found[0] if found else None, document)
+        if kind.section == "teams" and found is not None:
+            authz.check_admin_team(caller, name, await _holds_admin(gw, f"team:{name}"))
         authz.check_admin_fields(caller, kind, _normalized(kind, found[0]) if found else None, document)
         _check_targets(caller, kind, parsed, found[0] if found else None)
         await _references(gw, kind, parsed)
@@ -263,9 +277,10 @@ def _resource_param(value: str, field: str) -> str:
         raise _invalid(exc) from None
 
 
-def _principal_param(value: str, field: str) -> str:
+def _principal_param(value: str, field: str, *, teams: bool = True) -> str:
+    """A principal of a binding (team:<name> too, unless `teams` is False)."""
     try:
-        return parse_principal(value, field)
+        return parse_principal(value, field, teams=teams)
     except ConfigError as exc:
         raise _invalid(exc) from None
 
@@ -418,7 +433,7 @@ async def _oauth_tokens_work(req: Request) -> Response:
         raise Unavailable("per-user OAuth is not available in this process")
     principal = req.query_params.get("principal")
     if principal is not None:
-        await gw.remote.oauth.revoke(name, _principal_param(principal, "principal"))
+        await gw.remote.oauth.revoke(name, _principal_param(principal, "principal", teams=False))
         return JSONResponse({"revoked": 1})
     return JSONResponse({"revoked": await gw.remote.oauth.revoke_all(name)})
 

@@ -98,7 +98,8 @@ EXPECTED_ROLES = {
 }
 
 EXPECTED_TABLE_KINDS = [
-    "identityproviders", "externalidentities", "accounts", "workspaces", "models", "mcpservers", "agents",
+    "identityproviders", "externalidentities", "teams", "accounts", "workspaces", "models", "mcpservers",
+    "agents",
     "ratelimits", "budgets", "prices", "bindings", "meta", "usage", "audit", "health",
     "remotecalls",
     "oauthtokens",

@@ -12,6 +12,7 @@ param logAnalyticsId string
 var tableKinds = [
   'identityproviders'
   'externalidentities'
+  'teams'
   'accounts'
   'workspaces'
   'models'
