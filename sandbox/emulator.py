@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import emulator_files, emulator_media
+from . import emulator_batches, emulator_files, emulator_media
 from .emulator_responses import StoredResponses, by_id
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ class AzureOpenAIEmulator:
         self.stored = StoredResponses()
         self.files = emulator_files.Files()
         self.media = emulator_media.Media()
+        self.batches = emulator_batches.Batches(self.files)
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -298,6 +299,12 @@ class AzureOpenAIEmulator:
             if (fault := self.take_fault("files")) is not None and fault.status is not None:
                 return self._fault_response(fault, "files")
             return await self.files.handle(request, body)
+        if emulator_batches.matches(request.path):
+            if not self._authorized(request, v1=emulator_batches.is_v1(request.path)):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            if (fault := self.take_fault("batches")) is not None and fault.status is not None:
+                return self._fault_response(fault, "batches")
+            return self.batches.handle(request, body)
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):

@@ -63,6 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_JWKS_COOLDOWN_SECONDS", "30",
             "Least time between two refetches of one provider's keys for an unknown key id.", True),
     Setting("GATEWAY_MAX_BODY_BYTES", "26214400", "Largest request body accepted (bytes).", True),
+    Setting("GATEWAY_MAX_BATCH_INPUT_BYTES", "209715200",
+            "Largest batch input file the gateway reads to check and rewrite its lines (bytes).", False),
     Setting("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", "120",
             "Longest wait for an upstream answer to start.", True),
     Setting("GATEWAY_LOG_LEVEL", "INFO", "Log level of the gateway's own loggers.", True),
@@ -153,6 +155,7 @@ class Settings:
     limits_default_max_tokens: int = 4096
     public_url: str = "http://127.0.0.1:7071"
     sealing_key: bytes | None = None
+    max_batch_input_bytes: int = 209_715_200
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -352,6 +355,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                                               minimum=1)),
         public_url=_public_url(merged, source),
         sealing_key=_sealing_key(merged),
+        max_batch_input_bytes=int(_number(merged, "GATEWAY_MAX_BATCH_INPUT_BYTES", integer=True,
+                                          minimum=1024)),
     )
 
 

@@ -7,6 +7,10 @@
     upload       uploading a file into a model's account, recorded as the caller's
     multipart    strict multipart/form-data reading
     listing      lists of the caller's own objects, gathered from the accounts that hold them
+    batches      the Batch API, each batch reachable only by its creator (create, retrieve, list, cancel)
+    batch_create  a new batch's request, and its input file rewritten and uploaded as the caller's
+    batch_input  checking a batch input file's lines and rewriting their model to the deployment
+    batch_results  a finished batch's result files recorded as its owner's, its usage charged once
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -14,7 +18,7 @@
 from __future__ import annotations
 
 from ..http import Route, route
-from . import files, upload
+from . import batches, files, upload
 from . import handlers as h
 from .responses_store import ROUTES as RESPONSES_ROUTES
 
@@ -32,6 +36,7 @@ ROUTES: tuple[Route, ...] = (
     route("openai/responses", ("POST",), "azure_responses", h.azure_responses),
     *RESPONSES_ROUTES,
     *files.routes(upload.create),
+    *batches.routes(),
     route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
     route("health", ("GET",), "health", h.health),
 )
