@@ -76,6 +76,10 @@ def upload(c: openai.OpenAI, data: bytes, model: str = "gpt-4o") -> str:
                           extra_body={"model": model}).id
 
 
+def create(c: openai.OpenAI, file_id: str) -> Any:
+    return c.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+
+
 def start(c: openai.OpenAI, data: bytes, shape: str = "v1", **more: Any) -> Any:
     return c.batches.create(input_file_id=upload(c, data), endpoint=endpoint(shape),  # type: ignore[arg-type]
                             completion_window="24h", **more)
@@ -133,7 +137,7 @@ def test_attack_a_line_naming_a_model_the_caller_lacks_creates_nothing(world: Wo
     file_id = upload(bob, jsonl(line(1), line(2, model=model), line(3)))
     before = upstream_state(world)
     with pytest.raises(openai.NotFoundError) as refused:
-        bob.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+        create(bob, file_id)
     error = refused.value.body
     assert error["code"] == "model_not_found" and "line 2" in error["message"]
     assert model not in json.dumps(error)       # the line's number, never the caller's text
@@ -161,7 +165,7 @@ def test_malformed_input_lines_are_refused_by_number(world: World, data: bytes, 
     file_id = upload(alice, data)
     before = upstream_state(world)
     with pytest.raises(openai.BadRequestError) as refused:
-        alice.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+        create(alice, file_id)
     error = refused.value.body
     assert error["param"] == "input_file_id" and f"line {number} " in error["message"], error
     assert problem in error["message"]
@@ -220,8 +224,7 @@ def test_attack_a_batch_over_another_callers_file(world: World) -> None:
     file_id = upload(client(world, "alice"), jsonl(line(1)))
     seen = len(world.emulator.requests)
     with pytest.raises(openai.NotFoundError) as refused:
-        client(world, "bob").batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                            completion_window="24h")
+        create(client(world, "bob"), file_id)
     assert refused.value.body == NO_SUCH_FILE
     assert len(world.emulator.requests) == seen
 
@@ -283,8 +286,50 @@ def test_a_batch_that_cannot_be_recorded_leaves_nothing_upstream(new_world: NewW
             world.env["GATEWAY_TABLE_PREFIX"] + "objects")
         files, batches = set(world.emulator.files.files), set(world.emulator.batches.batches)
         with pytest.raises(openai.APIStatusError) as refused:
-            alice.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                 completion_window="24h")
+            create(alice, file_id)
         assert (refused.value.status_code, refused.value.body["code"]) == (503, "unavailable")
         assert set(world.emulator.files.files) == files and set(world.emulator.batches.batches) == batches
         assert world.emulator.requests[-1].method == "DELETE"
+
+
+def test_an_input_file_over_the_limit_creates_nothing(new_world: NewWorld) -> None:
+    with new_world(env={"GATEWAY_MAX_BATCH_INPUT_BYTES": "1024"}) as world:
+        alice = client(world, "alice")
+        small, large = upload(alice, jsonl(line(1))), upload(alice, jsonl(*(line(n) for n in range(20))))
+        before = upstream_state(world)
+        with pytest.raises(openai.BadRequestError) as refused:
+            create(alice, large)
+        error = refused.value.body
+        assert error["param"] == "input_file_id" and "1024 bytes" in error["message"]
+        assert upstream_state(world) == before
+        assert create(alice, small).status == "validating"
+
+
+def test_a_batch_counts_as_one_request_against_the_models_rate_limits(
+        new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEmulator) -> None:
+    config = sandbox_config(idp, emulator, rate_limits=[
+        {"name": "one-a-day", "when": {"models": {"in": ["gpt-4o"]}}, "per": ["user"],
+         "limits": [{"requests": 1, "per": "day"}]}])
+    with new_world(config=config) as world:
+        alice = client(world, "alice")
+        start(alice, jsonl(line(1), line(2)))
+        file_id = upload(alice, jsonl(line(1)))
+        before = upstream_state(world)
+        with pytest.raises(openai.RateLimitError) as refused:
+            create(alice, file_id)
+        assert "one-a-day" in refused.value.body["message"]
+        assert upstream_state(world) == before
+        other = upload(alice, jsonl(line(1, model="embed")), model="embed")
+        assert create(alice, other).status == "validating"
+
+
+@pytest.mark.parametrize("shape", ["v1", "azure"])
+def test_batches_under_the_functions_host(new_world: NewWorld, shape: str) -> None:
+    with new_world(host="functions") as world:
+        alice = client(world, "alice", shape)
+        batch = start(alice, jsonl(line(1, url=endpoint(shape))), shape)
+        assert [b.id for b in alice.batches.list()] == [batch.id]
+        done = finished(alice, batch.id)
+        assert json.loads(alice.files.content(done.output_file_id).read())["custom_id"] == "task-1"
+        refused = raw(world, "alice", "DELETE", prefix(shape) + f"/{batch.id}", params=query(shape))
+        assert refused.status_code == 405 and refused.headers["Allow"] == "GET"
