@@ -20,6 +20,8 @@ from azure.data.tables import TableServiceClient
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.emulator_batches import COMPLETION_TOKENS, PROMPT_TOKENS
 from sandbox.idp import DevIdentityProvider
+from shared.errors import InvalidRequest
+from shared.proxy.batch_input import Rewriter
 from tests.harness import DEVELOPER, NewWorld, World, sandbox_config, sdk_client
 
 API_VERSION = "2024-10-21"
@@ -333,3 +335,41 @@ def test_batches_under_the_functions_host(new_world: NewWorld, shape: str) -> No
         assert json.loads(alice.files.content(done.output_file_id).read())["custom_id"] == "task-1"
         refused = raw(world, "alice", "DELETE", prefix(shape) + f"/{batch.id}", params=query(shape))
         assert refused.status_code == 405 and refused.headers["Allow"] == "GET"
+
+
+
+def rewriter() -> Rewriter:
+    return Rewriter("/v1/chat/completions", lambda model, n: f"{model}-dep", max_line_bytes=1 << 16)
+
+
+def test_lines_cut_anywhere_by_the_pieces_of_the_file_are_read_whole() -> None:
+    """The input file arrives in pieces that cut lines anywhere: fed a byte at a time, the same lines."""
+    data = jsonl(*(line(n) for n in range(3))).replace(b"\n", b"\r\n")
+    whole, pieces = rewriter(), rewriter()
+    whole.feed(data)
+    for byte in data:
+        pieces.feed(bytes([byte]))
+    done = pieces.finish()
+    assert whole.finish() == done and done.model == "gpt-4o" and done.size == sum(map(len, done.lines))
+    assert [json.loads(x)["body"]["model"] for x in done.lines] == ["gpt-4o-dep"] * 3
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_it_ends() -> None:
+    r = Rewriter("/v1/chat/completions", lambda model, n: "dep", max_line_bytes=1024)
+    r.feed(jsonl(line(1)))
+    with pytest.raises(InvalidRequest) as refused:
+        r.feed(b'{"custom_id": "' + b"x" * 2000)
+    assert "line 2 " in refused.value.message
+
+
+def test_a_batch_naming_a_deployment_the_upstream_lacks_fails_there(world: World) -> None:
+    """The emulator validates as Azure does: the batch is created, then fails; its failure is relayed."""
+    c = client(world, "failing")
+    batch = start(c, jsonl(line(1)))
+    known = set(world.emulator.batches.deployments)
+    world.emulator.batches.deployments.clear()
+    try:
+        done = finished(c, batch.id)
+    finally:
+        world.emulator.batches.deployments.update(known)
+    assert done.status == "failed" and done.errors.data[0].line == 1 and done.output_file_id is None
