@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import emulator_files, emulator_media, emulator_vector_stores
+from . import emulator_batches, emulator_files, emulator_media, emulator_vector_stores
 from .emulator_responses import Replay, StoredResponses, by_id
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,7 @@ class AzureOpenAIEmulator:
         self.files = emulator_files.Files()
         self.media = emulator_media.Media()
         self.vector_stores = emulator_vector_stores.VectorStores(self.files)
+        self.batches = emulator_batches.Batches(self.files)
         self._url: str | None = None
         self._runner: web.ServerRunner | None = None
 
@@ -320,6 +321,12 @@ class AzureOpenAIEmulator:
             if (fault := self.take_fault(deployment)) is not None and fault.status is not None:
                 return self._fault_response(fault, deployment)
             return await self.media.form(request, form, body, (fault.headers if fault else None) or {})
+        if emulator_batches.matches(request.path):
+            if not self._authorized(request, v1=emulator_batches.is_v1(request.path)):
+                return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
+            if (fault := self.take_fault("batches")) is not None and fault.status is not None:
+                return self._fault_response(fault, "batches")
+            return self.batches.handle(request, body)
         if not self._authorized(request, v1=route is not None and route.surface != "deployments"):
             return _error_response(401, "401", UNAUTHORIZED_MESSAGE)
         if route is None or request.method != ("GET" if route.op == "info" else "POST"):

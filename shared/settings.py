@@ -63,6 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_JWKS_COOLDOWN_SECONDS", "30",
             "Least time between two refetches of one provider's keys for an unknown key id.", True),
     Setting("GATEWAY_MAX_BODY_BYTES", "26214400", "Largest request body accepted (bytes).", True),
+    Setting("GATEWAY_MAX_BATCH_INPUT_BYTES", "209715200",
+            "Largest batch input file the gateway reads to check and rewrite its lines (bytes).", False),
     Setting("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", "120",
             "Longest wait for an upstream answer to start.", True),
     Setting("GATEWAY_LOG_LEVEL", "INFO", "Log level of the gateway's own loggers.", True),
@@ -158,6 +160,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:7071"
     graph_url: str = "https://graph.microsoft.com"
     sealing_key: bytes | None = None
+    max_batch_input_bytes: int = 209_715_200
 
     def require_tables(self) -> None:
         if not (self.tables_connection or self.tables_endpoint):
@@ -358,6 +361,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         public_url=_public_url(merged, source),
         graph_url=_graph_url(merged),
         sealing_key=_sealing_key(merged),
+        max_batch_input_bytes=int(_number(merged, "GATEWAY_MAX_BATCH_INPUT_BYTES", integer=True,
+                                          minimum=1024)),
     )
 
 

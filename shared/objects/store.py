@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..config.tables import Table
+from ..config.tables import Raced, Table, etag_of
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
@@ -41,6 +41,7 @@ class Owned:
     model: str | None = None    # the gateway model it was made through: its managers may see it
     created: float = 0.0
     expires: float | None = None   # when the upstream discards it; the record is pruned after that
+    settled: bool = False       # a batch whose usage was charged: charged once, whoever reads it first
 
 
 def _key(text: str) -> str:
@@ -51,7 +52,8 @@ def _key(text: str) -> str:
 def _entity(owned: Owned, partition: str) -> dict[str, object]:
     entity: dict[str, object] = {"PartitionKey": partition, "RowKey": _key(owned.object_id),
                                  "object_id": owned.object_id, "kind": owned.kind, "account": owned.account,
-                                 "owner": owned.owner, "model": owned.model or "", "created": owned.created}
+                                 "owner": owned.owner, "model": owned.model or "", "created": owned.created,
+                                 "settled": owned.settled}
     if owned.expires is not None:
         entity["expires"] = float(owned.expires)     # one type, so a filter on it matches every row
     return entity
@@ -62,7 +64,8 @@ def _owned(entity: dict[str, object]) -> Owned:
     return Owned(kind=str(entity["kind"]), object_id=str(entity["object_id"]), account=str(entity["account"]),
                  owner=str(entity["owner"]), model=str(entity.get("model") or "") or None,
                  created=float(entity.get("created") or 0.0),   # type: ignore[arg-type]
-                 expires=None if expires is None else float(expires))   # type: ignore[arg-type]
+                 expires=None if expires is None else float(expires),   # type: ignore[arg-type]
+                 settled=entity.get("settled") is True)
 
 
 class ObjectStore:
@@ -121,6 +124,22 @@ class ObjectStore:
             await self.forget(owned)
         self.last_pruned = now
         return len(expired)
+
+    async def settle(self, owned: Owned) -> bool:
+        """Mark `owned` settled; True for the one caller, of any process, that changed it (the row is
+        written only while it is the version just read), False when it already was or another won."""
+        await self._ensure()
+        entity = await self._table.get(owned.kind, _key(owned.object_id))
+        if entity is None or entity.get("settled") is True:
+            return False
+        done = replace(_owned(entity), settled=True)
+        try:
+            await self._table.replace(_entity(done, owned.kind), etag=etag_of(entity))
+        except Raced:
+            return False
+        await self._table.replace(_entity(done, f"{done.kind}@{_key(done.owner)}"))
+        self._remember(done)
+        return True
 
     async def owned_by(self, kind: str, owner: str, limit: int = 10_000) -> list[Owned]:
         """The owner's objects of `kind`, in id order."""

@@ -11,6 +11,10 @@
                  files and file batches, each store reachable only by its creator
     media        image edits, transcriptions and translations: multipart operations on a model
     form_writer  the multipart form one upstream target gets
+    batches      the Batch API, each batch reachable only by its creator (create, retrieve, list, cancel)
+    batch_create  a new batch's request, and its input file rewritten and uploaded as the caller's
+    batch_input  checking a batch input file's lines and rewriting their model to the deployment
+    batch_results  a finished batch's result files recorded as its owner's, its usage charged once
 
 `ROUTES` is this plane's route table; shared/routes.py composes it with the other planes'.
 """
@@ -18,7 +22,7 @@
 from __future__ import annotations
 
 from ..http import Route, route
-from . import files, media, upload
+from . import batches, files, media, upload
 from . import handlers as h
 from .responses_store import ROUTES as RESPONSES_ROUTES
 from .vector_store_routes import ROUTES as VECTOR_STORE_ROUTES
@@ -39,6 +43,7 @@ ROUTES: tuple[Route, ...] = (
     *RESPONSES_ROUTES,
     *files.routes(upload.create),
     *VECTOR_STORE_ROUTES,
+    *batches.routes(),
     route("openai/v1/{*operation}", ("POST",), "azure_v1", h.azure_v1),
     route("health", ("GET",), "health", h.health),
 )

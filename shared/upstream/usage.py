@@ -151,6 +151,12 @@ class UsageRecorder:
         self.record(out.principal, out.model.name, usage, identity=out.identity)
         count_tokens(usage, identity=out.identity, model=out.model.name)
 
+    def charge_later(self, principal: str, model: str, usage: Mapping[str, object] | None) -> None:
+        """Usage known after its request was answered (a batch's, once it finished): in the table and
+        in the metrics, charged to `principal` without an identity."""
+        self.record(principal, model, usage)
+        count_tokens(usage, identity="", model=model)
+
     def record(self, principal: str, model: str, usage: Mapping[str, object] | None, *,
                identity: str = "") -> None:
         key = (_today(), principal, identity, model)
