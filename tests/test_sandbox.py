@@ -160,11 +160,24 @@ def azurite_base() -> int:
     raise RuntimeError("no three free ports in a row")
 
 
+def distinct_ports() -> tuple[int, int, int, int]:
+    """Three free ports and an Azurite base, no two the same: free ports asked for one after the other
+    may repeat (each is released before the next is asked for), and the sandbox refuses a port asked for
+    twice."""
+    for _ in range(50):
+        ports = (free_port(), free_port(), free_port(), azurite_base())
+        taken = {*ports[:3], ports[3], ports[3] + 1, ports[3] + 2}
+        if len(taken) == 6:
+            return ports
+    raise RuntimeError("no six distinct free ports")
+
+
 def sandbox_env(state: Path, **extra: str) -> dict[str, str]:
     """Free ports, a state directory and tables of the test's own; the sandbox's own Azurite."""
-    return {**os.environ, "SANDBOX_DIR": str(state), "GATEWAY_PORT": str(free_port()),
-            "SANDBOX_IDP_PORT": str(free_port()), "SANDBOX_EMULATOR_PORT": str(free_port()),
-            "SANDBOX_AZURITE_PORT": str(azurite_base()),
+    gateway, idp, emulator, azurite = distinct_ports()
+    return {**os.environ, "SANDBOX_DIR": str(state), "GATEWAY_PORT": str(gateway),
+            "SANDBOX_IDP_PORT": str(idp), "SANDBOX_EMULATOR_PORT": str(emulator),
+            "SANDBOX_AZURITE_PORT": str(azurite),
             "GATEWAY_TABLES_CONNECTION": "UseDevelopmentStorage=true", "GATEWAY_TABLES_ENDPOINT": "",
             "GATEWAY_TABLE_PREFIX": "sbx" + os.urandom(4).hex(), "GATEWAY_ADMINS": "",
             "PYTHONUNBUFFERED": "1", **extra}
