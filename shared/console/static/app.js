@@ -8,7 +8,9 @@ import * as session from "./session.js";
 
 const $ = id => document.getElementById(id);
 let leave = null;      // the current screen's cleanup
+let visitAbort = null; // aborts the current screen's requests when the user leaves it
 let ticker = null;     // the expiry countdown's timer
+let visits = 0;        // counts show()s, so a screen that loads after the user moved on is dropped
 
 function route() {
   const hash = location.hash.startsWith("#/") ? location.hash.slice(2) : "";
@@ -30,6 +32,9 @@ function buildNav() {
 
 async function show() {
   if (leave) { leave(); leave = null; }
+  if (visitAbort) visitAbort.abort();
+  visitAbort = new AbortController();
+  const visit = ++visits;
   clearError();
   const {screen, params} = route();
   for (const link of $("nav").querySelectorAll("a")) {
@@ -44,8 +49,8 @@ async function show() {
   }
   try {
     const module = await screen.load();
-    if (route().screen !== screen) return;    // the user moved on while it loaded
-    leave = module.render(main, {screen, params, navigate}) || null;
+    if (visit !== visits) return;    // the user moved on while it loaded
+    leave = module.render(main, {screen, params, navigate, signal: visitAbort.signal}) || null;
   } catch (error) {
     showError(error);
   }

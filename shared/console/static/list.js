@@ -7,7 +7,7 @@ import {el, replace} from "./dom.js";
 
 // columns: [{label, value: item => text or Node}]; rowTestid and rowName(item) mark each row;
 // actions(item) answers the nodes of the row's last cell (buttons the caller's role allows).
-export function pagedTable({path, params = {}, limit = 50, columns, rowTestid, rowName, actions, empty = "Nothing here yet."}) {
+export function pagedTable({path, params = {}, limit = 50, signal, columns, rowTestid, rowName, actions, empty = "Nothing here yet."}) {
   const body = el("tbody");
   const status = el("p", {class: "muted", "aria-live": "polite"});
   const first = el("button", {type: "button", text: "First page", hidden: true});
@@ -25,7 +25,7 @@ export function pagedTable({path, params = {}, limit = 50, columns, rowTestid, r
   }
 
   async function load(from) {
-    const answer = await guarded(() => get(path, {params: {...params, limit, cursor: from}}));
+    const answer = await guarded(() => get(path, {params: {...params, limit, cursor: from}, signal}));
     if (!answer) return;
     const {items, next_cursor: nextCursor} = answer.data;
     replace(body, items.map(row));

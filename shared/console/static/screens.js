@@ -1,5 +1,6 @@
 // The console's screens, in navigation order. Each module exports render(main, ctx) and may answer a
-// function that stops its timers and requests when the user leaves the screen.
+// function that stops its timers when the user leaves the screen. ctx: {screen, params (the hash's
+// query), navigate(id, params), signal (aborted when the user leaves: pass it to api.js calls)}.
 
 export const SCREENS = [
   {id: "explain", label: "Explain", load: () => import("./explain.js")},
