@@ -1,4 +1,4 @@
-"""Fixtures of the console's browser tests: one chromium per session, a fresh context per test (cheap on
+"""Fixtures of the console's browser tests: one chromium for all of them, a fresh context per test (cheap on
 two cores), one gateway with the sandbox configuration for the module, and a page that fails its test
 on a page error or a CSP violation and leaves a screenshot when the test fails."""
 
@@ -17,8 +17,10 @@ from tests.harness import DEVELOPER, NewWorld, World
 ADMIN = "user:dev/root"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One chromium for this directory's tests, closed after its last one: Playwright's sync API keeps
+    an event loop running on the main thread, which other directories' fixtures need free."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: `make chromium` installs it (never `playwright install`)")
     with sync_playwright() as playwright:

@@ -30,7 +30,7 @@ function buildNav() {
   replace($("nav"), list);
 }
 
-async function show() {
+async function show(moved = false) {
   if (leave) { leave(); leave = null; }
   if (visitAbort) visitAbort.abort();
   visitAbort = new AbortController();
@@ -51,6 +51,7 @@ async function show() {
     const module = await screen.load();
     if (visit !== visits) return;    // the user moved on while it loaded
     leave = module.render(main, {screen, params, navigate, signal: visitAbort.signal}) || null;
+    if (moved) main.querySelector("h2")?.focus();    // keyboard and screen-reader users land on it
   } catch (error) {
     showError(error);
   }
@@ -92,7 +93,11 @@ function wireSignIn() {
 function start() {
   buildNav();
   wireSignIn();
-  window.addEventListener("hashchange", () => { if (location.hash.startsWith("#/") || !location.hash) show(); });
+  window.addEventListener("hashchange", () => show(true));
+  document.querySelector(".skip").addEventListener("click", event => {
+    event.preventDefault();     // "#main" is not a screen: focus the screen instead of routing
+    $("main").focus();
+  });
   if (session.restore()) $("keep").checked = true;
   else show();
   showWho();
