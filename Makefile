@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run stop test test-fast lint clean redis
+.PHONY: install run stop test test-fast lint clean redis chromium
 
 include infra/infra.mk
 -include bench/bench.mk
@@ -40,7 +40,12 @@ redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
-install: $(VENV)/.installed node_modules/.installed $(RPC_STAMP) redis
+# Debian's chromium for the console's browser tests (Playwright drives it; never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+install: $(VENV)/.installed node_modules/.installed $(RPC_STAMP) redis chromium
 
 local.settings.json:
 	cp local.settings.sample.json local.settings.json

@@ -45,6 +45,8 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # control characters, non-ASCII bytes, backslashes, and encoded slash, backslash, dot, percent or
 # control characters.
 _UNSAFE_PATH = re.compile(rb"[\x00-\x1f\x7f-\xff\\]|%(?:2[eEfF5]|5[cC]|[01][0-9a-fA-F]|7[fF])")
+# The paths that name a page of relative links, so must end in "/" (the operator console's).
+DIRECTORY_PAGES = frozenset({b"/console/"})
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -62,7 +64,7 @@ def path_problem(raw: bytes) -> str | None:
         if found == b"\\":
             return "the request path holds a backslash"
         return "the request path holds a control or non-ASCII character"
-    if raw == b"/":
+    if raw == b"/" or raw in DIRECTORY_PAGES:
         return None
     if b"//" in raw or raw.endswith(b"/"):
         return "the request path holds an empty segment"

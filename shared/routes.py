@@ -8,10 +8,12 @@ and an `x-request-id`.
 from __future__ import annotations
 
 from .agents import ROUTES as AGENT_ROUTES
+from .console import ROUTES as CONSOLE_ROUTES
 from .http import Route, fallback
 from .manage.routes import ROUTES as MANAGE_ROUTES
 from .mcp import ROUTES as MCP_ROUTES
 from .proxy import ROUTES as PROXY_ROUTES
 
-PLANES: tuple[Route, ...] = (*PROXY_ROUTES, *MCP_ROUTES, *AGENT_ROUTES, *MANAGE_ROUTES)
+PLANES: tuple[Route, ...] = (*PROXY_ROUTES, *MCP_ROUTES, *AGENT_ROUTES, *MANAGE_ROUTES,
+                              *CONSOLE_ROUTES)
 ROUTES: tuple[Route, ...] = (*PLANES, fallback(PLANES))

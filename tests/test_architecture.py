@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "shared"
 
-PLANES = ("shared.proxy", "shared.manage", "shared.mcp", "shared.agents")
+PLANES = ("shared.proxy", "shared.manage", "shared.mcp", "shared.agents", "shared.console")
 """Request planes: each may use the layers below, never another plane."""
 TOP = ("shared.routes", "shared.server", "shared.__main__", "function_app")
 """Composition: may use everything."""

@@ -7,6 +7,7 @@ The identity provider, the emulator and Azurite are real servers on loopback, as
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -92,6 +93,19 @@ def test_unknown_routes_are_404(world: World, path: str, body: bool) -> None:
         assert answer.json()["error"]["code"] == "not_found"
     else:
         assert answer.content == b""
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/console/", 200), ("/console/index.html", 200), ("/console", 308), ("/console/a/0/app.js", 404)])
+def test_the_console_is_served_with_its_policy(world: World, path: str, status: int) -> None:
+    answer = requests.get(world.url + path, timeout=10, allow_redirects=False)
+    assert answer.status_code == status
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    if status == 200:
+        asset = re.search(r'src="\./(a/[0-9a-f]+/app\.js)"', answer.text)
+        assert asset is not None
+        assert requests.get(f"{world.url}/console/{asset.group(1)}", timeout=10).status_code == 200
 
 
 def test_the_request_id_is_echoed(world: World) -> None:

@@ -1,0 +1,20 @@
+// The console's screens, in navigation order. Each module exports render(main, ctx) and may answer a
+// function that stops its timers when the user leaves the screen. ctx: {screen, params (the hash's
+// query), navigate(id, params), signal (aborted when the user leaves: pass it to api.js calls)}.
+
+export const SCREENS = [
+  {id: "explain", label: "Explain", load: () => import("./explain.js")},
+  {id: "models", label: "Models", load: () => import("./models.js")},
+  {id: "playground", label: "Playground", load: () => import("./playground.js")},
+  {id: "identity-providers", label: "Identity providers", load: () => import("./placeholder.js")},
+  {id: "external-identities", label: "External identities", load: () => import("./placeholder.js")},
+  {id: "accounts", label: "Accounts", load: () => import("./placeholder.js")},
+  {id: "mcp-servers", label: "MCP servers", load: () => import("./placeholder.js")},
+  {id: "agents", label: "Agents", load: () => import("./placeholder.js")},
+  {id: "workspaces", label: "Workspaces", load: () => import("./placeholder.js")},
+  {id: "usage", label: "Usage", load: () => import("./placeholder.js")},
+  {id: "status", label: "Status", load: () => import("./placeholder.js")},
+  {id: "audit", label: "Audit log", load: () => import("./placeholder.js")},
+];
+
+export const DEFAULT_SCREEN = "models";
