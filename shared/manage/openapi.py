@@ -37,6 +37,14 @@ _IF = [{"name": "If-Match", "in": "header", "required": False, "schema": {"type"
         "schema": {"type": "string", "enum": ["*"]},
         "description": "* : create only; 412 when it exists"}]
 
+_NULLABLE = {"type": ["string", "null"]}
+_CHECK = {"type": "object", "required": ["name", "ok", "error"], "properties": {
+    "name": NAME, "ok": {"type": "boolean"},
+    "error": {**_NULLABLE, "description": "what went wrong, in words"},
+    "jwks_uri": _NULLABLE, "kids": {"type": "array", "items": {"type": "string"}},
+    "auth": _NULLABLE, "expires_on": {"type": ["integer", "null"], "description": "epoch seconds"},
+    "field": {**_NULLABLE, "description": "the account field to fix"}}}
+
 
 def _errors(*codes: str) -> dict[str, Any]:
     """Error answers of an operation; every one may also be 400 for a path that is not canonical and
@@ -184,6 +192,17 @@ def _document() -> dict[str, Any]:
                    "responses": {"200": _json({"type": "object", "required": ["revoked"],
                                                "properties": {"revoked": {"type": "integer"}}}, "how many"),
                                  **_errors("400", "401", "403", "404", "503")}}}
+    for path, op, summary in (
+            ("identity-providers", "check_identity_provider",
+             "fetch a stored provider's keys now: key ids, or the error in words (admins)"),
+            ("accounts", "check_account",
+             "get a stored account's upstream token now: its expiry, or the error and field to fix "
+             "(admins; never the token)")):
+        paths[f"/manage/{path}/{{name}}/check"] = {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": NAME}],
+            "post": {"operationId": op, "summary": summary,
+                     "responses": {"200": _json(_CHECK, "the outcome"),
+                                   **_errors("401", "403", "404", "503")}}}
     paths["/manage/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "this document", "security": [],
         "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}}
