@@ -1,5 +1,6 @@
-"""Checking a stored identity provider's keys and an account's credential on request: what the console's
-"validate JWKS" and "get a token now" show, in words, and never a secret."""
+"""Operator tools the console uses: a stored identity provider's keys and an account's credential
+checked on request ("validate JWKS", "get a token now": in words, never a secret), and the caller's
+own role on a resource (which buttons to show)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,26 @@ def test_refusals(world: World, who: str, path: str, status: int) -> None:
     answer = world.api(who, groups=["developers"]).post(path)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] in ("permission_denied", "not_found")
+
+
+@pytest.mark.parametrize(("who", "resource", "admin", "role"), [
+    ("root", "model:gpt-4o", True, "admin"),
+    ("root", None, True, None),
+    ("alice", "model:gpt-4o", False, "viewer"),        # through identity:developers
+    ("alice", "model:secret-model", False, None),      # no role: the same answer as ...
+    ("alice", "model:no-such-model", False, None),     # ... a model that does not exist
+    ("alice", "gateway:default", False, None),
+])
+def test_whoami_tells_the_callers_own_role(world: World, who: str, resource: str | None, admin: bool,
+                                           role: str | None) -> None:
+    params = {"resource": resource} if resource else None
+    answer = world.api(who, groups=["developers"]).get("whoami", params=params)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["principal"], report["admin"], report["role"]) == (f"user:dev/{who}", admin, role)
+    assert "identity:developers" in report["principals"]
+
+
+def test_whoami_refuses_a_resource_that_is_no_resource(world: World) -> None:
+    answer = world.api("alice").get("whoami", params={"resource": "nonsense"})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "resource"
