@@ -6,14 +6,14 @@ export const SCREENS = [
   {id: "models", label: "Models", load: () => import("./models.js")},
   {id: "playground", label: "Playground", load: () => import("./playground.js")},
   {id: "identity-providers", label: "Identity providers", load: () => import("./identity-providers.js")},
-  {id: "external-identities", label: "External identities", load: () => import("./placeholder.js")},
-  {id: "accounts", label: "Accounts", load: () => import("./placeholder.js")},
-  {id: "mcp-servers", label: "MCP servers", load: () => import("./placeholder.js")},
-  {id: "agents", label: "Agents", load: () => import("./placeholder.js")},
-  {id: "workspaces", label: "Workspaces", load: () => import("./placeholder.js")},
-  {id: "usage", label: "Usage", load: () => import("./placeholder.js")},
-  {id: "status", label: "Status", load: () => import("./placeholder.js")},
-  {id: "audit", label: "Audit log", load: () => import("./placeholder.js")},
+  {id: "external-identities", label: "External identities", load: () => import("./external-identities.js")},
+  {id: "accounts", label: "Accounts", load: () => import("./accounts.js")},
+  {id: "mcp-servers", label: "MCP servers", load: () => import("./mcp-servers.js")},
+  {id: "agents", label: "Agents", load: () => import("./agents.js")},
+  {id: "workspaces", label: "Workspaces", load: () => import("./workspaces.js")},
+  {id: "usage", label: "Usage", load: () => import("./usage.js")},
+  {id: "status", label: "Status", load: () => import("./status.js")},
+  {id: "audit", label: "Audit log", load: () => import("./audit.js")},
 ];
 
 export const DEFAULT_SCREEN = "models";
