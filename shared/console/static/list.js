@@ -10,7 +10,7 @@ import {el, replace} from "./dom.js";
 // adds data- attributes.
 export function pagedTable({path, params = {}, limit = 50, columns, rowTestid, rowName, rowData, actions, empty = "Nothing here yet."}) {
   const body = el("tbody");
-  const status = el("p", {class: "muted", "aria-live": "polite"});
+  const status = el("p", {class: "muted", "aria-live": "polite", testid: "page-status"});
   const first = el("button", {type: "button", text: "First page", hidden: true});
   const next = el("button", {type: "button", testid: "next-page", text: "Next page", hidden: true});
   const heads = columns.map(c => el("th", {scope: "col", text: c.label}));
