@@ -58,3 +58,16 @@ def test_invalid_json_is_named_before_anything_is_sent(page: Page, world: World)
     page.get_by_test_id("external-identity-save").click()
     expect(page.get_by_test_id("error-banner")).to_contain_text("Claims: not valid JSON")
     assert world.api("root").get("external-identities/broken").status_code == 404
+
+
+def test_stored_text_renders_as_text(page: Page, world: World) -> None:
+    canary = "<img src=x onerror=alert(1)>"
+    doc = {"identity_provider": "dev", "claims": {"groups": canary}}
+    assert world.api("root").put("external-identities/canary", doc).status_code == 201
+    screen(page, world, "external-identities")
+    row = page.locator('[data-testid="external-identity-row"][data-name="canary"]')
+    expect(row).to_contain_text(canary)
+    row.click()
+    claims = page.get_by_test_id("external-identity-claims")
+    expect(claims).to_have_value('{\n  "groups": "' + canary + '"\n}')
+    assert page.locator("main img").count() == 0
