@@ -196,6 +196,13 @@ class Authenticator:
             result[p.name] = source.status() if source else None
         return result
 
+    async def check(self, provider: IdentityProvider) -> KeyStatus:
+        """Fetch one provider's keys now, outside the cache: what an operator's "validate JWKS" shows,
+        for a provider this process may not have loaded yet, without touching the keys requests use."""
+        source = self.keys.detached(provider)
+        await source.refresh()
+        return source.status()
+
     async def quiesce(self) -> None:
         """Wait for background key refreshes in flight (tests, orderly shutdown)."""
         await self.keys.quiesce()

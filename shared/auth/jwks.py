@@ -359,6 +359,11 @@ class KeyCache:
                 tasks=self._tasks, seeder=self._saved_keys if self._load_saved is not None else None)
         return src
 
+    def detached(self, provider: IdentityProvider) -> KeySource:
+        """A source for `provider` that the cache does not keep: a one-off check of its keys."""
+        return KeySource(SourceId.of(provider), fetcher=self._fetcher, policy=self._policy,
+                         monotonic=self._mono, wall=self._wall, tasks=self._tasks)
+
     def now(self) -> float:
         return self._mono()
 

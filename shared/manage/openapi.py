@@ -6,6 +6,7 @@ import copy
 from functools import cache
 from typing import Any
 
+from ..access import RANK
 from ..config.kinds import MANAGED
 from .pages import DEFAULT_LIMIT, MAX_LIMIT
 from .resources import (
@@ -36,6 +37,21 @@ _IF = [{"name": "If-Match", "in": "header", "required": False, "schema": {"type"
        {"name": "If-None-Match", "in": "header", "required": False,
         "schema": {"type": "string", "enum": ["*"]},
         "description": "* : create only; 412 when it exists"}]
+
+_NULLABLE = {"type": ["string", "null"]}
+_CHECK = {"type": "object", "required": ["name", "ok", "error"], "properties": {
+    "name": NAME, "ok": {"type": "boolean"},
+    "error": {**_NULLABLE, "description": "what went wrong, in words"},
+    "jwks_uri": _NULLABLE, "kids": {"type": "array", "items": {"type": "string"}},
+    "auth": _NULLABLE, "expires_on": {"type": ["integer", "null"], "description": "epoch seconds"},
+    "field": {**_NULLABLE, "description": "the account field to fix"}}}
+
+_WHOAMI = {"type": "object", "required": ["principal", "principals", "admin", "resource", "role"],
+           "properties": {"principal": {"type": "string"}, "principals": {"type": "array",
+                                                                          "items": {"type": "string"}},
+                          "admin": {"type": "boolean"}, "resource": _NULLABLE,
+                          "role": {"type": ["string", "null"], "enum": [*RANK, None],
+                                   "description": "null: no role, or no such resource (the same answer)"}}}
 
 
 def _errors(*codes: str) -> dict[str, Any]:
@@ -184,6 +200,21 @@ def _document() -> dict[str, Any]:
                    "responses": {"200": _json({"type": "object", "required": ["revoked"],
                                                "properties": {"revoked": {"type": "integer"}}}, "how many"),
                                  **_errors("400", "401", "403", "404", "503")}}}
+    paths["/manage/whoami"] = {"get": {
+        "operationId": "whoami", "summary": "the caller's principals, and their own role on a resource",
+        "parameters": [_query("resource", "model:N, workspace:N, ... or gateway:default")],
+        "responses": {"200": _json(_WHOAMI, "who the caller is"), **_errors("400", "401", "503")}}}
+    for path, op, summary in (
+            ("identity-providers", "check_identity_provider",
+             "fetch a stored provider's keys now: key ids, or the error in words (admins)"),
+            ("accounts", "check_account",
+             "get a stored account's upstream token now: its expiry, or the error and field to fix "
+             "(admins; never the token)")):
+        paths[f"/manage/{path}/{{name}}/check"] = {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": NAME}],
+            "post": {"operationId": op, "summary": summary,
+                     "responses": {"200": _json(_CHECK, "the outcome"),
+                                   **_errors("401", "403", "404", "503")}}}
     paths["/manage/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "this document", "security": [],
         "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}}

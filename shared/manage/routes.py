@@ -39,7 +39,7 @@ from ..config.schema import (
 )
 from ..errors import Conflict, InvalidRequest, NotFound, RequestTooLarge, Unavailable
 from ..http import Call, Route, route
-from . import authz, pages, remote_calls, usage
+from . import authz, checks, pages, remote_calls, usage, whoami
 
 if TYPE_CHECKING:
     from ..runtime import Gateway
@@ -459,6 +459,9 @@ def _routes() -> tuple[Route, ...]:
             ("manage/remote-calls", ("GET",),
              _handler("manage_remote_calls", remote_calls.remote_calls_work)),
             ("manage/explain", ("POST",), _handler("manage_explain", _explain_work)),
+            ("manage/whoami", ("GET",), whoami.whoami_work),
+            ("manage/identity-providers/{name}/check", ("POST",), checks.check_provider),
+            ("manage/accounts/{name}/check", ("POST",), checks.check_account),
             ("manage/mcp-servers/{name}/oauth-tokens", ("DELETE",),
              _handler("manage_mcp_oauth_tokens", _oauth_tokens_work)),
             ("manage/openapi.json", ("GET",), _handler("manage_openapi", _openapi_work))):

@@ -246,21 +246,29 @@ class Credentials:
             if name not in wanted:
                 self._retire(self._by_account.pop(name)[1])
 
-        async def check(account: Account) -> str | None:
-            self.for_account(account)
-            credential = self._by_account[account.name][1]
-            try:
-                async with asyncio.timeout(CANARY_TIMEOUT_SECONDS):
-                    await credential.refresh()
-            except CredentialProblem as problem:
-                return problem.message
-            except TimeoutError:
-                return f"no token within {CANARY_TIMEOUT_SECONDS} s"
-            return None
-
         names = list(wanted)
-        results = await asyncio.gather(*(check(wanted[n]) for n in names))
+        results = await asyncio.gather(*(self._canary(wanted[n]) for n in names))
         return dict(zip(names, results, strict=True))
+
+    async def _canary(self, account: Account) -> str | None:
+        """Get a token for `account` now; the error text, or None."""
+        self.for_account(account)
+        credential = self._by_account[account.name][1]
+        try:
+            async with asyncio.timeout(CANARY_TIMEOUT_SECONDS):
+                await credential.refresh()
+        except CredentialProblem as problem:
+            return problem.message
+        except TimeoutError:
+            return f"no token within {CANARY_TIMEOUT_SECONDS} s"
+        return None
+
+    async def check(self, account: Account) -> dict[str, object]:
+        """The canary for one account, on an operator's request: its status line after trying (expiry,
+        or the error in words and the field to fix). The token itself is never part of it."""
+        error = await self._canary(account)
+        report = self._by_account[account.name][1].status()
+        return {**report, "error": report["error"] or error}
 
     def status(self, accounts: Iterable[Account] | None = None) -> dict[str, dict[str, object]]:
         """Per account: auth type, scope, token expiry (epoch seconds) or None, last refresh time, last

@@ -6,10 +6,11 @@ import {guarded} from "./banner.js";
 import {el, replace} from "./dom.js";
 
 // columns: [{label, value: item => text or Node}]; rowTestid and rowName(item) mark each row;
-// actions(item) answers the nodes of the row's last cell (buttons the caller's role allows).
-export function pagedTable({path, params = {}, limit = 50, signal, columns, rowTestid, rowName, actions, empty = "Nothing here yet."}) {
+// actions(item) answers the nodes of the row's last cell (buttons the caller's role allows); rowData(item)
+// adds data- attributes.
+export function pagedTable({path, params = {}, limit = 50, signal, columns, rowTestid, rowName, rowData, actions, empty = "Nothing here yet."}) {
   const body = el("tbody");
-  const status = el("p", {class: "muted", "aria-live": "polite"});
+  const status = el("p", {class: "muted", "aria-live": "polite", testid: "page-status"});
   const first = el("button", {type: "button", text: "First page", hidden: true});
   const next = el("button", {type: "button", testid: "next-page", text: "Next page", hidden: true});
   const heads = columns.map(c => el("th", {scope: "col", text: c.label}));
@@ -21,7 +22,7 @@ export function pagedTable({path, params = {}, limit = 50, signal, columns, rowT
   function row(item) {
     const cells = columns.map(c => el("td", {"data-label": c.label}, c.value(item)));
     if (actions) cells.push(el("td", {class: "row-actions"}, actions(item)));
-    return el("tr", {testid: rowTestid, data: rowName ? {name: rowName(item)} : {}}, cells);
+    return el("tr", {testid: rowTestid, data: {...(rowName ? {name: rowName(item)} : {}), ...(rowData ? rowData(item) : {})}}, cells);
   }
 
   async function load(from) {
