@@ -79,3 +79,19 @@ def test_a_viewer_sees_no_button_to_change_and_the_api_refuses_anyway(page: Page
     assert alice.delete("workspaces/research").status_code == 403
     grant = {"resource": WORKSPACE, "principal": "user:dev/alice", "role": "manager"}
     assert alice.put("collaborators", grant).status_code == 403
+
+
+@pytest.mark.parametrize(("who", "buttons"), [("root", 1), ("alice", 0)])
+def test_the_models_screen_offers_collaborators_to_who_may_manage_them(page: Page, world: World, who: str,
+                                                                         buttons: int) -> None:
+    open_console(page, world.url)
+    sign_in(page, world.tokens[who])
+    page.get_by_test_id("nav-models").click()
+    row = page.locator('[data-testid="configured-model-row"][data-name="gpt-4o"]')
+    expect(row).to_be_visible()
+    if not buttons:
+        page.wait_for_load_state("networkidle")
+        expect(row.get_by_test_id("collaborators-open")).to_have_count(0)
+        return
+    row.get_by_test_id("collaborators-open").click()
+    expect(page.locator('[data-testid="collaborator-row"]').first).to_be_visible()

@@ -6,6 +6,8 @@ import {errorOf, get, send} from "./api.js";
 import {guarded} from "./banner.js";
 import {el, formatMs, heading, replace} from "./dom.js";
 import {pagedTable} from "./list.js";
+import {atLeast, whoami} from "./access.js";
+import {collaboratorsButton} from "./collaborators.js";
 
 const PROBE = {messages: [{role: "user", content: "Reply with the word OK."}], max_tokens: 16};
 
@@ -49,6 +51,16 @@ function targets(item) {
   return (item.targets || []).map(t => `${t.account}/${t.deployment}`).join(", ");
 }
 
+// The Collaborators button of a configured model, once the caller's role on it is known to allow it.
+function collaboratorsSlot(item) {
+  const slot = el("span");
+  const resource = `model:${item.name}`;
+  whoami(resource).then(me => {
+    if (me.admin || atLeast(me.role, "manager")) slot.append(collaboratorsButton(resource));
+  }).catch(() => {});
+  return slot;
+}
+
 export function render(main, ctx) {
   const rows = el("tbody");
   const usable = el("table", {class: "list models"},
@@ -56,7 +68,7 @@ export function render(main, ctx) {
   const configured = pagedTable({path: "manage/models", signal: ctx.signal, columns: [
     {label: "Name", value: item => el("code", {text: item.name})},
     {label: "Targets", value: targets},
-  ], empty: "No configured model is visible to you."});
+  ], rowTestid: "configured-model-row", rowName: item => item.name, actions: collaboratorsSlot, empty: "No configured model is visible to you."});
   main.append(heading("Models"),
     el("p", {class: "muted", text: "The models your token may use. Test makes a small real call through the gateway."}),
     el("div", {class: "table-scroll"}, usable),
