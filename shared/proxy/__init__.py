@@ -7,6 +7,8 @@
     upload       uploading a file into a model's account, recorded as the caller's
     multipart    strict multipart/form-data reading
     listing      lists of the caller's own objects, gathered from the accounts that hold them
+    by_id        a stored object named in a path, found only when the caller may use it
+    recording    recording a new upstream object as its creator's, or taking it back
     vector_stores, vector_store_files, vector_store_access, vector_store_routes   vector stores, their
                  files and file batches, each store reachable only by its creator
     media        image edits, transcriptions and translations: multipart operations on a model

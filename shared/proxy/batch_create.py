@@ -10,7 +10,6 @@ the record cannot be written, it is deleted again.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,12 +18,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GatewayError, InvalidRequest, ModelNotFound, NotFound, Unavailable, UpstreamError
+from ..errors import InvalidRequest, ModelNotFound, NotFound, UpstreamError
 from ..objects.store import Owned
 from ..upstream.scoped import AccountRequest, send
+from . import recording, upload
 from .batch_input import Rewriter, Rewritten, operation_of
-from .batch_results import discard_file
-from .files import FILE_ID
 
 if TYPE_CHECKING:
     from ..auth.identities import Principal
@@ -146,25 +144,13 @@ async def upload_rewritten(gw: Gateway, account: Account, owner: str, rewritten:
     answer = await send(gw.forwarder.transport, account, AccountRequest(
         "POST", ("files",), request_id, body=body, content_type=content_type,
         extra={"Content-Length": str(length)}))
-    try:
-        doc = json.loads(answer.body) if 200 <= answer.status < 300 else None
-    except ValueError:
-        doc = None
-    file_id = doc.get("id") if isinstance(doc, dict) else None
-    if not isinstance(file_id, str) or not FILE_ID.match(file_id):
-        raise UpstreamError(f"account {account.name} answered the upload of a batch's rewritten input file "
-                            f"with HTTP {answer.status} and no well-formed file id")
-    expires = doc.get("expires_at") if isinstance(doc, dict) else None
+    if not 200 <= answer.status < 300:
+        raise UpstreamError(f"account {account.name} refused the upload of a batch's rewritten input file "
+                            f"with HTTP {answer.status}")
+    file_id, doc = await recording.created_id(gw, account, answer.body, upload.CREATION, request_id)
     owned = Owned(kind="file", object_id=file_id, account=account.name, owner=owner, model=rewritten.model,
-                  created=time.time(), expires=float(expires) if isinstance(expires, int) else None)
-    try:
-        await gw.objects.record(owned)
-    except GatewayError as exc:
-        log.error("request %s: a batch's rewritten input file could not be recorded: %s", request_id,
-                  exc.message)
-        await discard_file(gw, account, owned, request_id, recorded=False)
-        raise Unavailable("the batch's input file could not be recorded as yours, so no batch was "
-                          "created; try again later") from None
+                  created=time.time(), expires=recording.expires_of(doc))
+    await recording.record(gw, account, owned, upload.CREATION, request_id)
     return owned
 
 

@@ -17,13 +17,12 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
-from ..errors import GatewayError, InvalidRequest, NotFound, Unavailable, UpstreamError
+from ..errors import InvalidRequest, NotFound, UpstreamError
 from ..http import Route, route
 from ..limits.rules import Facts
 from ..limits.tokens import Reservation
@@ -31,7 +30,7 @@ from ..objects.access import may_use
 from ..objects.store import Owned
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
-from . import batch_results, listing
+from . import batch_results, by_id, listing, recording
 from .batch_create import CreateRequest, creation, upload_rewritten
 from .batch_input import Rewritten
 from .files import FILE_ID, classic, no_such_file
@@ -46,6 +45,7 @@ log = logging.getLogger("gateway.proxy.batches")
 
 KIND = "batch"
 BATCH_ID = re.compile(r"^batch_[A-Za-z0-9_-]{1,200}$")
+CREATION = recording.Creation("batch", BATCH_ID, ("batches",), cancel=True)
 """Azure's batch ids: `batch_` and a GUID-like tail."""
 NO_SUCH = "no such batch, or you do not have access to it"
 MAX_LIST, DEFAULT_LIST = 100, 20
@@ -57,13 +57,7 @@ def _absent() -> NotFound:
     return NotFound(NO_SUCH, param="batch_id")
 
 
-def _account(view_accounts: Mapping[str, Account], name: str, what: str) -> Account:
-    account = view_accounts.get(name)
-    if account is None:
-        raise Unavailable(f"account {name!r}, which holds a {what}, is not configured or not usable",
-                          public=f"the account that holds this {what} is not usable now; the gateway's "
-                                 "status and log say why")
-    return account
+BY_ID = by_id.Kind(KIND, "batch", "batch_id", BATCH_ID, _absent)
 
 
 # -- creating ------------------------------------------------------------------------------------------
@@ -76,7 +70,7 @@ async def create(call: Call) -> Response:
     source = await gw.objects.find("file", request.input_file_id)
     if source is None or not may_use(source, principal.principals, view.policy):
         raise no_such_file()
-    account = _account(view.accounts, source.account, "file")
+    account = by_id.holder(view.accounts, source.account, "file")
     call.account = account.name
     rewritten = await creation(gw, view, principal, account, request, call.request_id)
     call.model = rewritten.model
@@ -108,28 +102,11 @@ async def _created(gw: Gateway, account: Account, owner: str, request: CreateReq
     if not 200 <= answer.status < 300:
         await batch_results.discard_file(gw, account, file, request_id)
         return answer
-    doc = _object(answer.body)
-    batch_id = doc.get("id") if doc is not None else None
-    if not isinstance(batch_id, str) or not BATCH_ID.match(batch_id):
-        raise UpstreamError(f"account {account.name} answered a batch create without a well-formed id")
-    owned = Owned(kind=KIND, object_id=batch_id, account=account.name, owner=owner, model=rewritten.model,
-                  created=time.time(), expires=_expires(doc))
-    try:
-        await gw.objects.record(owned)
-    except GatewayError as exc:
-        log.error("request %s: batch %s could not be recorded: %s", request_id, batch_id, exc.message)
-        await _cancel_unrecorded(gw, account, batch_id, request_id)
-        raise Unavailable("the new batch could not be recorded as yours, so it was cancelled again; "
-                          "try again later") from None
+    batch_id, doc = await recording.created_id(gw, account, answer.body, CREATION, request_id)
+    await recording.record(gw, account, Owned(
+        kind=KIND, object_id=batch_id, account=account.name, owner=owner, model=rewritten.model,
+        created=time.time(), expires=_expires(doc)), CREATION, request_id)
     return answer
-
-
-def _object(body: bytes) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 KEPT_AFTER_WINDOW = 30 * 86_400
@@ -137,48 +114,15 @@ KEPT_AFTER_WINDOW = 30 * 86_400
 readable after it, so its record lapses (and is pruned) 30 days later, as a stored response's does."""
 
 
-def _expires(doc: Mapping[str, Any] | None) -> float | None:
-    value = doc.get("expires_at") if doc is not None else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return float(value + KEPT_AFTER_WINDOW)
-    return None
-
-
-async def _cancel_unrecorded(gw: Gateway, account: Account, batch_id: str, request_id: str) -> None:
-    """Best effort: a batch nobody may reach is cancelled rather than left to run."""
-    try:
-        answer = await send(gw.forwarder.transport, account,
-                            AccountRequest("POST", ("batches", batch_id, "cancel"), request_id))
-        if 200 <= answer.status < 300:
-            return
-        problem = f"HTTP {answer.status}"
-    except GatewayError as exc:
-        problem = exc.message
-    log.error("request %s: batch %s in account %s could not be recorded nor cancelled (%s): it runs "
-              "upstream, owned by no one", request_id, batch_id, account.name, problem)
+def _expires(doc: Mapping[str, Any]) -> float | None:
+    closes = recording.expires_of(doc)
+    return None if closes is None else closes + KEPT_AFTER_WINDOW
 
 
 # -- by id ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    gw: Gateway
-    owned: Owned
-    account: Account
-
-
-async def _owned(call: Call) -> Found:
-    gw, view, principal = await authenticate(call)
-    batch_id = call.request.path_params["batch_id"]
-    if not BATCH_ID.match(batch_id):
-        raise _absent()
-    owned = await gw.objects.find(KIND, batch_id)
-    if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise _absent()
-    call.model = owned.model
-    account = _account(view.accounts, owned.account, "batch")
-    call.account = account.name
-    return Found(gw, owned, account)
+async def _owned(call: Call) -> by_id.Found:
+    return await by_id.find(call, BY_ID)
 
 
 async def retrieve(call: Call) -> Response:
@@ -187,7 +131,7 @@ async def retrieve(call: Call) -> Response:
     answer = await send(found.gw.forwarder.transport, found.account, AccountRequest(
         "GET", ("batches", found.owned.object_id), call.request_id, headers=call.request.headers))
     if 200 <= answer.status < 300:
-        doc = _object(answer.body)
+        doc = recording.object_of(answer.body)
         if doc is None or doc.get("id") != found.owned.object_id:
             raise UpstreamError(f"account {found.account.name} answered a batch that is not the one asked")
         await batch_results.settle(found.gw, found.account, found.owned, doc, call.request_id)

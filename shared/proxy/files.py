@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
-from ..errors import InvalidRequest, NotFound, Unavailable
+from ..errors import InvalidRequest, NotFound
 from ..http import Route, route
 from ..objects.access import may_use
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
-from . import listing, operations
+from . import by_id, listing, operations
 
 if TYPE_CHECKING:
     from ..config.model import Account
@@ -45,6 +45,9 @@ def no_such_file() -> NotFound:
     return NotFound(NO_SUCH_FILE, param="file_id")
 
 
+KIND = by_id.Kind("file", "file", "file_id", FILE_ID, no_such_file)
+
+
 def purpose_of(value: str | None) -> str | None:
     if value is not None and value not in PURPOSES:
         raise InvalidRequest("purpose must be one of " + ", ".join(sorted(PURPOSES)), param="purpose")
@@ -53,21 +56,8 @@ def purpose_of(value: str | None) -> str | None:
 
 async def _owned(call: Call) -> tuple[Gateway, Owned, Account]:
     """The caller's file named in the path, and the account that holds it."""
-    gw, view, principal = await authenticate(call)
-    file_id = call.request.path_params["file_id"]
-    if not FILE_ID.match(file_id):
-        raise no_such_file()
-    owned = await gw.objects.find("file", file_id)
-    if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise no_such_file()
-    call.model = owned.model
-    account = view.accounts.get(owned.account)
-    if account is None:
-        raise Unavailable(f"account {owned.account!r}, which holds a file, is not configured or not usable",
-                          public="the account that holds this file is not usable now; the gateway's "
-                                 "status and log say why")
-    call.account = account.name
-    return gw, owned, account
+    found = await by_id.find(call, KIND)
+    return found.gw, found.owned, found.account
 
 
 async def retrieve(call: Call) -> Response:

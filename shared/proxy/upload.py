@@ -11,33 +11,30 @@ written, the file is deleted upstream and the caller gets the error, never an id
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
 from ..callers import authenticate
-from ..errors import GatewayError, InvalidRequest, ModelNotFound, Unavailable, UpstreamError
+from ..errors import InvalidRequest, ModelNotFound
 from ..objects.store import Owned
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, holds_objects, send
-from . import multipart
+from . import form_writer, multipart, recording
 from .files import FILE_ID, purpose_of
 
 if TYPE_CHECKING:
     from ..config.model import Account, Model
     from ..http import Call
-    from ..runtime import Gateway
 
 log = logging.getLogger("gateway.proxy.upload")
 
 FORWARDED = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
 """The text fields sent upstream, in this order; `model` is the gateway's alone."""
+CREATION = recording.Creation("file", FILE_ID, ("files",))
 TEXT_FIELDS = frozenset({*FORWARDED, "model"})
 EXPIRES_SECONDS = (3600, 2_592_000)     # one hour to thirty days, as Azure and OpenAI accept
 
@@ -57,27 +54,16 @@ async def create(call: Call) -> Response:
     call.account = account.name
     file = form.file
     assert file is not None     # _checked
-    body, length, content_type = _upstream_form(fields, file)
+    body = form_writer.form(list(fields.items()), [file])
     answer = await send(gw.forwarder.transport, account, AccountRequest(
-        "POST", ("files",), call.request_id, headers=call.request.headers, body=body,
-        content_type=content_type, extra={"Content-Length": str(length)}))
+        "POST", ("files",), call.request_id, headers=call.request.headers, body=body.chunks,
+        content_type=body.content_type, extra={"Content-Length": str(body.length)}))
     if not 200 <= answer.status < 300:
         return to_starlette(answer)
-    doc = _object(answer.body)
-    if doc is None or not FILE_ID.match(str(doc["id"])):
-        if doc is not None:
-            await _undo(gw, account, str(doc["id"]), call.request_id)
-        raise UpstreamError(f"account {account.name} answered an upload without a well-formed file id")
-    owned = Owned(kind="file", object_id=str(doc["id"]), account=account.name, owner=principal.user,
-                  model=model_name, created=time.time(), expires=_expires(doc))
-    try:
-        await gw.objects.record(owned)
-    except GatewayError as exc:
-        log.error("request %s: file %s could not be recorded: %s", call.request_id, owned.object_id,
-                  exc.message)
-        await _undo(gw, account, owned.object_id, call.request_id)
-        raise Unavailable("the uploaded file could not be recorded as yours, so it was deleted again; "
-                          "try again later") from None
+    file_id, doc = await recording.created_id(gw, account, answer.body, CREATION, call.request_id)
+    await recording.record(gw, account, Owned(
+        kind="file", object_id=file_id, account=account.name, owner=principal.user, model=model_name,
+        created=time.time(), expires=recording.expires_of(doc)), CREATION, call.request_id)
     return to_starlette(answer)
 
 
@@ -118,54 +104,3 @@ def account_of(model: Model, accounts: Mapping[str, Account]) -> Account:
         if account is not None and holds_objects(account):
             return account
     raise InvalidRequest(f"model {model.name!r} has no usable account that stores files", param="model")
-
-
-def _upstream_form(fields: Mapping[str, str], file: multipart.FilePart) -> tuple[AsyncIterator[bytes], int,
-                                                                                  str]:
-    """The form for the upstream: the gateway's boundary, the checked fields, then the file's bytes (a
-    view into the caller's body, not a copy). Its length, for a Content-Length."""
-    boundary = os.urandom(16).hex()
-    head = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                    f"{value}\r\n".encode() for name, value in fields.items())
-    filename = file.filename.replace('"', "%22")
-    head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-             f"Content-Type: {file.content_type}\r\n\r\n").encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield head
-        yield file.data     # type: ignore[misc]  # aiohttp writes any bytes-like chunk
-        yield tail
-
-    return chunks(), len(head) + len(file.data) + len(tail), f"multipart/form-data; boundary={boundary}"
-
-
-def _object(body: bytes) -> dict[str, object] | None:
-    """The uploaded file's object, when the answer is one with a string id."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-
-
-def _expires(doc: Mapping[str, object]) -> float | None:
-    value = doc.get("expires_at")
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-async def _undo(gw: Gateway, account: Account, file_id: str, request_id: str) -> None:
-    """The upload could not be recorded: delete it upstream, so no file is left that nobody owns."""
-    try:
-        answer = await send(gw.forwarder.transport, account,
-                            AccountRequest("DELETE", ("files", file_id), request_id))
-        if 200 <= answer.status < 300:
-            return
-        problem = f"HTTP {answer.status}"
-    except GatewayError as exc:
-        problem = exc.message
-    log.error("request %s: file %s in account %s could not be recorded nor deleted (%s): it is left "
-              "upstream, owned by no one", request_id, file_id, account.name, problem)
-

@@ -17,14 +17,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..callers import authenticate
-from ..errors import InvalidRequest, NotFound, Unavailable
+from ..errors import InvalidRequest, NotFound
 from ..objects.access import may_use
 from ..upstream.scoped import AccountRequest, send
-from . import operations
+from . import by_id, operations
 from .files import FILE_ID, no_such_file
 
 if TYPE_CHECKING:
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
     from ..config.model import Account
     from ..config.snapshot import View
     from ..http import Call
-    from ..objects.store import Owned
     from ..runtime import Gateway
     from ..upstream.answer import Answer
 
@@ -57,32 +54,15 @@ def no_such_store() -> NotFound:
     return NotFound(NO_SUCH_STORE, param="vector_store_id")
 
 
-@dataclass(frozen=True, slots=True)
-class Store:
-    """The caller's vector store named in the path, and the account that holds it."""
-    gw: Gateway
-    view: View
-    principal: Principal
-    owned: Owned
-    account: Account
+BY_ID = by_id.Kind(KIND, "vector store", "vector_store_id", STORE_ID, no_such_store)
+
+
+Store = by_id.Found
+"""The caller's vector store named in the path, and the account that holds it."""
 
 
 async def store_of(call: Call) -> Store:
-    gw, view, principal = await authenticate(call)
-    store_id = call.request.path_params["vector_store_id"]
-    if not STORE_ID.match(store_id):
-        raise no_such_store()
-    owned = await gw.objects.find(KIND, store_id)
-    if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise no_such_store()
-    call.model = owned.model
-    account = view.accounts.get(owned.account)
-    if account is None:
-        raise Unavailable(f"account {owned.account!r}, which holds a vector store, is not configured or not "
-                          "usable", public="the account that holds this vector store is not usable now; "
-                                           "the gateway's status and log say why")
-    call.account = account.name
-    return Store(gw, view, principal, owned, account)
+    return await by_id.find(call, BY_ID)
 
 
 def query_of(call: Call, allowed: Mapping[str, re.Pattern[str]],

@@ -14,31 +14,26 @@ the gateway (`listing`).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse, Response
 
 from ..callers import authenticate
-from ..errors import GatewayError, InvalidRequest, ModelNotFound, Unavailable, UpstreamError
+from ..errors import GatewayError, InvalidRequest, ModelNotFound
 from ..objects.access import may_use
 from ..objects.store import Owned
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
-from . import listing
+from . import listing, recording
 from . import vector_store_access as access
 from .upload import account_of
 
 if TYPE_CHECKING:
-    from ..config.model import Account
     from ..http import Call
-    from ..runtime import Gateway
 
 log = logging.getLogger("gateway.proxy.vector_stores")
 
@@ -46,6 +41,7 @@ CREATE = ("name", "description", "file_ids", "expires_after", "chunking_strategy
 UPDATE = ("name", "expires_after", "metadata")
 SEARCH = ("query", "filters", "max_num_results", "ranking_options", "rewrite_query")
 MAX_LIST, DEFAULT_LIST = 100, 20
+CREATION = recording.Creation("vector store", access.STORE_ID, (access.COLLECTION,), v1=True)
 _MODEL = {"model": re.compile(r"^.{1,256}$")}
 _LIST = {"after": access.STORE_ID, "limit": access.LIMIT, "order": access.ORDER}
 
@@ -70,21 +66,10 @@ async def create(call: Call, classic: bool) -> Response:
         content_type="application/json", v1=True))
     if not 200 <= answer.status < 300:
         return to_starlette(answer)
-    created = _object(answer.body)
-    if created is None or not access.STORE_ID.match(str(created["id"])):
-        if created is not None and access.LIST_ID.match(str(created["id"])):
-            await _undo(gw, account, str(created["id"]), call.request_id)
-        raise UpstreamError(f"account {account.name} answered a vector store without a well-formed id")
-    owned = Owned(kind=access.KIND, object_id=str(created["id"]), account=account.name, owner=principal.user,
-                  model=model_name, created=time.time(), expires=_expires(created))
-    try:
-        await gw.objects.record(owned)
-    except GatewayError as exc:
-        log.error("request %s: vector store %s could not be recorded: %s", call.request_id, owned.object_id,
-                  exc.message)
-        await _undo(gw, account, owned.object_id, call.request_id)
-        raise Unavailable("the new vector store could not be recorded as yours, so it was deleted again; "
-                          "try again later") from None
+    store_id, created = await recording.created_id(gw, account, answer.body, CREATION, call.request_id)
+    await recording.record(gw, account, Owned(
+        kind=access.KIND, object_id=store_id, account=account.name, owner=principal.user, model=model_name,
+        created=time.time(), expires=recording.expires_of(created)), CREATION, call.request_id)
     return to_starlette(answer)
 
 
@@ -96,36 +81,6 @@ def _model_name(in_body: object, in_query: str | None) -> str:
         raise InvalidRequest("name the gateway model whose account holds the vector store: the body member "
                              "'model' or the query parameter 'model'", param="model")
     return name
-
-
-def _object(body: bytes) -> dict[str, Any] | None:
-    """The answer's object, when it is one with a string id."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("id"), str) else None
-
-
-def _expires(doc: Mapping[str, Any]) -> float | None:
-    value = doc.get("expires_at")
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-async def _undo(gw: Gateway, account: Account, store_id: str, request_id: str) -> None:
-    """The store could not be recorded: delete it upstream, so no store is left that nobody owns."""
-    try:
-        answer = await send(gw.forwarder.transport, account,
-                            AccountRequest("DELETE", (access.COLLECTION, store_id), request_id, v1=True))
-        if 200 <= answer.status < 300:
-            return
-        problem = f"HTTP {answer.status}"
-    except GatewayError as exc:
-        problem = exc.message
-    log.error("request %s: vector store %s in account %s could not be recorded nor deleted (%s): it is "
-              "left upstream, owned by no one", request_id, store_id, account.name, problem)
 
 
 async def list_stores(call: Call, classic: bool) -> Response:
@@ -154,10 +109,10 @@ async def update(call: Call, classic: bool) -> Response:
     access.query_of(call, {}, classic)
     doc = await access.body_of(call, UPDATE, store.gw.settings.max_body_bytes)
     answer = await access.forward(store, call, "POST", (), body=doc)
-    updated = _object(answer.body) if 200 <= answer.status < 300 else None
-    if updated is not None and _expires(updated) != store.owned.expires:
+    updated = recording.object_of(answer.body) if 200 <= answer.status < 300 else None
+    if updated is not None and recording.expires_of(updated) != store.owned.expires:
         try:
-            await store.gw.objects.record(replace(store.owned, expires=_expires(updated)))
+            await store.gw.objects.record(replace(store.owned, expires=recording.expires_of(updated)))
         except GatewayError as exc:
             log.warning("request %s: the vector store's new expiry was not recorded: %s", call.request_id,
                         exc.message)
