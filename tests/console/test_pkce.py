@@ -128,21 +128,27 @@ def test_a_refused_exchange_is_shown_in_words(page: Page, world: World, login: D
 
 
 def test_the_form_sets_the_console_client_id(page: Page, world: World) -> None:
-    open_console(page, world.url)
-    page.get_by_test_id("token-input").fill(world.tokens["root"])
-    page.get_by_test_id("token-apply").click()
-    page.goto(f"{world.url}/console/#/identity-providers?name=plain")
-    page.get_by_test_id("idp-console-client-id").fill("plain-spa")
-    page.get_by_test_id("idp-console-scopes").fill("openid, api://ai-gateway/.default")
-    page.get_by_test_id("idp-save").click()
-    expect(page.get_by_test_id("notice")).to_contain_text("Saved")
-    stored = world.api("root").get("identity-providers/plain").json()
-    assert (stored["console_client_id"], stored["console_scopes"]) == ("plain-spa", SCOPES)
-    page.get_by_test_id("idp-console-client-id").fill("")
-    page.get_by_test_id("idp-console-scopes").fill("")
-    page.get_by_test_id("idp-save").click()
-    expect(page.get_by_test_id("notice")).to_contain_text("Saved")
-    assert "console_client_id" not in world.api("root").get("identity-providers/plain").json()
+    admin = world.api("root")
+    assert admin.put("identity-providers/formed", {"jwks_uri": world.idp.jwks_uri,
+                                                   "issuer": "https://formed.example"}).status_code == 201
+    try:
+        open_console(page, world.url)
+        page.get_by_test_id("token-input").fill(world.tokens["root"])
+        page.get_by_test_id("token-apply").click()
+        page.goto(f"{world.url}/console/#/identity-providers?name=formed")
+        for client_id, scopes in (("formed-spa", ", ".join(SCOPES)), ("", "")):
+            page.get_by_test_id("idp-console-client-id").fill(client_id)
+            page.get_by_test_id("idp-console-scopes").fill(scopes)
+            with page.expect_response(lambda r: r.request.method == "PUT") as saved:
+                page.get_by_test_id("idp-save").click()
+            assert saved.value.ok
+            stored = admin.get("identity-providers/formed").json()
+            if client_id:
+                assert (stored["console_client_id"], stored["console_scopes"]) == (client_id, SCOPES)
+            else:
+                assert "console_client_id" not in stored and "console_scopes" not in stored
+    finally:
+        admin.delete("identity-providers/formed")
 
 
 # -- the routes over plain HTTP --------------------------------------------------------------------
