@@ -3,7 +3,11 @@
 Tests and the local sandbox use it instead of mocked crypto (go-oidc's `oidctest` idea): tokens are
 signed by PyJWT, an implementation independent of the gateway's verifier, and the gateway fetches the
 keys over HTTP exactly as it would from Okta or Entra. `fault` makes the JWKS endpoint misbehave the
-ways real providers do. Development tooling only: never deployed, never imported by the gateway.
+ways real providers do. It also signs in browsers with the authorization code flow and PKCE (S256):
+`/authorize` approves at once the user named by `login_as` (no login page), only for a client and
+redirect URI registered with `register_client`, and `/token` redeems each code once, for the same
+client, redirect URI and verifier. Development tooling only: never deployed, never imported by the
+gateway.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import functools
 import hashlib
 import json
 import os
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from aiohttp import web
@@ -45,6 +51,20 @@ KINDS: dict[str, tuple[str, Any]] = {
 }
 FAULTS = (None, "down", "html", "empty", "huge", "trickle", "redirect", "garbage-keys")
 HUGE_BYTES = 50 * 1024 * 1024
+GATEWAY_AUDIENCE = "api://ai-gateway"     # the sandbox gateway's audience: access tokens are for it
+CODE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a code stands for until it is redeemed."""
+    sub: str
+    claims: dict[str, Any]
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    scope: str
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,16 @@ class DevIdentityProvider:
         self.discovery_count = 0      # discovery documents served
         self.redirect_target_hits = 0  # GETs of the redirect target (a client that follows redirects)
         self.discovery_issuer: str | None = None  # override the issuer named by discovery documents
+        # sign-in (authorization code + PKCE)
+        self.clients: dict[str, set[str]] = {}     # client id -> its registered redirect URIs
+        self.login_as: str | None = None           # the user /authorize approves (None: login_required)
+        self.login_claims: dict[str, Any] = {}     # their tokens' extra claims
+        self.login_error: str | None = None        # /authorize answers this error instead (access_denied)
+        self.opaque_access_tokens = False          # issue access tokens that are not JWTs (as for Graph)
+        self.codes: dict[str, Grant] = {}
+        self.token_outcomes: list[str] = []        # each /token request's outcome: never a code or token
+        self.issued: list[str] = []                # every code and token handed out, for tests that look
+                                                   # for them where they must not be
         self.default_kid = self._add(self._default_key(), "RS256", None)
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Task[Any]] = set()
@@ -173,6 +203,64 @@ class DevIdentityProvider:
         return jwt.encode(payload, key.private_key, algorithm=key.alg,  # type: ignore[arg-type]
                           headers={"kid": key.kid, **(headers or {})})
 
+    # -- sign-in ---------------------------------------------------------------------------------
+
+    def register_client(self, client_id: str, redirect_uri: str) -> None:
+        """A public client (no secret) and one of its redirect URIs."""
+        self.clients.setdefault(client_id, set()).add(redirect_uri)
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        q = request.query
+        client_id, redirect_uri = q.get("client_id", ""), q.get("redirect_uri", "")
+        if redirect_uri not in self.clients.get(client_id, set()):
+            return web.Response(status=400, text="unknown client or unregistered redirect URI")
+        state = {"state": q["state"]} if "state" in q else {}
+
+        def back(**params: str) -> web.Response:
+            raise web.HTTPFound(f"{redirect_uri}?{urlencode({**params, **state})}")
+
+        if q.get("response_type") != "code":
+            return back(error="unsupported_response_type")
+        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+            return back(error="invalid_request", error_description="PKCE with S256 is required")
+        if self.login_error or self.login_as is None:
+            return back(error=self.login_error or "login_required",
+                        error_description="The resource owner or authorization server denied the request.")
+        code = secrets.token_urlsafe(32)
+        self.codes[code] = Grant(self.login_as, dict(self.login_claims), client_id, redirect_uri,
+                                 q["code_challenge"], q.get("scope", ""), time.time() + CODE_SECONDS)
+        self.issued.append(code)
+        return back(code=code)
+
+    def _redeem(self, form: Any) -> dict[str, Any] | str:
+        """The token answer for a valid redemption, or the error code."""
+        if form.get("grant_type") != "authorization_code":
+            return "unsupported_grant_type"
+        if form.get("client_id") not in self.clients:
+            return "invalid_client"
+        grant = self.codes.pop(form.get("code", ""), None)     # a code is used once, even in a failure
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if grant is None or grant.expires_at < time.time() or grant.client_id != form.get("client_id") \
+                or grant.redirect_uri != form.get("redirect_uri") or grant.challenge != challenge:
+            return "invalid_grant"
+        access = secrets.token_urlsafe(32) if self.opaque_access_tokens else \
+            self.mint(grant.sub, claims=grant.claims, audience=GATEWAY_AUDIENCE)
+        answer = {"access_token": access, "token_type": "Bearer", "expires_in": 3600, "scope": grant.scope,
+                  "id_token": self.mint(grant.sub, claims=grant.claims, audience=grant.client_id),
+                  "refresh_token": secrets.token_urlsafe(32)}
+        self.issued.extend([answer["access_token"], answer["id_token"], answer["refresh_token"]])
+        return answer
+
+    async def _token(self, request: web.Request) -> web.Response:
+        answer = self._redeem(await request.post())
+        self.token_outcomes.append(answer if isinstance(answer, str) else "issued")
+        if isinstance(answer, str):
+            return web.json_response({"error": answer, "error_description": "<b>refused</b> the code " +
+                                      "(a description the gateway must not repeat)"},
+                                     status=401 if answer == "invalid_client" else 400)
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
     # -- the server -------------------------------------------------------------------------------
 
     @property
@@ -188,6 +276,8 @@ class DevIdentityProvider:
         app.router.add_get("/keys", self._keys)
         app.router.add_get("/keys-moved", self._moved)
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
+        app.router.add_get("/authorize", self._authorize)
+        app.router.add_post("/token", self._token)
         app.router.add_get("/{prefix:.+}/.well-known/openid-configuration", self._discovery)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -231,6 +321,9 @@ class DevIdentityProvider:
         issuer = self.discovery_issuer or (self.issuer + (f"/{prefix}" if prefix else ""))
         return web.json_response({
             "issuer": issuer, "jwks_uri": self.jwks_uri,
+            "authorization_endpoint": self.issuer + "/authorize", "token_endpoint": self.issuer + "/token",
+            "response_types_supported": ["code"], "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
             "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys.values()})})
 
     async def _stream(self, request: web.Request, body: Any) -> web.StreamResponse:

@@ -1,4 +1,5 @@
-"""The one HTTP GET behind JWKS and discovery, hardened for admin-supplied URLs and hostile servers.
+"""The one HTTP client behind JWKS, discovery and the console's code exchange, hardened for
+admin-supplied URLs and hostile servers.
 
 https only (plain http only to loopback, in development); the address of every connection is checked
 at connect time (`addresses`); no redirects; no proxies from the environment; no compression; a body
@@ -92,11 +93,21 @@ class HttpFetcher:
         return session
 
     async def get(self, url: str, *, allow_private_network: bool) -> bytes:
+        return (await self._fetch(url, None, allow_private_network))[1]
+
+    async def post_form(self, url: str, form: dict[str, str], *,
+                        allow_private_network: bool) -> tuple[int, bytes]:
+        """A form POST under the same rules (an OAuth token request): the status and body of any
+        non-redirect answer, so that an error answer's body can be read."""
+        return await self._fetch(url, form, allow_private_network)
+
+    async def _fetch(self, url: str, form: dict[str, str] | None,
+                     allow_private_network: bool) -> tuple[int, bytes]:
         policy = self.policy_for(url, allow_private_network=allow_private_network)
         session = self._session(policy)
         try:
             async with asyncio.timeout(self.deadline_seconds):
-                return await self._get(session, url)
+                return await self._send(session, url, form)
         except TimeoutError:
             raise FetchError(f"no complete answer within {self.deadline_seconds:g} s") from None
         except aiohttp.ClientConnectorError as exc:
@@ -112,11 +123,14 @@ class HttpFetcher:
         except aiohttp.ClientError as exc:
             raise FetchError(f"HTTP error: {type(exc).__name__}") from None
 
-    async def _get(self, session: aiohttp.ClientSession, url: str) -> bytes:
-        async with session.get(url, allow_redirects=False) as response:
+    async def _send(self, session: aiohttp.ClientSession, url: str,
+                    form: dict[str, str] | None) -> tuple[int, bytes]:
+        sent = session.get(url, allow_redirects=False) if form is None else \
+            session.post(url, data=form, allow_redirects=False)
+        async with sent as response:
             if 300 <= response.status < 400:
                 raise FetchError(f"redirect (HTTP {response.status}) refused: configure the final URL")
-            if response.status != 200:
+            if response.status != 200 and form is None:
                 raise FetchError(f"HTTP {response.status}")
             encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
@@ -129,7 +143,7 @@ class HttpFetcher:
                 body += chunk
                 if len(body) > self.max_bytes:
                     raise FetchError(f"answer is over the {self._cap()} limit")
-            return bytes(body)
+            return response.status, bytes(body)
 
     def _cap(self) -> str:
         mb = self.max_bytes / (1 << 20)

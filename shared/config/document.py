@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import console_sign_in
 from .model import (
     DEFAULT_API_VERSIONS,
     DEFAULT_REMOTE_TIMEOUT_S,
@@ -56,7 +57,7 @@ def item_document(item: Any) -> dict[str, Any]:
             d["allow_private_network"] = True
         if item.groups_from_graph:
             d["groups_from_graph"] = True
-        return d
+        return {**d, **console_sign_in.document(item)}
     if isinstance(item, ExternalIdentity):
         d = {"name": item.name, "identity_provider": item.identity_provider}
         if item.claims:

@@ -30,6 +30,8 @@ class IdentityProvider:
     discovery: bool = False               # read jwks_uri from {issuer}/.well-known/openid-configuration
     allow_private_network: bool = False   # JWKS host may resolve to a private (RFC 1918/4193) address
     groups_from_graph: bool = False       # Entra group overage: read the user's groups from Graph
+    console_client_id: str | None = None  # a public (SPA) client: the console signs in with code + PKCE
+    console_scopes: tuple[str, ...] = ("openid",)   # asked for at sign-in; one names the gateway's API
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import rules, teams
+from . import console_sign_in, rules, teams
 from .allowlist import Allowlist
 from .fields import NAME_RE as NAME_RE  # re-exported: /manage's schemas and routes use it
 from .fields import (
@@ -97,7 +97,7 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Any]:
 def _provider(raw: Any, where: str) -> IdentityProvider:
     d = read_record(raw, where, ("name",), ("jwks_uri", "issuer", "audiences", "unique_id_claim",
                                             "email_claim", "discovery", "allow_private_network",
-                                            "groups_from_graph"))
+                                            "groups_from_graph", *console_sign_in.FIELDS))
     discovery = read_flag(d.get("discovery", False), f"{where}.discovery")
     jwks_uri = _url(d.get("jwks_uri"), f"{where}.jwks_uri", optional=True)
     issuer = read_text(d.get("issuer"), f"{where}.issuer", optional=True)
@@ -123,6 +123,7 @@ def _provider(raw: Any, where: str) -> IdentityProvider:
         allow_private_network=read_flag(d.get("allow_private_network", False),
                                     f"{where}.allow_private_network"),
         groups_from_graph=read_flag(d.get("groups_from_graph", False), f"{where}.groups_from_graph"),
+        **console_sign_in.read(d, where),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.console_sign_in import CLIENT_ID_RE, MAX_SCOPES, SCOPE_RE
 from ..config.fields import MAX_COUNT
 from ..config.kinds import MANAGED, NAMED, Kind
 from ..config.model import (
@@ -123,7 +124,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "discovery": {"type": "boolean"}, "allow_private_network": {"type": "boolean"},
         "groups_from_graph": {"type": "boolean", "description": "Entra ID: when a token leaves its groups "
                               "out (more than 200), read them from Microsoft Graph with the gateway's own "
-                              "identity (GroupMember.Read.All)"}}),
+                              "identity (GroupMember.Read.All)"},
+        "console_client_id": {"type": "string", "pattern": CLIENT_ID_RE.pattern,
+                              "description": "a public (SPA) client at the provider: the console signs in "
+                                             "with it (authorization code + PKCE)"},
+        "console_scopes": {"type": "array", "minItems": 1, "maxItems": MAX_SCOPES, "uniqueItems": True,
+                           "items": {"type": "string", "pattern": SCOPE_RE.pattern},
+                           "description": "scopes the console asks for (default [openid]); include the "
+                                          "one whose access token is for the gateway"}}),
     "external_identities": _object({
         "name": NAME, "identity_provider": NAME,
         "claims": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]},

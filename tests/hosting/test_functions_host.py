@@ -108,6 +108,14 @@ def test_the_console_is_served_with_its_policy(world: World, path: str, status: 
         assert requests.get(f"{world.url}/console/{asset.group(1)}", timeout=10).status_code == 200
 
 
+def test_the_console_sign_in_routes_are_served(world: World) -> None:
+    offered = requests.get(f"{world.url}/console/auth/providers", timeout=10)
+    assert offered.status_code == 200 and offered.json() == {"providers": []}
+    assert offered.headers["content-security-policy"].startswith("default-src 'none';")
+    refused = requests.post(f"{world.url}/console/auth/token", json={}, timeout=10)
+    assert refused.status_code == 403      # the sign-in route, not the files' catch-all: no Origin
+
+
 def test_the_request_id_is_echoed(world: World) -> None:
     answer = requests.get(world.url + "/v1/models", headers={"Authorization": f"Bearer {world.token}",
                                                             "x-request-id": "trace-fh-1"}, timeout=10)

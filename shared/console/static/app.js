@@ -1,8 +1,9 @@
-// The console's shell: sign-in, the navigation, and hash routing (#/models, #/playground?model=x) to
-// the screens of screens.js.
+// The console's shell: sign-in (a pasted token, or a provider's), the navigation, and hash routing
+// (#/models, #/playground?model=x) to the screens of screens.js.
 
 import {clearError, showError} from "./banner.js";
 import {el, replace} from "./dom.js";
+import {completeSignIn, showProviders} from "./provider-signin.js";
 import {DEFAULT_SCREEN, SCREENS} from "./screens.js";
 import * as session from "./session.js";
 
@@ -101,6 +102,8 @@ function start() {
   if (session.restore()) $("keep").checked = true;
   else show();
   showWho();
+  showProviders($("providers"), $("keep"), showError);
+  completeSignIn($("keep")).catch(showError);     // back from a provider's sign-in page
 }
 
 start();

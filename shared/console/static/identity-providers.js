@@ -20,6 +20,10 @@ const SPEC = {
     {key: "email_claim", label: "Email claim", placeholder: "email"},
     {key: "discovery", label: "Read the JWKS URI from the issuer's OpenID configuration", type: "bool"},
     {key: "allow_private_network", label: "The JWKS host may be on a private network", type: "bool"},
+    {key: "console_client_id", label: "Console client id",
+     hint: "a public (single-page) client registered at the provider: offers \"Sign in with\" this provider here"},
+    {key: "console_scopes", label: "Console scopes", type: "list", placeholder: "openid",
+     hint: "comma-separated; include the one whose access token is for the gateway (api://ai-gateway/.default)"},
   ],
   tools: ({name}) => [validateTool(name), testTokenTool(name)],
 };
