@@ -26,6 +26,7 @@ from shared.config.store import ConfigStore
 from shared.settings import load
 
 AUDIENCE = "api://ai-gateway"
+CONSOLE_CLIENT = "sandbox-console"           # the console's sign-in client at the sandbox provider
 RECORD_TABLE = "sandbox"                     # <prefix>sandbox: the sandbox's alone
 RECORD_KEY = ("sandbox", "written")          # PartitionKey, RowKey of the one record entity
 ACTOR = "sandbox"                            # who the audit trail names for the sandbox's writes
@@ -34,7 +35,7 @@ ACTOR = "sandbox"                            # who the audit trail names for the
 def sandbox_document(jwks_uri: str, issuer: str, emulator_url: str, key_env: str) -> dict[str, Any]:
     return {
         "identity_providers": [{"name": "sandbox", "jwks_uri": jwks_uri, "issuer": issuer,
-                                "audiences": [AUDIENCE]}],
+                                "audiences": [AUDIENCE], "console_client_id": CONSOLE_CLIENT}],
         "external_identities": [{"name": "sandbox-developers", "identity_provider": "sandbox",
                                  "claims": {"groups": "developers"}}],
         "accounts": [{"name": "sandbox-aoai", "kind": "azure-openai", "endpoint": emulator_url,

@@ -25,7 +25,7 @@ from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
 from sandbox.loop import BackgroundLoop
 from sandbox.options import DEV_STORAGE, OptionError, Options, check_ports
-from sandbox.register import AUDIENCE, Outcome, register, sandbox_document
+from sandbox.register import AUDIENCE, CONSOLE_CLIENT, Outcome, register, sandbox_document
 from shared.settings import load
 
 EMULATOR_KEY = "sandbox-key"
@@ -159,6 +159,13 @@ def _start_gateway(stack: ExitStack, port: int, env: dict[str, str], host: str) 
     return gateway
 
 
+def _console_sign_in(idp: DevIdentityProvider, port: int, claims: dict[str, object]) -> None:
+    """The console's "Sign in with sandbox" signs in the sandbox user at once (no login page)."""
+    for host in ("127.0.0.1", "localhost"):
+        idp.register_client(CONSOLE_CLIENT, f"http://{host}:{port}/console/")
+    idp.login_as, idp.login_claims = "sandbox-user", dict(claims)
+
+
 def _serve(stack: ExitStack, opts: Options, env: dict[str, str], reuse_azurite: bool) -> int:
     gateway_env = _gateway_env(env, _storage(stack, opts, env, reuse_azurite))
     loop = stack.enter_context(BackgroundLoop())
@@ -171,8 +178,9 @@ def _serve(stack: ExitStack, opts: Options, env: dict[str, str], reuse_azurite: 
     doc = sandbox_document(idp.jwks_uri, idp.issuer, emulator.url, _key_env(gateway_env))
     report(asyncio.run(register(doc, gateway_env)))
     gateway = _start_gateway(stack, opts.gateway_port, gateway_env, opts.host)
-    token = idp.mint("sandbox-user", claims={"groups": ["developers"], "email": "dev@localhost"},
-                     audience=AUDIENCE, expires_in=86400)
+    user = {"groups": ["developers"], "email": "dev@localhost"}
+    _console_sign_in(idp, opts.gateway_port, user)
+    token = idp.mint("sandbox-user", claims=user, audience=AUDIENCE, expires_in=86400)
     _private(opts.token_file, token)
     print(banner(f"http://127.0.0.1:{opts.gateway_port}", opts.token_file), flush=True)
     return gateway.wait()

@@ -8,7 +8,10 @@ ports, its state in a temporary SANDBOX_DIR, so a developer's `make run` is neve
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
@@ -289,6 +293,7 @@ def test_make_run_serves_then_stops_everything_within_two_seconds(tmp_path: Path
         assert len(run.children) >= 2, "Azurite and the gateway"
         token = (run.state / "token").read_text()
         assert visible(run.url, token) == {"gpt-4o", "text-embedding-3-small"}
+        assert visible(run.url, console_sign_in(run.url)) == {"gpt-4o", "text-embedding-3-small"}
         assert oct((run.state / "token").stat().st_mode & 0o777) == "0o600"
         assert f"\n{python} - <<'PY'\n" in run.output and f"{python} -m sandbox token --sub" in run.output
         assert "\npython " not in run.output
@@ -302,6 +307,24 @@ def test_make_run_serves_then_stops_everything_within_two_seconds(tmp_path: Path
             time.sleep(0.02)
         assert run.process.returncode == 0
         assert not (run.state / "run.pid").exists()
+
+
+def console_sign_in(url: str) -> str:
+    """The console's "Sign in with sandbox", as the browser runs it: the provider offered, its
+    authorization (the sandbox user, approved at once), the code exchanged through the gateway."""
+    offered = requests.get(f"{url}/console/auth/providers", timeout=10).json()["providers"]
+    assert [p["name"] for p in offered] == ["sandbox"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    redirect = f"{url}/console/"
+    back = requests.get(offered[0]["authorization_endpoint"], allow_redirects=False, timeout=10, params={
+        "response_type": "code", "client_id": offered[0]["client_id"], "redirect_uri": redirect,
+        "state": "s", "scope": "openid", "code_challenge": challenge, "code_challenge_method": "S256"})
+    code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+    answer = requests.post(f"{url}/console/auth/token", timeout=10, headers={"origin": url}, json={
+        "provider": "sandbox", "code": code, "code_verifier": verifier, "redirect_uri": redirect})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["token"])
 
 
 def listening(port: int) -> socket.socket:
