@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.console.browser import open_console, sign_in
 from tests.harness import EMULATOR_KEY, World
+from tests.manage.conftest import wait_until
 
 
 def screen(page: Page, world: World, nav: str) -> None:
@@ -71,3 +72,26 @@ def test_stored_text_renders_as_text(page: Page, world: World) -> None:
     claims = page.get_by_test_id("external-identity-claims")
     expect(claims).to_have_value('{\n  "groups": "' + canary + '"\n}')
     assert page.locator("main img").count() == 0
+
+
+def test_a_team_is_created_with_its_members_and_its_manager_may_only_change_them(page: Page,
+                                                                                  world: World) -> None:
+    screen(page, world, "teams")
+    page.get_by_test_id("team-new").click()
+    page.get_by_test_id("team-name").fill("partners")
+    page.get_by_test_id("team-members").fill("user:dev/bob, identity:developers")
+    page.get_by_test_id("team-save").click()
+    expect(page.locator('[data-testid="team-row"][data-name="partners"]')).to_contain_text("2")
+    root = world.api("root")
+    assert sorted(root.get("teams/partners").json()["members"]) == ["identity:developers", "user:dev/bob"]
+    assert root.put("collaborators", {"resource": "team:partners", "principal": "identity:developers",
+                                      "role": "manager"}).status_code == 201
+    alice = world.api("alice", groups=["developers"])
+    assert wait_until(lambda: alice.get("teams/partners").status_code == 200)    # the grant has arrived
+
+    page.get_by_test_id("token-forget").click()
+    sign_in(page, world.tokens["alice"])        # a member of identity:developers: the team's manager
+    page.get_by_test_id("nav-teams").click()
+    page.locator('[data-testid="team-row"][data-name="partners"]').click()
+    expect(page.get_by_test_id("team-save")).to_be_visible()
+    expect(page.get_by_test_id("team-delete")).to_be_hidden()     # admins delete teams

@@ -1,5 +1,6 @@
 // The form of one resource: its name and fields as stored, and only the buttons the caller's role
-// allows (Save from editor, Delete and Collaborators from manager; accounts: admins only).
+// allows (Save from editor, Delete and Collaborators from manager; accounts: admins only; teams: Save
+// from manager, Delete by admins).
 
 import {atLeast} from "./access.js";
 import {collaboratorsButton} from "./collaborators.js";
@@ -8,8 +9,9 @@ import {control, documentOf, fill, labelledControl} from "./fields.js";
 
 function rights(spec, state, admin) {
   const stored = state.etag !== null;
-  const edit = admin || (!spec.adminWrites && atLeast(state.role, "editor"));
-  return {stored, edit, delete: stored && (admin || (!spec.adminWrites && atLeast(state.role, "manager"))),
+  const edit = admin || (!spec.adminWrites && atLeast(state.role, spec.writeRole || "editor"));
+  const remove = admin || (!spec.adminWrites && !spec.adminDeletes && atLeast(state.role, "manager"));
+  return {stored, edit, delete: stored && remove,
           collaborators: stored && Boolean(spec.resource) && (admin || atLeast(state.role, "manager"))};
 }
 

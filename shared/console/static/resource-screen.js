@@ -11,7 +11,8 @@ import {pagedTable} from "./list.js";
 import {resourceForm} from "./resource-form.js";
 
 // spec: {path, singular, prefix (of testids), intro, resource (access prefix, e.g. "mcp-server"; none
-// for kinds only admins see), adminWrites (only admins change it, whatever the role), fields (see
+// for kinds only admins see), adminWrites (only admins change it, whatever the role), writeRole (the role that may
+// save, when not editor), adminDeletes (only admins delete it), fields (see
 // fields.js), columns (see list.js), tools({name, admin, role}) -> nodes under a stored one's form}.
 export function resourceScreen(main, ctx, spec) {
   const root = el("div");     // work finishing after the user has moved on lands in a detached node

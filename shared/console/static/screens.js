@@ -12,6 +12,7 @@ export const SCREENS = [
   {id: "mcp-servers", label: "MCP servers", load: () => import("./mcp-servers.js")},
   {id: "agents", label: "Agents", load: () => import("./agents.js")},
   {id: "workspaces", label: "Workspaces", load: () => import("./workspaces.js")},
+  {id: "teams", label: "Teams", load: () => import("./teams.js")},
   {id: "usage", label: "Usage", load: () => import("./usage.js")},
   {id: "status", label: "Status", load: () => import("./status.js")},
   {id: "audit", label: "Audit log", load: () => import("./audit.js")},
