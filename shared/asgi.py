@@ -26,6 +26,7 @@ from .http import Call, Reply, Route, request_id_of, serve, span_route
 from .upstream.answer import Answer
 
 _NO_BODY = (204, 304)
+_NO_QUERY = QueryParams(b"")     # immutable: one for every request without a query
 
 
 class AsgiRequest:
@@ -53,7 +54,8 @@ class AsgiRequest:
     @property
     def query_params(self) -> QueryParams:
         if self._query is None:
-            self._query = QueryParams(self.scope["query_string"])
+            query = self.scope["query_string"]
+            self._query = QueryParams(query) if query else _NO_QUERY
         return self._query
 
     @property
