@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .run import VARIANTS, LoadGen, Target, variant_launch
+from .run import VARIANT_ARGV, VARIANTS, LoadGen, Target, variant_launch
 from .world import OUT, ROOT, World
 
 
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.py_spy:
         return sample(args)
+    if args.variant in VARIANT_ARGV:
+        raise SystemExit(f"--variant {args.variant} is profiled with --py-spy (its worker is a subprocess)")
     prof = OUT / "gateway.prof"
     prof.unlink(missing_ok=True)
     env, cwd = variant_launch(args.variant, OUT / "profile") if args.variant else ({}, ROOT)
@@ -86,14 +88,16 @@ def sample(args: argparse.Namespace) -> int:
     try:
         token = world.mint(1, sub="prof")
         pool = world.mint(64, sub="pool")
-        gw = world.start_gateway(token[0], env=env, cwd=cwd)
+        gw = world.start_gateway(token[0], env=env, cwd=cwd, argv=VARIANT_ARGV.get(args.variant or ""))
         target = Target("gateway", gw.url, "/v1/chat/completions", {}, pid=gw.pid, seq_tokens=token,
                         pool_tokens=pool)
         load = LoadGen(OUT / "profile")
         load.run(target.job("bulk", pool=True, count=200, concurrency=8))
+        # --subprocesses: the Functions host stand-in serves through its worker process
         recorder = subprocess.Popen([str(spy), "record", "--pid", str(gw.pid), "--rate", "400", "--format",
                                      "raw", "--output", str(collapsed), "--duration", str(int(args.seconds)),
-                                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     "--nonblocking", "--subprocesses"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.5)
         if args.stream:
             per_client = max(1, int(args.seconds / 0.12))

@@ -68,19 +68,57 @@ def pin_self(core: int) -> None:
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process in KiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = int(rest.split()[0])
-    return values.get("VmRSS", 0), values.get("VmHWM", 0)
+    """(VmRSS, VmHWM) of a process in KiB, summed over it and its live descendants."""
+    rss = hwm = 0
+    for member in tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            name, _, rest = line.partition(":")
+            if name == "VmRSS":
+                rss += int(rest.split()[0])
+            elif name == "VmHWM":
+                hwm += int(rest.split()[0])
+    return rss, hwm
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """The same for a process and its live descendants (the Functions host stand-in serves through a
+    worker process it starts)."""
+    total = 0.0
+    for member in tree(pid):
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            pass
+    return total
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its live descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
 
 
 def machine_busy_seconds() -> float:
@@ -386,7 +424,7 @@ class World:
 
     def pids(self) -> list[int]:
         """This process, Azurite and every live child started here."""
-        pids = [os.getpid(), *(p.pid for p in self.procs if p.alive())]
+        pids = [os.getpid(), *(member for p in self.procs if p.alive() for member in tree(p.pid))]
         if self.azurite is not None and self.azurite.process is not None:
             pids.append(self.azurite.process.pid)
         return pids

@@ -6,8 +6,13 @@ The wrapper does, once and in this order, what no handler repeats: take the call
 size cap, and parsed at most once as strict JSON; open the request's server span; turn a failure of
 the error family (shared/errors.py) into its HTTP answer and any other exception into a logged 500
 `internal_error` carrying the request id; put `x-request-id` on every response; and write the one log
-line and metrics of the request. Handlers keep the same signature on both hosts (the Functions FastAPI
-extension hands over Starlette's own Request), so function_app.py and server.py serve these objects.
+line and metrics of the request. That logic is `serve`, written once; two thin adapters hand it a
+request: `endpoint` a Starlette Request (the Functions FastAPI extension hands over Starlette's own,
+and the local host's less used routes), shared/asgi.py the raw ASGI scope of the local host's data
+plane, where building Request and Response objects was a measurable share of a proxied request. A
+handler marked `plain` reads only what both hosts' requests give (`method`, `headers`, `query_params`,
+`path_params`, `scope`, the body through the `Call`) and may return an `Answer`, a plain value each
+adapter sends its own way, so the local host may serve it without Starlette.
 
 No `from __future__ import annotations` here: the Functions worker reads the wrapper's annotations
 to bind the request, so they must be real classes.
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -37,6 +43,8 @@ from .errors import (
     to_response,
 )
 from .telemetry import REFUSALS, REQUESTS, identity_of, tracer
+from .upstream.answer import Answer
+from .upstream.response import to_starlette
 
 log = logging.getLogger("gateway.http")
 
@@ -50,6 +58,9 @@ DIRECTORY_PAGES = frozenset({b"/console/"})
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 Handler = Callable[[Request], Awaitable[Response]]
+Reply = Response | Answer
+"""What a handler returns: a Starlette Response, or an `Answer` (status, headers, body or chunks)."""
+Work = Callable[["Call"], Awaitable[Reply]]
 
 
 def path_problem(raw: bytes) -> str | None:
@@ -74,10 +85,9 @@ def path_problem(raw: bytes) -> str | None:
     return None
 
 
-def check_framing(req: Request) -> None:
+def check_framing(headers: Headers) -> None:
     """One unambiguous body framing: never both Content-Length and Transfer-Encoding, and no coding
     but `chunked` (httptools passes "gzip, chunked" through)."""
-    headers = req.headers
     if "transfer-encoding" in headers:
         if "content-length" in headers:
             raise InvalidRequest("a request may not have both Content-Length and Transfer-Encoding")
@@ -156,41 +166,64 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def request_id_of(req: Request) -> str:
-    given = req.headers.get("x-request-id", "")
+def request_id_of(headers: Headers) -> str:
+    given = headers.get("x-request-id", "")
     return given if REQUEST_ID_RE.match(given) else os.urandom(16).hex()
 
 
-def endpoint(name: str, work: Callable[[Call], Awaitable[Response]], route: str) -> Handler:
-    """`work` behind the one request path, as a handler named `name` (the Functions function name)."""
-    span_name_suffix = "/" + route.replace("{*", "{")
+def span_route(route: str) -> str:
+    """A route template as the span names it: "/v1/chat/completions", "/openai/deployments/{model}/..."."""
+    return "/" + route.replace("{*", "{")
+
+
+def raw_path_of(scope: dict[str, Any]) -> bytes:
+    return scope.get("raw_path") or scope["path"].encode()
+
+
+async def serve(call: Call, name: str, work: Work, started: float) -> Reply:
+    """The wrapper's logic for both hosts: `work` run for `call` after the path and framing checks,
+    every failure turned into its answer, `x-request-id` on the answer, the span, metrics and log."""
+    req = call.request
+    method = req.method
+    with tracer.start_as_current_span(f"{method} {call.route}", kind=SpanKind.SERVER,
+                                      attributes={"http.request.method": method,
+                                                  "http.route": call.route,
+                                                  "gateway.request_id": call.request_id}) as span:
+        error: GatewayError | None = None
+        try:
+            problem = path_problem(raw_path_of(req.scope))
+            if problem is not None:
+                raise InvalidRequest(problem)
+            check_framing(req.headers)
+            reply = await work(call)
+        except GatewayError as exc:
+            error = exc
+        except Exception:
+            log.exception("request %s: unexpected error in %s", call.request_id, name)
+            error = InternalError(f"internal error: the gateway failed on this request (request id "
+                                  f"{call.request_id}); its log has the details")
+        if error is not None:
+            reply = to_response(error, call.request_id)
+        if isinstance(reply, Answer):
+            reply.headers.setdefault("x-request-id", call.request_id)
+            status = reply.status
+        else:
+            _with_request_id(reply, call.request_id)
+            status = reply.status_code
+        _finish(span, call, method, status, started, error)
+        return reply
+
+
+def endpoint(name: str, work: Work, route: str) -> Handler:
+    """`work` behind the one request path as a Starlette handler named `name` (the Functions function
+    name): the adapter of the Functions host and of the local host's Starlette routes."""
+    span_route_ = span_route(route)
 
     async def handler(req: Request) -> Response:
         started = time.perf_counter()
-        call = Call(req, request_id_of(req), span_name_suffix)
-        with tracer.start_as_current_span(f"{req.method} {span_name_suffix}", kind=SpanKind.SERVER,
-                                          attributes={"http.request.method": req.method,
-                                                      "http.route": span_name_suffix,
-                                                      "gateway.request_id": call.request_id}) as span:
-            error: GatewayError | None = None
-            try:
-                problem = path_problem(req.scope.get("raw_path") or req.scope["path"].encode())
-                if problem is not None:
-                    raise InvalidRequest(problem)
-                check_framing(req)
-                response = await work(call)
-            except GatewayError as exc:
-                error = exc
-            except Exception:
-                log.exception("request %s: unexpected error in %s", call.request_id, name)
-                error = InternalError(f"internal error: the gateway failed on this request (request id "
-                                      f"{call.request_id}); its log has the details")
-            if error is not None:
-                response = to_response(error, call.request_id)
-            else:
-                _with_request_id(response, call.request_id)
-            _finish(span, call, req.method, response.status_code, started, error)
-            return response
+        call = Call(req, request_id_of(req.headers), span_route_)
+        reply = await serve(call, name, work, started)
+        return to_starlette(reply) if isinstance(reply, Answer) else reply
 
     handler.__name__ = handler.__qualname__ = name
     return handler
@@ -250,7 +283,9 @@ def _finish(span: Any, call: Call, method: str, status: int, started: float,
 class Route:
     route: str                  # Azure Functions route template (no leading slash)
     methods: tuple[str, ...]
-    handler: Handler
+    handler: Handler            # the Starlette adapter of `work` (Functions, and the local host's default)
+    name: str = ""
+    work: Work | None = None    # set when the local host may serve it as raw ASGI (`plain` work)
 
     @property
     def path(self) -> str:
@@ -258,9 +293,16 @@ class Route:
         return "/" + re.sub(r"\{\*(\w+)\}", r"{\1:path}", self.route)
 
 
-def route(template: str, methods: tuple[str, ...], name: str,
-          work: Callable[[Call], Awaitable[Response]]) -> Route:
-    return Route(template, methods, endpoint(name, work, template))
+def route(template: str, methods: tuple[str, ...], name: str, work: Work) -> Route:
+    return Route(template, methods, endpoint(name, work, template), name,
+                 work if getattr(work, "plain", False) else None)
+
+
+def plain(work: Work) -> Work:
+    """Marks `work` as reading only what every host's request gives (see the module's docstring), so
+    the local host serves its route as raw ASGI."""
+    work.plain = True  # type: ignore[attr-defined]
+    return work
 
 
 def fallback(routes: tuple[Route, ...]) -> Route:
@@ -269,7 +311,7 @@ def fallback(routes: tuple[Route, ...]) -> Route:
 
     matchers = [(compile_path(r.path)[0], r.methods) for r in routes]
 
-    async def work(call: Call) -> Response:
+    async def work(call: Call) -> Reply:
         path = call.request.scope["path"]
         allowed = sorted({m for regex, methods in matchers if regex.match(path) for m in methods})
         if allowed:

@@ -44,7 +44,11 @@ class EscapeControls(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args or not isinstance(record.msg, str) or _UNSAFE.search(record.msg):
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            # uvicorn's access formatter unpacks `args` (the Functions worker's HTTP server uses it):
+            # each is escaped in place instead; numbers (the status) stay numbers.
+            record.args = tuple(a if isinstance(a, int) else escape(str(a)) for a in record.args)
+        elif record.args or not isinstance(record.msg, str) or _UNSAFE.search(record.msg):
             record.msg = escape(record.getMessage())
             record.args = None
         extras = record.__dict__.keys() - _STANDARD

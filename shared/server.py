@@ -1,4 +1,5 @@
-"""Serves the route table with Starlette and uvicorn, and runs the timer's job on its schedule."""
+"""Serves the route table under uvicorn (plain routes as raw ASGI, the rest with Starlette), and runs
+the timer's job on its schedule."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import logsafe, prewarm, runtime
+from .asgi import RawRoutes
 from .errors import MethodNotAllowed, to_response
 from .http import ALL_METHODS
 from .routes import ROUTES
@@ -32,7 +34,7 @@ async def _timer(interval: float) -> None:
             log.exception("prewarm failed")
 
 
-def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> Starlette:
+def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> RawRoutes:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(_timer(timer_interval), name="prewarm-timer")
@@ -44,8 +46,9 @@ def build_app(*, timer_interval: float = prewarm.INTERVAL_SECONDS) -> Starlette:
                 await task
             await runtime.shutdown()
 
-    return Starlette(routes=[Route(r.path, endpoint=r.handler, methods=list(r.methods)) for r in ROUTES],
-                     lifespan=lifespan, exception_handlers={HTTPException: _unrouted})
+    starlette = Starlette(routes=[Route(r.path, endpoint=r.handler, methods=list(r.methods)) for r in ROUTES],
+                          lifespan=lifespan, exception_handlers={HTTPException: _unrouted})
+    return RawRoutes(ROUTES, starlette)
 
 
 async def _unrouted(req: Request, exc: Exception) -> Response:
@@ -71,7 +74,10 @@ def serve(host: str = "127.0.0.1", port: int = 7071) -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # httptools and uvloop (requirements.txt): h11 alone took a third of the CPU of a proxied request.
     # log_config=None: uvicorn's records go through the root handler above, escaped like ours.
+    # proxy_headers=False: nothing here reads the client's address, so X-Forwarded-* is not trusted
+    # (and its middleware is one layer less on every request).
     uvicorn.run(build_app(), host=host, port=port, log_level="warning", access_log=False, log_config=None,
+                proxy_headers=False,
                 lifespan="on", timeout_graceful_shutdown=5, loop="uvloop",
                 http=GuardedHttpToolsProtocol.with_limits(limits),
                 timeout_keep_alive=max(1, round(limits.keepalive)))

@@ -41,3 +41,11 @@ def test_host_json_has_no_route_prefix() -> None:
 def test_catch_all_operations_translate_to_starlette_paths() -> None:
     paths = {r.route: r.path for r in routes.ROUTES}
     assert paths["openai/deployments/{model}/{*operation}"] == "/openai/deployments/{model}/{operation:path}"
+
+
+def test_the_local_host_serves_the_data_plane_as_raw_asgi() -> None:
+    """The proxy routes, the model lists and /health skip Starlette locally; everything else keeps it."""
+    raw = {r.name for r in routes.ROUTES if r.work is not None}
+    assert raw == {"chat_completions", "completions", "embeddings", "responses", "images_generations",
+                   "audio_speech", "list_models", "list_models_azure", "list_models_azure_v1",
+                   "azure_deployment", "azure_responses", "azure_v1", "health"}

@@ -79,3 +79,26 @@ def test_install_protects_the_handlers_records_reach() -> None:
         assert all(any(isinstance(f, logsafe.EscapeControls) for f in h.filters) for h in root.handlers)
     finally:
         gateway.removeHandler(added)
+
+
+def test_uvicorn_access_records_keep_their_args_escaped() -> None:
+    """uvicorn's access formatter unpacks the record's args: the Functions worker's HTTP server logs
+    each request through it, so clearing them failed every line (a traceback per request)."""
+    from uvicorn.logging import AccessFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s',
+                                         use_colors=False))
+    logsafe.protect(handler)
+    logger = logging.getLogger("uvicorn.access")
+    logger.addHandler(handler)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(logger, "level", logging.INFO)
+            patch.setattr(logging, "raiseExceptions", True)
+            patch.setattr(logging.Handler, "handleError", lambda self, record: pytest.fail("logging error"))
+            logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/a\r\nfake 200", "1.1", 404)
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue() == '127.0.0.1:5 - "GET /a\\r\\nfake 200 HTTP/1.1" 404 Not Found\n'

@@ -10,15 +10,14 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse, Response
-
 from ..callers import authenticate
 from ..errors import GatewayError, InvalidRequest, ModelNotFound
+from ..http import plain
 from ..limits.rules import Facts
 from ..limits.tokens import Reservation
 from ..telemetry import identity_of, tracer
+from ..upstream.answer import Answer
 from ..upstream.outbound import Outbound
-from ..upstream.response import to_starlette
 from . import operations, references, responses_store
 
 if TYPE_CHECKING:
@@ -27,10 +26,10 @@ if TYPE_CHECKING:
     from ..limits.admission import Limiter, Ticket
     from ..limits.rules import Rules
     from ..runtime import Gateway
-    from ..upstream.answer import Answer, Forwarded
+    from ..upstream.answer import Forwarded
 
 
-async def _proxy(call: Call, operation: str, path_model: str | None) -> Response:
+async def _proxy(call: Call, operation: str, path_model: str | None) -> Answer:
     with tracer.start_as_current_span("authenticate"):
         gw, view, principal = await authenticate(call)
     doc = await call.json(gw.settings.max_body_bytes)
@@ -62,8 +61,8 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Response
                    request_id=call.request_id, ticket=ticket)
     answer = await forward(call, gw, view.accounts, out, ticket)
     if kept is not None:
-        return to_starlette(await kept.keep(answer, call.account))
-    return to_starlette(answer)
+        return await kept.keep(answer, call.account)
+    return answer
 
 
 async def forward(call: Call, gw: Gateway, accounts: Mapping[str, Account], out: Outbound,
@@ -119,32 +118,39 @@ def _limited(forwarded: Forwarded, ticket: Ticket) -> None:
     result.headers.update(headers)
 
 
-async def chat_completions(call: Call) -> Response:
+@plain
+async def chat_completions(call: Call) -> Answer:
     return await _proxy(call, "chat/completions", None)
 
 
-async def completions(call: Call) -> Response:
+@plain
+async def completions(call: Call) -> Answer:
     return await _proxy(call, "completions", None)
 
 
-async def embeddings(call: Call) -> Response:
+@plain
+async def embeddings(call: Call) -> Answer:
     return await _proxy(call, "embeddings", None)
 
 
-async def responses(call: Call) -> Response:
+@plain
+async def responses(call: Call) -> Answer:
     return await _proxy(call, "responses", None)
 
 
-async def images_generations(call: Call) -> Response:
+@plain
+async def images_generations(call: Call) -> Answer:
     return await _proxy(call, "images/generations", None)
 
 
-async def audio_speech(call: Call) -> Response:
+@plain
+async def audio_speech(call: Call) -> Answer:
     """The answer is audio, relayed to the caller as it arrives."""
     return await _proxy(call, "audio/speech", None)
 
 
-async def azure_deployment(call: Call) -> Response:
+@plain
+async def azure_deployment(call: Call) -> Answer:
     req = call.request
     operation = operations.operation(req.path_params["operation"])
     versions = req.query_params.getlist("api-version")
@@ -154,7 +160,8 @@ async def azure_deployment(call: Call) -> Response:
     return await _proxy(call, operation, req.path_params["model"])
 
 
-async def azure_responses(call: Call) -> Response:
+@plain
+async def azure_responses(call: Call) -> Answer:
     """Azure's classic shape of the Responses API: the model in the body, an api-version required."""
     versions = call.request.query_params.getlist("api-version")
     if len(versions) > 1:
@@ -163,18 +170,27 @@ async def azure_responses(call: Call) -> Response:
     return await _proxy(call, "responses", None)
 
 
-async def azure_v1(call: Call) -> Response:
+@plain
+async def azure_v1(call: Call) -> Answer:
     return await _proxy(call, operations.operation(call.request.path_params["operation"]), None)
 
 
-async def list_models(call: Call) -> Response:
+@plain
+async def list_models(call: Call) -> Answer:
     """OpenAI's model list, of only the models this caller may use (from the in-memory snapshot)."""
     _, view, principal = await authenticate(call)
     data = [{"id": name, "object": "model", "created": 0, "owned_by": "gateway"}
             for name in sorted(view.models)
             if view.policy.allows(principal.principals, f"model:{name}", "viewer")]
-    return JSONResponse({"object": "list", "data": data})
+    return _json({"object": "list", "data": data})
 
 
-async def health(call: Call) -> Response:
-    return JSONResponse({"status": "ok"})
+@plain
+async def health(call: Call) -> Answer:
+    return _json({"status": "ok"})
+
+
+def _json(doc: dict[str, Any]) -> Answer:
+    """The gateway's own JSON answer, in the bytes Starlette's JSONResponse would write."""
+    body = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return Answer(200, {"content-type": "application/json"}, body)

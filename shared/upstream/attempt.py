@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.upstream.attempt")
 
+KEEPALIVE_SECONDS = 60.0
+"""How long an idle upstream connection is kept for the next request (aiohttp's default is 15 s; Azure's
+front ends keep idle connections for minutes)."""
+
 
 class Transport:
     def __init__(self, *, credentials: Credentials, timeout_seconds: float, allow_http_loopback: bool,
@@ -49,15 +53,23 @@ class Transport:
         self._drains: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiohttp.ClientSession:
-        """One session per process, made inside the running loop on first use."""
+        """One session per process, made inside the running loop on first use. Its pool keeps
+        connections to every account open between requests (a new TLS connection costs
+        milliseconds), with no cap of its own (the local host caps callers, the Functions host its
+        concurrency) and host names resolved at most every five minutes. The cookie jar is a dummy:
+        an upstream cookie must never be stored, let alone sent on another caller's request (and
+        filtering a jar was work on every request)."""
         if self._session is None or self._session.closed:
             import aiohttp
 
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
+                                               keepalive_timeout=KEEPALIVE_SECONDS,
+                                               enable_cleanup_closed=True),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout,
                                               sock_read=self._timeout),
-                auto_decompress=False, skip_auto_headers=("User-Agent",))
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                skip_auto_headers=("User-Agent",))
         return self._session
 
     async def credential_headers(self, account: Account) -> dict[str, str]:

@@ -13,7 +13,6 @@ caller's stream does not show it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 
@@ -24,7 +23,7 @@ from .attempt import Transport
 from .credentials import Credentials
 from .failover import combined_failure
 from .outbound import Outbound, UsageSink, request_headers
-from .usage_scan import injects_usage, with_usage_requested
+from .usage_scan import body_with_usage_requested, injects_usage, with_usage_requested
 
 log = logging.getLogger("gateway.upstream.forward")
 
@@ -45,8 +44,8 @@ class Forwarder:
                       sink: UsageSink | None = None) -> Forwarded:
         injected = injects_usage(out.operation, out.doc)
         if injected:
-            doc = with_usage_requested(out.doc)
-            out = dataclasses.replace(out, doc=doc, body=json.dumps(doc, separators=(",", ":")).encode())
+            out = dataclasses.replace(out, doc=with_usage_requested(out.doc),
+                                      body=body_with_usage_requested(out.body, out.doc))
         headers = request_headers(out)
         failures: list[GatewayError] = []
         attempts = 0

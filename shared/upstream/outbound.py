@@ -19,6 +19,7 @@ log = logging.getLogger("gateway.upstream.outbound")
 # Caller headers worth passing on; everything else (credentials, cookies, identity headers, hop-by-hop
 # headers) is dropped.
 REQUEST_HEADERS = frozenset({"content-type", "accept", "openai-beta", "x-ms-useragent"})
+_REQUEST_HEADER_BYTES = frozenset(name.encode() for name in REQUEST_HEADERS)
 
 
 class Settlement(Protocol):
@@ -69,7 +70,11 @@ def request_headers(out: Outbound) -> dict[str, str]:
 
 def passed_headers(caller: Mapping[str, str], request_id: str) -> dict[str, str]:
     """The caller's headers worth passing on, and the gateway's request id."""
-    headers = {k: v for k, v in caller.items() if k.lower() in REQUEST_HEADERS}
+    raw = getattr(caller, "raw", None)     # Starlette's Headers: the server's bytes, decoded only if kept
+    if raw is not None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in _REQUEST_HEADER_BYTES}
+    else:
+        headers = {k: v for k, v in caller.items() if k.lower() in REQUEST_HEADERS}
     headers.update({"x-request-id": request_id, "x-ms-client-request-id": request_id,
                     "accept-encoding": "identity"})
     return headers

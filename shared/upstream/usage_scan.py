@@ -85,6 +85,20 @@ def with_usage_requested(doc: Mapping[str, object]) -> dict[str, object]:
                                       "include_usage": True}}
 
 
+_ASK_USAGE = b',"stream_options":{"include_usage":true}'
+
+
+def body_with_usage_requested(raw: bytes, doc: Mapping[str, object]) -> bytes:
+    """The caller's bytes asking for usage too. Without `stream_options` in them (the usual case) the
+    member is added before the object's closing brace, so the rest stays byte for byte as sent and
+    nothing is serialised again; otherwise the body is written from the parsed `doc`."""
+    if "stream_options" not in doc:
+        end = raw.rfind(b"}")
+        if end > 0 and raw[end + 1:].strip() == b"" and raw[:end].strip() not in (b"", b"{"):
+            return raw[:end] + _ASK_USAGE + raw[end:]
+    return json.dumps(with_usage_requested(doc), separators=(",", ":")).encode()
+
+
 def _usage_member(holder: object) -> Mapping[str, object] | None:
     """`holder.usage` when it is an object; AmbiguousUsage when it or a member of it is repeated."""
     if not isinstance(holder, dict):

@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
+from shared import strict_json
 from shared.config.model import Target
 from shared.config.schema import parse_item
 from shared.errors import Unavailable
 from shared.upstream.address import check_endpoint, upstream_body, upstream_url
 from shared.upstream.answer import hide_deployment, passed_on
 from shared.upstream.failover import refusal
-from shared.upstream.usage_scan import AmbiguousUsage, usage_of_json
+from shared.upstream.outbound import passed_headers
+from shared.upstream.usage_scan import AmbiguousUsage, body_with_usage_requested, usage_of_json
 
 
 def account(endpoint: str, **extra: str):  # type: ignore[no-untyped-def]
@@ -111,3 +113,29 @@ def test_only_allowed_upstream_headers_pass() -> None:
 def test_upstream_errors_name_the_model_not_the_deployment(body: bytes, hidden: bytes) -> None:
     assert hide_deployment(body, "gpt-4o-prod", "chat") == hidden
     assert hide_deployment(b'"dep/1 dep%2F1"', "dep/1", "m") == b'"m m"'
+
+
+@pytest.mark.parametrize(("sent", "upstream"), [
+    # no stream_options: the member is added, every other byte as the caller sent it
+    (b'{"model":"m","stream":true}', b'{"model":"m","stream":true,"stream_options":{"include_usage":true}}'),
+    (b'{ "stream" : true,\n "x": [1.50, "\\u00e9"] }\n',
+     b'{ "stream" : true,\n "x": [1.50, "\\u00e9"] ,"stream_options":{"include_usage":true}}\n'),
+    # stream_options given without include_usage: written again from the parsed body
+    (b'{"stream":true,"stream_options":{"x":1}}',
+     b'{"stream":true,"stream_options":{"x":1,"include_usage":true}}'),
+])
+def test_usage_is_asked_for_without_rewriting_the_callers_bytes(sent: bytes, upstream: bytes) -> None:
+    doc = strict_json.loads(sent)
+    assert body_with_usage_requested(sent, doc) == upstream
+    assert strict_json.loads(upstream)["stream_options"]["include_usage"] is True
+
+
+def test_only_allowed_caller_headers_pass_from_raw_or_mapped_headers() -> None:
+    from starlette.datastructures import Headers
+
+    raw = [(b"content-type", b"application/json"), (b"authorization", b"Bearer t"), (b"accept", b"*/*"),
+           (b"cookie", b"a=b"), (b"openai-beta", b"assistants=v2")]
+    expected = {"content-type": "application/json", "accept": "*/*", "openai-beta": "assistants=v2",
+                "x-request-id": "r", "x-ms-client-request-id": "r", "accept-encoding": "identity"}
+    assert passed_headers(Headers(raw=raw), "r") == expected
+    assert passed_headers({k.decode(): v.decode() for k, v in raw}, "r") == expected
