@@ -7,6 +7,8 @@ under the same rules as a configured one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import strict_json
 from .redact import show
 
@@ -21,7 +23,9 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + WELL_KNOWN
 
 
-def jwks_uri_from(raw: bytes, issuer: str) -> str:
+def document(raw: bytes, issuer: str) -> dict[str, Any]:
+    """The discovery document, once it is a JSON object that names `issuer` exactly (a document naming
+    another issuer would let one provider speak for another)."""
     try:
         doc = strict_json.loads(raw)
     except strict_json.StrictJSONError as exc:
@@ -31,6 +35,11 @@ def jwks_uri_from(raw: bytes, issuer: str) -> str:
     if doc.get("issuer") != issuer:
         raise DiscoveryError(f"discovery document names issuer {show(doc.get('issuer'))}, "
                              f"not the configured {show(issuer)}")
+    return doc
+
+
+def jwks_uri_from(raw: bytes, issuer: str) -> str:
+    doc = document(raw, issuer)
     uri = doc.get("jwks_uri")
     if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
         raise DiscoveryError("discovery document has no absolute jwks_uri")

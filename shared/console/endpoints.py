@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import strict_json
+from ..auth import discovery
 from ..auth.discovery import discovery_url
 from ..auth.fetch import Fetcher, FetchError, HttpFetcher
 from ..config.model import IdentityProvider
@@ -65,13 +65,9 @@ def _endpoint(doc: dict[str, Any], member: str, allow_http_loopback: bool) -> st
 
 def endpoints_from(raw: bytes, issuer: str, *, allow_http_loopback: bool) -> Endpoints:
     try:
-        doc = strict_json.loads(raw)
-    except strict_json.StrictJSONError as exc:
-        raise EndpointsError(f"the OpenID configuration is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise EndpointsError("the OpenID configuration is not a JSON object")
-    if doc.get("issuer") != issuer:
-        raise EndpointsError("the OpenID configuration names another issuer")
+        doc = discovery.document(raw, issuer)
+    except discovery.DiscoveryError as exc:
+        raise EndpointsError(str(exc)) from None
     methods = doc.get("code_challenge_methods_supported")
     if isinstance(methods, list) and "S256" not in methods:
         raise EndpointsError("the provider does not support PKCE with S256")
