@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import emulator_answers as answers
 from .emulator_files import Files, StoredFile
 
 CREATED = 1700000000
@@ -32,25 +33,13 @@ PROMPT_TOKENS, COMPLETION_TOKENS = 7, 3
 """Each answered line's usage."""
 _ROUTE = re.compile(r"^/openai/(?P<v1>v1/)?batches(?:/(?P<id>[^/]+)(?P<cancel>/cancel)?)?$")
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+_PATHS = answers.Paths(_ROUTE)
+matches, is_v1 = _PATHS.matches, _PATHS.is_v1
+_error, _json = answers.coded_error, answers.json_answer
 
 
-def matches(path: str) -> bool:
-    return _ROUTE.match(path) is not None
 
 
-def is_v1(path: str) -> bool:
-    match = _ROUTE.match(path)
-    return match is not None and match["v1"] is not None
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return web.Response(status=status, body=body, content_type="application/json")
-
-
-def _json(value: dict[str, Any]) -> web.Response:
-    return web.Response(body=json.dumps(value, separators=(",", ":")).encode(),
-                        content_type="application/json")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import re
 import threading
 from dataclasses import dataclass
@@ -19,9 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
+from . import emulator_answers as answers
+
 CREATED = 1700000000
 PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _ROUTE = re.compile(r"^/openai/(?P<v1>v1/)?files(?:/(?P<id>[^/]+)(?P<content>/content)?)?$")
+_PATHS = answers.Paths(_ROUTE)
+matches, is_v1 = _PATHS.matches, _PATHS.is_v1
+_error, _json = answers.coded_error, answers.json_answer
 
 
 @dataclass
@@ -39,23 +43,8 @@ class StoredFile:
                 "status": "processed", "status_details": None}
 
 
-def matches(path: str) -> bool:
-    return _ROUTE.match(path) is not None
 
 
-def is_v1(path: str) -> bool:
-    match = _ROUTE.match(path)
-    return match is not None and match["v1"] is not None
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return web.Response(status=status, body=body, content_type="application/json")
-
-
-def _json(value: dict[str, Any]) -> web.Response:
-    body = json.dumps(value, separators=(",", ":")).encode()
-    return web.Response(body=body, content_type="application/json")
 
 
 class Files:

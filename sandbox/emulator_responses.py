@@ -12,12 +12,13 @@ Development tooling only: never deployed, never imported by the gateway.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from . import emulator_answers as answers
 
 _BY_ID = re.compile(r"^/openai/(?P<v1>v1/)?responses/(?P<id>[^/]+)(?:/(?P<action>cancel|input_items))?$")
 _METHODS = {None: ("GET", "DELETE"), "cancel": ("POST",), "input_items": ("GET",)}
@@ -40,21 +41,14 @@ class ById:
     action: str | None
 
 
+_error, _json = answers.invalid_request, answers.json_answer
+
+
 def by_id(path: str) -> ById | None:
     match = _BY_ID.match(path)
     if match is None:
         return None
     return ById(match["v1"] is not None, match["id"], match["action"])
-
-
-def _error(status: int, message: str, param: str | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json")
-
-
-def _json(value: dict[str, Any]) -> web.Response:
-    return web.Response(body=json.dumps(value, separators=(",", ":")).encode(),
-                        content_type="application/json")
 
 
 def _items(payload: dict[str, Any], ident: str) -> list[dict[str, Any]]:

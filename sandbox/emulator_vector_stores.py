@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import emulator_answers as answers
 from .emulator_files import Files
 
 CREATED = 1700000000
@@ -33,6 +34,9 @@ _FIELDS = {
     "batch": {"file_ids", "files", "attributes", "chunking_strategy"},
 }
 _AUTO = {"type": "static", "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400}}
+_PATHS = answers.Paths(_ROUTE)
+matches, is_v1 = _PATHS.matches, _PATHS.is_v1
+_error, _json = answers.invalid_request, answers.json_answer
 
 
 class _Refused(Exception):
@@ -41,23 +45,8 @@ class _Refused(Exception):
         self.status, self.message, self.param = status, message, param
 
 
-def matches(path: str) -> bool:
-    return _ROUTE.match(path) is not None
 
 
-def is_v1(path: str) -> bool:
-    match = _ROUTE.match(path)
-    return match is not None and match["v1"] is not None
-
-
-def _error(status: int, message: str, param: str | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": None}}
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json")
-
-
-def _json(value: dict[str, Any]) -> web.Response:
-    return web.Response(body=json.dumps(value, separators=(",", ":")).encode(),
-                        content_type="application/json")
 
 
 @dataclass
