@@ -158,8 +158,8 @@ class Media:
             for index, chunk in enumerate(chunks):
                 if index:
                     await asyncio.sleep(self.interval)
+                self.produced += 1      # before the write: the caller may read it before write returns
                 await response.write(chunk)
-                self.produced += 1
                 if index == 0 and self.hold is not None:
                     await asyncio.to_thread(self.hold.wait, 30)
             await response.write_eof()
