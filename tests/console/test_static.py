@@ -81,8 +81,8 @@ def test_an_asset_is_the_file_itself(world: World) -> None:
 
 
 @pytest.mark.parametrize("path", [
-    b"/console/a/%RELEASE%/../../../shared/settings.py",
-    b"/console/../shared/settings.py",
+    b"/console/a/%RELEASE%/../../../function_app.py",
+    b"/console/../function_app.py",
     b"/console/a/%RELEASE%/%2e%2e/assets.py",
     b"/console/a/%RELEASE%/..%2Fassets.py",
     b"/console/a/%RELEASE%/..%5cassets.py",
