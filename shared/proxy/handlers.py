@@ -50,7 +50,7 @@ async def _proxy(call: Call, operation: str, path_model: str | None) -> Answer:
     model = await references.confine(gw, view, principal, model, doc, raw)
     kept = None
     if operation == "responses":    # a stored response is recorded as its caller's
-        model, kept = await responses_store.creation(gw, view, principal, model, doc, call.request_id)
+        kept = responses_store.creation(gw, view, principal, model, doc, call.request_id)
     ticket, rules = None, gw.limiter.rules(view.version, view.config)
     if rules:   # no cost at all without rules or budgets
         ticket, doc, raw = await _admit(gw.limiter, rules, Facts.of(principal, model), model, operation,

@@ -7,8 +7,8 @@ learns it read, chain from, cancel or delete someone else's stored response. So:
   answer's `id` before the body is relayed, from a stream's first `response.*` event before any byte is
   relayed. If recording fails, the caller gets 503 and the upstream response is deleted (best effort);
 - a create that names `previous_response_id` must name one the caller may use, and goes to the account
-  that holds it; `conversation` and `item_reference` inputs name upstream objects the gateway keeps no
-  record of, so they are refused;
+  that holds it (checked with every other reference inside a body, in `references`); `conversation`
+  and `item_reference` inputs name upstream objects the gateway keeps no record of, so they are refused;
 - reading, cancelling, deleting and listing the input items of one go to the account in its record, and
   answer 404, exactly as for an id that never existed, to anyone who may not use it (`may_use`).
 """
@@ -143,40 +143,17 @@ class Creation:
                         answer.status)
 
 
-async def creation(gw: Gateway, view: View, principal: Principal, model: Model, doc: Mapping[str, Any],
-                   request_id: str) -> tuple[Model, Creation | None]:
-    """The model to forward to (only the account holding `previous_response_id`, when one is named),
-    and the Creation to keep the answer with (None when nothing is stored)."""
+def creation(gw: Gateway, view: View, principal: Principal, model: Model, doc: Mapping[str, Any],
+             request_id: str) -> Creation | None:
+    """The Creation to keep the answer with (None when nothing is stored). A `previous_response_id` and
+    `item_reference` inputs were checked with every other stored-object reference (`references`),
+    which already confined `model` to the account holding them."""
     if "conversation" in doc:
         raise InvalidRequest("the gateway does not support 'conversation'; use previous_response_id",
                              param="conversation")
-    if _has_item_reference(doc.get("input")):
-        raise InvalidRequest("the gateway does not support item_reference inputs; use previous_response_id",
-                             param="input")
-    previous = doc.get("previous_response_id")
-    if previous is not None:
-        model = await _chained(gw, view, principal, model, previous)
     if doc.get("store") is False:
-        return model, None
-    return model, Creation(gw, view.accounts, principal.user, model.name, request_id)
-
-
-async def _chained(gw: Gateway, view: View, principal: Principal, model: Model, previous: object) -> Model:
-    """`model` with only its targets on the account holding the previous response, which the caller
-    must be allowed to use; otherwise 404, as if it did not exist (it is never forwarded)."""
-    if not isinstance(previous, str):
-        raise InvalidRequest("'previous_response_id' must be a string", param="previous_response_id")
-    owned = await _usable(gw, view, principal, previous)
-    targets = tuple(t for t in model.targets if t.account == owned.account)
-    if not targets:
-        raise InvalidRequest(f"the previous response is held by an account model {model.name!r} does not "
-                             "use", param="previous_response_id")
-    return replace(model, targets=targets)
-
-
-def _has_item_reference(items: object) -> bool:
-    return isinstance(items, list) and any(isinstance(i, dict) and i.get("type") == "item_reference"
-                                           for i in items)
+        return None
+    return Creation(gw, view.accounts, principal.user, model.name, request_id)
 
 
 def _id_of_json(body: bytes) -> str | None:
