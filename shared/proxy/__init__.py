@@ -9,6 +9,7 @@
     listing      lists of the caller's own objects, gathered from the accounts that hold them
     by_id        a stored object named in a path, found only when the caller may use it
     recording    recording a new upstream object as its creator's, or taking it back
+    query        a route's query parameters, allowlisted (and the classic shape's api-version)
     vector_stores, vector_store_files, vector_store_access, vector_store_routes   vector stores, their
                  files and file batches, each store reachable only by its creator
     media        image edits, transcriptions and translations: multipart operations on a model

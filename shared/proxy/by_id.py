@@ -46,16 +46,21 @@ class Found:
 
 async def find(call: Call, kind: Kind) -> Found:
     gw, view, principal = await authenticate(call)
-    object_id = call.request.path_params[kind.param]
+    owned = await usable(gw, view, principal, kind, call.request.path_params[kind.param])
+    call.model = owned.model
+    account = holder(view.accounts, owned.account, kind.what)
+    call.account = account.name
+    return Found(gw, view, principal, owned, account)
+
+
+async def usable(gw: Gateway, view: View, principal: Principal, kind: Kind, object_id: str) -> Owned:
+    """The record of an object of `kind` the caller may use; the kind's one 404 otherwise."""
     if not kind.pattern.match(object_id):
         raise kind.absent()
     owned = await gw.objects.find(kind.name, object_id)
     if owned is None or not may_use(owned, principal.principals, view.policy):
         raise kind.absent()
-    call.model = owned.model
-    account = holder(view.accounts, owned.account, kind.what)
-    call.account = account.name
-    return Found(gw, view, principal, owned, account)
+    return owned
 
 
 def holder(accounts: Mapping[str, Account], name: str, what: str) -> Account:

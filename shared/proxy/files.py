@@ -25,7 +25,8 @@ from ..http import Route, route
 from ..objects.access import may_use
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
-from . import by_id, listing, operations
+from . import by_id, listing
+from .query import classic_version
 
 if TYPE_CHECKING:
     from ..config.model import Account
@@ -113,10 +114,7 @@ def classic(work: Work) -> Work:
     The account's own api-version is what goes upstream."""
 
     async def checked(call: Call) -> Response:
-        versions = call.request.query_params.getlist("api-version")
-        if len(versions) > 1:
-            raise InvalidRequest("more than one api-version", param="api-version")
-        operations.api_version(versions[0] if versions else None)
+        classic_version(call.request.query_params)
         return await work(call)
 
     return checked

@@ -19,6 +19,7 @@ from ..telemetry import identity_of, tracer
 from ..upstream.answer import Answer
 from ..upstream.outbound import Outbound
 from . import operations, references, responses_store
+from .query import classic_version
 
 if TYPE_CHECKING:
     from ..config.model import Account, Model
@@ -153,20 +154,14 @@ async def audio_speech(call: Call) -> Answer:
 async def azure_deployment(call: Call) -> Answer:
     req = call.request
     operation = operations.operation(req.path_params["operation"])
-    versions = req.query_params.getlist("api-version")
-    if len(versions) > 1:
-        raise InvalidRequest("more than one api-version", param="api-version")
-    operations.api_version(versions[0] if versions else None)
+    classic_version(req.query_params)
     return await _proxy(call, operation, req.path_params["model"])
 
 
 @plain
 async def azure_responses(call: Call) -> Answer:
     """Azure's classic shape of the Responses API: the model in the body, an api-version required."""
-    versions = call.request.query_params.getlist("api-version")
-    if len(versions) > 1:
-        raise InvalidRequest("more than one api-version", param="api-version")
-    operations.api_version(versions[0] if versions else None)
+    classic_version(call.request.query_params)
     return await _proxy(call, "responses", None)
 
 

@@ -33,6 +33,7 @@ from ..upstream.outbound import Body, Outbound
 from ..upstream.response import to_starlette
 from . import form_writer, handlers, multipart, operations
 from .multipart import Spec, Text
+from .query import classic_version
 
 if TYPE_CHECKING:
     from ..config.model import Account, Target
@@ -152,10 +153,7 @@ def _work(operation: str, deployments: bool) -> Work:
     async def work(call: Call) -> Response:
         if not deployments:
             return await _media(call, operation, None)
-        versions = call.request.query_params.getlist("api-version")
-        if len(versions) > 1:
-            raise InvalidRequest("more than one api-version", param="api-version")
-        operations.api_version(versions[0] if versions else None)
+        classic_version(call.request.query_params)
         return await _media(call, operation, call.request.path_params["model"])
 
     return work

@@ -26,15 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidRequest, NotFound
-from ..objects.access import may_use
-from . import files, responses_store, vector_store_access
+from ..errors import InvalidRequest
+from . import by_id, files, responses_store, vector_store_access
 
 if TYPE_CHECKING:
     from ..auth.identities import Principal
     from ..config.model import Model
     from ..config.snapshot import View
-    from ..objects.store import Owned
     from ..runtime import Gateway
 
 MARKERS = (b"_id", b'"id"', b"container", b"\\u")
@@ -63,17 +61,9 @@ class Reference:
     field: str          # where, e.g. "input[0].content[1].file_id" (keys only when plain)
 
 
-def _not_found(kind: str) -> NotFound:
-    """The 404 of an unknown object of `kind`, the same body its by-id routes answer."""
-    if kind == "file":
-        return files.no_such_file()
-    if kind == "response":
-        return responses_store.no_such_response()
-    return vector_store_access.no_such_store()
-
-
-_PATTERNS: Mapping[str, re.Pattern[str]] = {"file": files.FILE_ID, "response": responses_store.RESPONSE_ID,
-                                            "vector_store": vector_store_access.STORE_ID}
+KINDS: Mapping[str, by_id.Kind] = {"file": files.KIND, "response": responses_store.BY_ID,
+                                  "vector_store": vector_store_access.BY_ID}
+"""Each ObjectStore kind a body may reference: its id's shape, and the 404 its by-id routes answer."""
 
 
 # -- finding them --------------------------------------------------------------------------------------
@@ -167,7 +157,7 @@ async def confine(gw: Gateway, view: View, principal: Principal, model: Model, d
         return model
     where: dict[str, Reference] = {}
     for ref in refs:
-        owned = await _usable(gw, view, principal, ref)
+        owned = await by_id.usable(gw, view, principal, KINDS[ref.kind], ref.object_id)
         where.setdefault(owned.account, ref)
     if len(where) > 1:
         first, second = list(where.values())[:2]
@@ -179,12 +169,3 @@ async def confine(gw: Gateway, view: View, principal: Principal, model: Model, d
         raise InvalidRequest(f"{ref.field} is held by an account model {model.name!r} does not use",
                              param=ref.field)
     return model if targets == model.targets else replace(model, targets=targets)
-
-
-async def _usable(gw: Gateway, view: View, principal: Principal, ref: Reference) -> Owned:
-    if not _PATTERNS[ref.kind].match(ref.object_id):
-        raise _not_found(ref.kind)
-    owned = await gw.objects.find(ref.kind, ref.object_id)
-    if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise _not_found(ref.kind)
-    return owned

@@ -19,22 +19,20 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
-from ..callers import authenticate
 from ..errors import GatewayError, InvalidRequest, NotFound, Unavailable, UpstreamError
 from ..http import Route, route
-from ..objects.access import may_use
 from ..objects.store import Owned
 from ..upstream.answer import Answer
 from ..upstream.response import to_starlette
 from ..upstream.scoped import AccountRequest, send
-from . import operations
+from . import by_id
+from .query import allowlisted
 
 if TYPE_CHECKING:
     from ..auth.identities import Principal
@@ -69,9 +67,16 @@ _QUERY: Mapping[str, Mapping[str, re.Pattern[str]]] = {
 """The query parameters passed on, per action, and what their values must look like."""
 
 
+_ARRAYS = frozenset({"include", "include[]"})
+"""Query parameters that may be given more than once (an array)."""
+
+
 def no_such_response() -> NotFound:
     """One answer for an unknown, malformed or foreign id: nothing tells them apart."""
     return NotFound(NO_SUCH)
+
+
+BY_ID = by_id.Kind(KIND, "response", "response_id", RESPONSE_ID, no_such_response)
 
 
 # -- creating ------------------------------------------------------------------------------------------
@@ -208,51 +213,12 @@ async def _prefixed(held: list[bytes], rest: AsyncIterator[bytes]) -> AsyncItera
 
 # -- using one -----------------------------------------------------------------------------------------
 
-async def _usable(gw: Gateway, view: View, principal: Principal, ident: str) -> Owned:
-    """The record of a response the caller may use; 404 for a malformed id, an unknown one and
-    someone else's alike."""
-    if not RESPONSE_ID.match(ident):
-        raise no_such_response()
-    owned = await gw.objects.find(KIND, ident)
-    if owned is None or not may_use(owned, principal.principals, view.policy):
-        raise no_such_response()
-    return owned
-
-
-def _query(params: QueryParams, allowed: Mapping[str, re.Pattern[str]], azure: bool
-           ) -> Sequence[tuple[str, str]]:
-    """The allowlisted query parameters, checked; the classic shape's api-version is checked and
-    dropped (the v1 surface takes none)."""
-    kept: list[tuple[str, str]] = []
-    for name, value in params.multi_items():
-        if azure and name == "api-version":
-            continue
-        pattern = allowed.get(name)
-        if pattern is None:
-            raise InvalidRequest("a query parameter is not supported here; supported: "
-                                 + (", ".join(allowed) or "none"))
-        if not pattern.match(value):
-            raise InvalidRequest(f"query parameter {name} has an invalid value", param=name)
-        kept.append((name, value))
-    if azure:
-        versions = params.getlist("api-version")
-        if len(versions) > 1:
-            raise InvalidRequest("more than one api-version", param="api-version")
-        operations.api_version(versions[0] if versions else None)
-    return kept
-
-
 async def _use(call: Call, action: str | None, azure: bool) -> Response:
-    gw, view, principal = await authenticate(call)
+    found = await by_id.find(call, BY_ID)
+    gw, owned, account = found.gw, found.owned, found.account
     req = call.request
     named = action or ("delete" if req.method == "DELETE" else "retrieve")
-    query = _query(req.query_params, _QUERY[named], azure)
-    owned = await _usable(gw, view, principal, req.path_params["response_id"])
-    call.model, call.account = owned.model, owned.account
-    account = view.accounts.get(owned.account)
-    if account is None:
-        raise Unavailable(f"account {owned.account!r}, which holds response {owned.object_id}, is not usable",
-                          public="the account holding this response is not usable now")
+    query = allowlisted(req.query_params, _QUERY[named], classic=azure, repeatable=_ARRAYS)
     path = (COLLECTION, owned.object_id, *((action,) if action else ()))
     streamed = ("stream", "true") in query     # the upstream's events, relayed as they arrive
     answer = await send(gw.forwarder.transport, account, AccountRequest(

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidRequest, NotFound
 from ..objects.access import may_use
 from ..upstream.scoped import AccountRequest, send
-from . import by_id, operations
+from . import by_id
 from .files import FILE_ID, no_such_file
+from .query import allowlisted
 
 if TYPE_CHECKING:
     from ..auth.identities import Principal
@@ -67,27 +68,8 @@ async def store_of(call: Call) -> Store:
 
 def query_of(call: Call, allowed: Mapping[str, re.Pattern[str]],
              classic: bool) -> tuple[tuple[str, str], ...]:
-    """The allowlisted query parameters, each at most once and well formed. The classic shape's
-    api-version is checked and not passed on (the v1 surface takes none)."""
-    params = call.request.query_params
-    kept: list[tuple[str, str]] = []
-    for name in dict.fromkeys(params.keys()):
-        values = params.getlist(name)
-        if len(values) > 1:
-            raise InvalidRequest(f"query parameter {name} is given more than once", param=name)
-        if classic and name == "api-version":
-            operations.api_version(values[0])
-            continue
-        pattern = allowed.get(name)
-        if pattern is None:
-            raise InvalidRequest("a query parameter is not supported here; supported: "
-                                 + (", ".join(allowed) or "none"))
-        if not pattern.match(values[0]):
-            raise InvalidRequest(f"query parameter {name} has an invalid value", param=name)
-        kept.append((name, values[0]))
-    if classic and "api-version" not in params:
-        operations.api_version(None)
-    return tuple(kept)
+    """The allowlisted query parameters, each at most once and well formed (see `query`)."""
+    return allowlisted(call.request.query_params, allowed, classic=classic)
 
 
 async def body_of(call: Call, allowed: Iterable[str], max_bytes: int) -> dict[str, Any]:
