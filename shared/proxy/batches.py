@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
@@ -33,7 +33,7 @@ from ..upstream.scoped import AccountRequest, send
 from . import batch_results, by_id, listing, recording
 from .batch_create import CreateRequest, creation, upload_rewritten
 from .batch_input import Rewritten
-from .files import FILE_ID, classic, no_such_file
+from .files import FILE_ID, by_method, classic, no_such_file
 
 if TYPE_CHECKING:
     from ..config.model import Account
@@ -169,16 +169,6 @@ async def list_batches(call: Call) -> Response:
 
 # -- routes --------------------------------------------------------------------------------------------
 
-Work = Callable[["Call"], Awaitable[Response]]
-
-
-def _by_method(works: dict[str, Work]) -> Work:
-    async def dispatch(call: Call) -> Response:
-        return await works[call.request.method](call)
-
-    return dispatch
-
-
 def routes() -> tuple[Route, ...]:
     """The batch routes on the three shapes: /v1, /openai/v1 and the classic /openai (api-version)."""
     shapes = (("v1/batches", ""), ("openai/v1/batches", "_azure_v1"), ("openai/batches", "_azure"))
@@ -187,7 +177,7 @@ def routes() -> tuple[Route, ...]:
         wrap = classic if suffix == "_azure" else (lambda w: w)
         out += [
             route(path, ("GET", "POST"), f"batches{suffix}",
-                  wrap(_by_method({"GET": list_batches, "POST": create}))),
+                  wrap(by_method({"GET": list_batches, "POST": create}))),
             route(path + "/{batch_id}", ("GET",), f"batch{suffix}", wrap(retrieve)),
             route(path + "/{batch_id}/cancel", ("POST",), f"batch_cancel{suffix}", wrap(cancel)),
         ]

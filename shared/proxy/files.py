@@ -120,7 +120,7 @@ def classic(work: Work) -> Work:
     return checked
 
 
-def _by_method(works: dict[str, Work]) -> Work:
+def by_method(works: dict[str, Work]) -> Work:
     """One route per path (both hosts match a path once), each method its own work."""
 
     async def dispatch(call: Call) -> Response:
@@ -137,9 +137,9 @@ def routes(create: Work) -> tuple[Route, ...]:
         wrap = classic if suffix == "_azure" else (lambda w: w)
         out += [
             route(path, ("GET", "POST"), f"files{suffix}",
-                  wrap(_by_method({"GET": list_files, "POST": create}))),
+                  wrap(by_method({"GET": list_files, "POST": create}))),
             route(path + "/{file_id}", ("GET", "DELETE"), f"file{suffix}",
-                  wrap(_by_method({"GET": retrieve, "DELETE": delete}))),
+                  wrap(by_method({"GET": retrieve, "DELETE": delete}))),
             route(path + "/{file_id}/content", ("GET",), f"file_content{suffix}", wrap(content)),
         ]
     return tuple(out)
