@@ -36,13 +36,13 @@ async def _stored(call: Call, section: str, what: str) -> tuple[Any, Any]:
 
 
 def _unusable(name: str, exc: ConfigError) -> dict[str, Any]:
-    return {"name": name, "ok": False, "error": f"the stored document is not valid: {exc}"}
+    return {"name": name, "ok": False, "error": f"the gateway does not use it as stored: {exc}"}
 
 
 async def check_provider(call: Call) -> Response:
     gw, doc = await _stored(call, "identity_providers", "check identity providers")
     try:
-        provider = parse_item("identity_providers", doc, allowlist=None)
+        provider = parse_item("identity_providers", doc, allowlist=gw.allowlist)   # as the gateway would
     except ConfigError as exc:
         return JSONResponse(_unusable(doc["name"], exc))
     keys = await gw.authenticator.check(provider)
@@ -54,7 +54,7 @@ async def check_provider(call: Call) -> Response:
 async def check_account(call: Call) -> Response:
     gw, doc = await _stored(call, "accounts", "check accounts")
     try:
-        account = parse_item("accounts", doc, allowlist=None)
+        account = parse_item("accounts", doc, allowlist=gw.allowlist)
     except ConfigError as exc:
         return JSONResponse(_unusable(doc["name"], exc))
     report = await gw.credentials.check(account)

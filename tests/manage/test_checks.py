@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.emulator import AzureOpenAIEmulator
 from sandbox.idp import DevIdentityProvider
-from tests.harness import EMULATOR_KEY, NewWorld, World, free_port, sandbox_config
+from tests.harness import EMULATOR_KEY, EMULATOR_KEY_ENV, NewWorld, World, free_port, sandbox_config
 from tests.manage.conftest import ROOT_ADMIN
 
 CLOSED = free_port()      # nothing listens there
@@ -23,6 +23,11 @@ def world(new_world: NewWorld, idp: DevIdentityProvider, emulator: AzureOpenAIEm
     doc["accounts"].append({"name": "keyless", "kind": "azure-openai", "endpoint": emulator.url,
                             "auth": {"type": "api-key", "key_env": "GATEWAY_SECRET_NOT_SET"}})
     with new_world(config=doc, env={"GATEWAY_ADMINS": ROOT_ADMIN}) as started:
+        # stored while another allowlist was in force (a host the running gateway does not admit)
+        doc["accounts"].append({"name": "elsewhere", "kind": "azure-openai",
+                                "endpoint": "https://upstream.internal",
+                                "auth": {"type": "api-key", "key_env": EMULATOR_KEY_ENV}})
+        started.tables.apply(doc, GATEWAY_UPSTREAM_HOSTS="upstream.internal")
         yield started
 
 
@@ -53,6 +58,15 @@ def test_an_account_without_its_secret_names_the_field_to_fix(world: World) -> N
     report = world.api("root").post("accounts/keyless/check").json()
     assert report["ok"] is False and report["field"] == "key_env"
     assert "GATEWAY_SECRET_NOT_SET" in report["error"]
+
+
+def test_an_account_the_allowlist_refuses_is_reported_and_never_used(world: World) -> None:
+    """The check acts as the gateway does: an account its allowlist refuses is not asked for a
+    credential (its key is set: a check that ignored the allowlist would say ok)."""
+    report = world.api("root").post("accounts/elsewhere/check").json()
+    assert report["ok"] is False
+    assert report["error"].startswith("the gateway does not use it as stored: ")
+    assert "endpoint" in report["error"]
 
 
 @pytest.mark.parametrize(("who", "path", "status"), [
