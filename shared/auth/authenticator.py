@@ -100,10 +100,10 @@ class Authenticator:
         identities = match_identities(provider.name, claims, config.external_identities)
         principal = Principal(provider=provider.name, unique_id=verified.unique_id, email=verified.email,
                               identities=identities)
-        unknown = unknown_conditions(provider.name, claims, config.external_identities, looked_up=problem)
-        if trace is not None:
+        if trace is not None:   # explain only: a request needs no account of what could not be decided
             trace.passed("identities", ", ".join(sorted(identities)) or "no external identity matches")
-            for condition in unknown:
+            for condition in unknown_conditions(provider.name, claims, config.external_identities,
+                                                looked_up=problem):
                 trace.failed("groups", condition.why)
         if problem is None:     # an unanswered Graph lookup is asked again, not held for the token's life
             self.tokens.put(token_digest, CachedToken(
