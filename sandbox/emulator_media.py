@@ -135,36 +135,28 @@ class Media:
 
     async def _events(self, request: web.BaseRequest, events: list[bytes],
                       headers: dict[str, str]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
-        try:
-            await response.prepare(request)
-            for index, event in enumerate(events):
-                if index:
-                    await asyncio.sleep(self.interval)
-                self.produced += 1      # before the write: the caller may read it before write returns
-                await response.write(event)
-                if index == 0 and self.hold is not None:
-                    await asyncio.to_thread(self.hold.wait, 30)
-            await response.write_eof()
-        except ConnectionError:
-            log.debug("client went away mid-transcript")
-        return response
+        return await self._paced(request, events, {"Content-Type": "text/event-stream", **headers})
 
     async def _speak(self, request: web.BaseRequest, chunks: list[bytes],
                      headers: dict[str, str]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "audio/mpeg", **headers})
+        return await self._paced(request, chunks, {"Content-Type": "audio/mpeg", **headers})
+
+    async def _paced(self, request: web.BaseRequest, pieces: list[bytes],
+                     headers: dict[str, str]) -> web.StreamResponse:
+        """`pieces` written `interval` apart (held after the first while `hold` is unset)."""
+        response = web.StreamResponse(headers=headers)
         try:
             await response.prepare(request)
-            for index, chunk in enumerate(chunks):
+            for index, piece in enumerate(pieces):
                 if index:
                     await asyncio.sleep(self.interval)
                 self.produced += 1      # before the write: the caller may read it before write returns
-                await response.write(chunk)
+                await response.write(piece)
                 if index == 0 and self.hold is not None:
                     await asyncio.to_thread(self.hold.wait, 30)
             await response.write_eof()
         except ConnectionError:
-            log.debug("client went away mid-speech")
+            log.debug("client went away mid-answer")
         return response
 
 
